@@ -1,0 +1,21 @@
+//! Layers. Each caches in training-mode `forward` exactly what its
+//! `backward` needs, and accumulates parameter gradients.
+
+mod batchnorm;
+mod conv;
+mod dropout;
+mod linear;
+mod simple;
+mod time_embedding;
+
+pub use batchnorm::BatchNorm;
+pub use conv::Conv2d;
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use simple::{Flatten, MaxPool2d, ReLU, Sequential};
+pub use time_embedding::SinusoidalTimeEmbedding;
+
+/// Batch norm over `[N, C]` (statistics per feature).
+pub type BatchNorm1d = BatchNorm;
+/// Batch norm over `[N, C, H, W]` (statistics per channel).
+pub type BatchNorm2d = BatchNorm;

@@ -1,0 +1,194 @@
+//! Optimisers: Adam (coupled L2), AdamW (decoupled decay), SGD with momentum.
+//!
+//! State is kept per parameter *name*, so an optimiser can be saved to and
+//! restored from a checkpoint ([`Optimizer::state`] / [`Optimizer::load_state`]).
+
+use std::collections::BTreeMap;
+
+use noprop_tensor::ops::{self, AdamHyper};
+use noprop_tensor::Tensor;
+
+use crate::{Error, ParamMut, Result};
+
+/// A first-order optimiser.
+pub trait Optimizer: Send {
+    /// Update every parameter from its gradient (gradients are not cleared).
+    fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()>;
+    /// Named state tensors (for checkpoints), including the step counter as a
+    /// one-element tensor named `step`.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restore state written by [`Optimizer::state`].
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()>;
+    /// The learning rate.
+    fn lr(&self) -> f64;
+    /// Change the learning rate (schedules).
+    fn set_lr(&mut self, lr: f64);
+}
+
+/// Adam or AdamW.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    /// Hyper-parameters.
+    pub hyper: AdamHyper,
+    t: u64,
+    m: BTreeMap<String, Tensor>,
+    v: BTreeMap<String, Tensor>,
+}
+
+impl Adam {
+    /// Adam with coupled L2 weight decay (`torch.optim.Adam`), betas (0.9, 0.999), ε = 1e-8.
+    pub fn adam(lr: f64, weight_decay: f64) -> Self {
+        Self::with_hyper(AdamHyper {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay,
+            decoupled: false,
+        })
+    }
+
+    /// AdamW with decoupled weight decay (`torch.optim.AdamW`), betas (0.9, 0.999), ε = 1e-8.
+    pub fn adamw(lr: f64, weight_decay: f64) -> Self {
+        Self::with_hyper(AdamHyper {
+            decoupled: true,
+            ..Self::adam(lr, weight_decay).hyper
+        })
+    }
+
+    /// From explicit hyper-parameters.
+    pub fn with_hyper(hyper: AdamHyper) -> Self {
+        Adam {
+            hyper,
+            t: 0,
+            m: BTreeMap::new(),
+            v: BTreeMap::new(),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
+        self.t += 1;
+        for p in params {
+            let m = self.m.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
+            let v = self.v.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
+            if m.shape() != p.value.shape() {
+                return Err(Error::OptimizerState {
+                    what: format!("state for `{}` has shape {:?}, parameter {:?}", p.name, m.shape(), p.value.shape()),
+                });
+            }
+            ops::adam_update(p.value, p.grad, m, v, &self.hyper, self.t)?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("step".to_string(), Tensor::scalar(self.t as f64, noprop_tensor::DType::F64))];
+        for (k, t) in &self.m {
+            out.push((format!("{k}.exp_avg"), t.clone()));
+        }
+        for (k, t) in &self.v {
+            out.push((format!("{k}.exp_avg_sq"), t.clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        self.m.clear();
+        self.v.clear();
+        self.t = 0;
+        for (k, t) in state {
+            if k == "step" {
+                self.t = t.item()? as u64;
+            } else if let Some(n) = k.strip_suffix(".exp_avg_sq") {
+                self.v.insert(n.to_string(), t);
+            } else if let Some(n) = k.strip_suffix(".exp_avg") {
+                self.m.insert(n.to_string(), t);
+            } else {
+                return Err(Error::OptimizerState {
+                    what: format!("unknown Adam state entry `{k}`"),
+                });
+            }
+        }
+        if self.m.len() != self.v.len() {
+            return Err(Error::OptimizerState {
+                what: "first and second moments name different parameters".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.hyper.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.hyper.lr = lr;
+    }
+}
+
+/// SGD with momentum and coupled weight decay (`torch.optim.SGD`, no dampening, not Nesterov).
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum μ.
+    pub momentum: f64,
+    /// Weight decay λ.
+    pub weight_decay: f64,
+    buf: BTreeMap<String, Tensor>,
+}
+
+impl Sgd {
+    /// SGD with momentum.
+    pub fn new(lr: f64, momentum: f64, weight_decay: f64) -> Self {
+        Sgd {
+            lr,
+            momentum,
+            weight_decay,
+            buf: BTreeMap::new(),
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
+        for p in params {
+            let b = self.buf.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
+            ops::sgd_momentum_update(p.value, p.grad, b, self.lr, self.momentum, self.weight_decay)?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.buf
+            .iter()
+            .map(|(k, t)| (format!("{k}.momentum_buffer"), t.clone()))
+            .collect()
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        self.buf.clear();
+        for (k, t) in state {
+            let n = k.strip_suffix(".momentum_buffer").ok_or_else(|| Error::OptimizerState {
+                what: format!("unknown SGD state entry `{k}`"),
+            })?;
+            self.buf.insert(n.to_string(), t);
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+}

@@ -1,0 +1,74 @@
+//! Devices a [`Tensor`](crate::Tensor) can live on.
+//!
+//! The pattern follows candle: a runtime enum at the surface, and a stub CUDA
+//! device when the `cuda` feature is off, so every caller compiles the same
+//! way and a missing backend is a typed error instead of a panic.
+
+use crate::{Error, Result};
+
+/// Where a tensor's storage lives and where its kernels run.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// Host memory, rayon kernels.
+    #[default]
+    Cpu,
+    /// A CUDA GPU.
+    Cuda(CudaDevice),
+}
+
+impl Device {
+    /// Parse `cpu`, `cuda`, `cuda:N` or `auto`.
+    ///
+    /// `auto` picks CUDA device 0 when it can be opened and the CPU otherwise;
+    /// the returned string says which and why.
+    pub fn parse(spec: &str) -> Result<(Device, String)> {
+        match spec {
+            "cpu" => Ok((Device::Cpu, "cpu (requested)".to_string())),
+            "auto" => match CudaDevice::new(0) {
+                Ok(d) => Ok((Device::Cuda(d), "cuda:0 (auto: a CUDA device opened)".into())),
+                Err(e) => Ok((Device::Cpu, format!("cpu (auto: no CUDA device: {e})"))),
+            },
+            s if s == "cuda" || s.starts_with("cuda:") => {
+                let ordinal = match s.strip_prefix("cuda:") {
+                    None => 0,
+                    Some(n) => n.parse().map_err(|_| Error::InvalidArgument {
+                        op: "Device::parse",
+                        why: format!("`{s}`: the CUDA ordinal must be a number"),
+                    })?,
+                };
+                Ok((Device::Cuda(CudaDevice::new(ordinal)?), format!("cuda:{ordinal} (requested)")))
+            }
+            other => Err(Error::InvalidArgument {
+                op: "Device::parse",
+                why: format!("unknown device `{other}` (expected cpu, cuda, cuda:N or auto)"),
+            }),
+        }
+    }
+
+    /// True for [`Device::Cpu`].
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+}
+
+/// A handle to one CUDA GPU.
+///
+/// This build has no CUDA backend: [`CudaDevice::new`] always fails with
+/// [`Error::CudaNotCompiled`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CudaDevice {
+    ordinal: usize,
+}
+
+impl CudaDevice {
+    /// Open CUDA device `ordinal`.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        let _ = ordinal;
+        Err(Error::CudaNotCompiled)
+    }
+
+    /// The device's ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+}

@@ -1,0 +1,77 @@
+//! The error type of `noprop-tensor`.
+
+use crate::DType;
+
+/// Everything that can go wrong in a tensor operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two shapes that must agree do not.
+    #[error("shape mismatch in {op}: expected {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// The operation that checked the shapes.
+        op: &'static str,
+        /// The shape it needed.
+        expected: Vec<usize>,
+        /// The shape it was given.
+        got: Vec<usize>,
+    },
+    /// A shape is not valid for an operation (wrong rank, too small, ...).
+    #[error("invalid shape for {op}: {shape:?} ({why})")]
+    InvalidShape {
+        /// The operation.
+        op: &'static str,
+        /// The offending shape.
+        shape: Vec<usize>,
+        /// Why it is invalid.
+        why: &'static str,
+    },
+    /// The element count of a buffer does not match the shape it should fill.
+    #[error("{op}: buffer holds {len} elements but shape {shape:?} needs {needed}")]
+    LengthMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The shape requested.
+        shape: Vec<usize>,
+        /// Elements needed by the shape.
+        needed: usize,
+        /// Elements in the buffer.
+        len: usize,
+    },
+    /// Operands of one operation have different element types.
+    #[error("dtype mismatch in {op}: expected {expected:?}, got {got:?}")]
+    DTypeMismatch {
+        /// The operation.
+        op: &'static str,
+        /// The dtype it needed.
+        expected: DType,
+        /// The dtype it was given.
+        got: DType,
+    },
+    /// A class label is outside `0..classes`.
+    #[error("{op}: label {label} at row {row} is not below the class count {classes}")]
+    LabelOutOfRange {
+        /// The operation.
+        op: &'static str,
+        /// Row of the batch.
+        row: usize,
+        /// The label found.
+        label: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// An argument is outside its legal range.
+    #[error("invalid argument to {op}: {why}")]
+    InvalidArgument {
+        /// The operation.
+        op: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+    /// The crate was built without the `cuda` feature.
+    #[error("CUDA support was not compiled in: rebuild with `--features cuda`")]
+    CudaNotCompiled,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,126 @@
+//! Fused optimiser updates: one pass over a parameter tensor per step.
+
+use rayon::prelude::*;
+
+#[allow(unused_imports)]
+use super::num::*;
+
+use super::CHUNK;
+use crate::{with_dtype, Elem, Error, Result, Tensor};
+
+/// Adam / AdamW hyper-parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay β₁.
+    pub beta1: f64,
+    /// Second-moment decay β₂.
+    pub beta2: f64,
+    /// Denominator ε.
+    pub eps: f64,
+    /// Weight decay λ.
+    pub weight_decay: f64,
+    /// AdamW (Loshchilov & Hutter): `θ ← θ·(1 − lr·λ)` before the Adam step.
+    /// Otherwise Adam with coupled L2: `g ← g + λ·θ`.
+    pub decoupled: bool,
+}
+
+fn check4(op: &'static str, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
+    super::same_shape(op, p, g)?;
+    super::same_shape(op, p, m)?;
+    super::same_shape(op, p, v)
+}
+
+/// One Adam/AdamW step (PyTorch's formulation) at step number `t ≥ 1`:
+///
+/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+/// `θ ← θ − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)`.
+pub fn adam_update(
+    param: &mut Tensor,
+    grad: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    h: &AdamHyper,
+    t: u64,
+) -> Result<()> {
+    check4("adam_update", param, grad, m, v)?;
+    if t == 0 {
+        return Err(Error::InvalidArgument {
+            op: "adam_update",
+            why: "the step number starts at 1".into(),
+        });
+    }
+    let bc1 = 1.0 - h.beta1.powf(t as f64);
+    let bc2 = 1.0 - h.beta2.powf(t as f64);
+    with_dtype!(param.dtype(), T, {
+        let c = |x: f64| T::from_f64_lossy(x);
+        let (b1, b2, eps) = (c(h.beta1), c(h.beta2), c(h.eps));
+        let step = c(h.lr / bc1);
+        let sqrt_bc2 = c(bc2.sqrt());
+        let wd = c(h.weight_decay);
+        let decay = c(1.0 - h.lr * h.weight_decay);
+        let decoupled = h.decoupled;
+        let gs = grad.as_slice::<T>()?;
+        param
+            .as_mut_slice::<T>()?
+            .par_chunks_mut(CHUNK)
+            .zip(m.as_mut_slice::<T>()?.par_chunks_mut(CHUNK))
+            .zip(v.as_mut_slice::<T>()?.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(ci, ((pc, mc), vc))| {
+                let g0 = ci * CHUNK;
+                for j in 0..pc.len() {
+                    let mut g = gs[g0 + j];
+                    let mut p = pc[j];
+                    if decoupled {
+                        p *= decay;
+                    } else {
+                        g += wd * p;
+                    }
+                    let mm = b1 * mc[j] + (T::one() - b1) * g;
+                    let vv = b2 * vc[j] + (T::one() - b2) * g * g;
+                    mc[j] = mm;
+                    vc[j] = vv;
+                    pc[j] = p - step * mm / (vv.sqrt() / sqrt_bc2 + eps);
+                }
+            });
+    });
+    Ok(())
+}
+
+/// One SGD step with momentum μ and coupled weight decay λ (PyTorch's rule,
+/// no dampening): `g ← g + λθ`, `b ← μb + g`, `θ ← θ − lr·b`.
+pub fn sgd_momentum_update(
+    param: &mut Tensor,
+    grad: &Tensor,
+    buf: &mut Tensor,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    super::same_shape("sgd_momentum_update", param, grad)?;
+    super::same_shape("sgd_momentum_update", param, buf)?;
+    with_dtype!(param.dtype(), T, {
+        let (lr, mu, wd) = (
+            T::from_f64_lossy(lr),
+            T::from_f64_lossy(momentum),
+            T::from_f64_lossy(weight_decay),
+        );
+        let gs = grad.as_slice::<T>()?;
+        param
+            .as_mut_slice::<T>()?
+            .par_chunks_mut(CHUNK)
+            .zip(buf.as_mut_slice::<T>()?.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(ci, (pc, bc))| {
+                let g0 = ci * CHUNK;
+                for j in 0..pc.len() {
+                    let g = gs[g0 + j] + wd * pc[j];
+                    bc[j] = mu * bc[j] + g;
+                    pc[j] -= lr * bc[j];
+                }
+            });
+    });
+    Ok(())
+}

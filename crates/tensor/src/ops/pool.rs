@@ -1,0 +1,103 @@
+//! 2×2 max-pooling with stride 2 (floor rounding), with argmax indices.
+
+use rayon::prelude::*;
+
+#[allow(unused_imports)]
+use super::num::*;
+
+use crate::{with_dtype, Error, Result, Tensor};
+
+/// Max-pool `[N, C, H, W]` to `[N, C, H/2, W/2]` (floor).
+///
+/// Returns the output and, per output element, the flat index `iy·W + ix` of
+/// the winning input inside its `H×W` plane. Ties go to the first element in
+/// row-major window order; a NaN in the window wins (it propagates).
+pub fn max_pool2d_forward(x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
+    super::rank("max_pool2d", x, 4)?;
+    let s = x.shape().to_vec();
+    let (h, w) = (s[2], s[3]);
+    if h * w > u32::MAX as usize {
+        return Err(Error::InvalidShape {
+            op: "max_pool2d",
+            shape: s,
+            why: "plane too large for 32-bit indices",
+        });
+    }
+    let (oh, ow) = (h / 2, w / 2);
+    let planes = s[0] * s[1];
+    let mut y = Tensor::zeros(&[s[0], s[1], oh, ow], x.dtype());
+    let mut idx = vec![0u32; planes * oh * ow];
+    if oh * ow == 0 {
+        return Ok((y, idx));
+    }
+    with_dtype!(x.dtype(), T, {
+        let xs = x.as_slice::<T>()?;
+        y.as_mut_slice::<T>()?
+            .par_chunks_mut(oh * ow)
+            .zip(idx.par_chunks_mut(oh * ow))
+            .enumerate()
+            .for_each(|(pl, (yo, io))| {
+                let plane = &xs[pl * h * w..(pl + 1) * h * w];
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = 2 * oy * w + 2 * ox;
+                        let mut bv = plane[best];
+                        for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
+                            let i = (2 * oy + dy) * w + 2 * ox + dx;
+                            let v = plane[i];
+                            if v > bv || (v.is_nan() && !bv.is_nan()) {
+                                bv = v;
+                                best = i;
+                            }
+                        }
+                        yo[oy * ow + ox] = bv;
+                        io[oy * ow + ox] = best as u32;
+                    }
+                }
+            });
+    });
+    Ok((y, idx))
+}
+
+/// Backward of [`max_pool2d_forward`]: route each `dy` to its argmax.
+pub fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Result<Tensor> {
+    super::rank("max_pool2d_backward", dy, 4)?;
+    if x_shape.len() != 4 {
+        return Err(Error::InvalidShape {
+            op: "max_pool2d_backward",
+            shape: x_shape.to_vec(),
+            why: "expected a 4-D NCHW input shape",
+        });
+    }
+    let (h, w) = (x_shape[2], x_shape[3]);
+    dy.expect_shape("max_pool2d_backward", &[x_shape[0], x_shape[1], h / 2, w / 2])?;
+    if idx.len() != dy.numel() {
+        return Err(Error::LengthMismatch {
+            op: "max_pool2d_backward (indices)",
+            shape: dy.shape().to_vec(),
+            needed: dy.numel(),
+            len: idx.len(),
+        });
+    }
+    let p = (h / 2) * (w / 2);
+    let mut dx = Tensor::zeros(x_shape, dy.dtype());
+    if p == 0 || h * w == 0 {
+        return Ok(dx);
+    }
+    with_dtype!(dy.dtype(), T, {
+        let dys = dy.as_slice::<T>()?;
+        dx.as_mut_slice::<T>()?
+            .par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(pl, plane)| {
+                for j in 0..p {
+                    let i = idx[pl * p + j] as usize;
+                    if i < plane.len() {
+                        plane[i] += dys[pl * p + j];
+                    }
+                }
+            });
+    });
+    Ok(dx)
+}
+

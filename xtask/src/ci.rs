@@ -1,0 +1,52 @@
+//! `cargo xtask ci`: the checks `.ci/run` performs once its installs are done.
+//!
+//! The steps live in one list, [`STEPS`], that `.ci/run` also executes (it
+//! calls `cargo xtask ci`), so the two can never drift apart.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Options of `cargo xtask ci`.
+#[derive(clap::Args, Debug)]
+pub struct CiArgs {
+    /// Skip `cargo fmt --check` and clippy (run the tests only).
+    #[arg(long)]
+    pub tests_only: bool,
+}
+
+/// The CI steps, in order: a name and the cargo arguments.
+pub const STEPS: &[(&str, &[&str])] = &[
+    ("format", &["fmt", "--all", "--check"]),
+    (
+        "clippy",
+        &["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"],
+    ),
+    ("docs", &["doc", "--workspace", "--no-deps", "--release"]),
+    // The README's test command.
+    ("tests", &["test", "--workspace", "--release"]),
+];
+
+/// Run every step, stopping at the first failure.
+pub fn run(args: CiArgs) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    for (name, cargo_args) in STEPS {
+        if args.tests_only && *name != "tests" {
+            continue;
+        }
+        eprintln!("==> ci step `{name}`: cargo {}", cargo_args.join(" "));
+        let mut cmd = Command::new(&cargo);
+        cmd.args(*cargo_args);
+        if *name == "docs" {
+            cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("could not start `cargo {}`", cargo_args.join(" ")))?;
+        if !status.success() {
+            bail!("ci step `{name}` failed ({status})");
+        }
+    }
+    eprintln!("==> all ci steps passed");
+    Ok(())
+}
