@@ -34,9 +34,14 @@ fn bytes_of(t: &Tensor) -> Vec<u8> {
 }
 
 /// Serialise named tensors plus string metadata to safetensors bytes.
-pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
-    let raw: Vec<(String, Vec<u8>, &Tensor)> =
-        tensors.iter().map(|(n, t)| (n.clone(), bytes_of(t), t)).collect();
+pub fn to_bytes(
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let raw: Vec<(String, Vec<u8>, &Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), bytes_of(t), t))
+        .collect();
     let mut views = Vec::with_capacity(raw.len());
     for (n, b, t) in &raw {
         let dt = match t.dtype() {
@@ -56,23 +61,32 @@ pub fn to_bytes(tensors: &[(String, Tensor)], metadata: &HashMap<String, String>
 }
 
 /// Parse safetensors bytes into named tensors (file order) and metadata.
-pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn from_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
     let bad = |what: String| Error::Checkpoint {
         path: path.to_path_buf(),
         what,
     };
-    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();
     for name in names {
-        let v = st.tensor(&name).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        let v = st
+            .tensor(&name)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         let shape = v.shape().to_vec();
         let data = v.data();
         let t = match v.dtype() {
             StDtype::F32 => Tensor::from_vec(
-                data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect::<Vec<_>>(),
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect::<Vec<_>>(),
                 &shape,
             ),
             StDtype::F64 => Tensor::from_vec(
@@ -81,7 +95,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, H
                     .collect::<Vec<_>>(),
                 &shape,
             ),
-            other => return Err(bad(format!("tensor `{name}` has unsupported dtype {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has unsupported dtype {other:?}"
+                )))
+            }
         }
         .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         out.push((name, t));
@@ -91,7 +109,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Vec<(String, Tensor)>, H
 }
 
 /// Atomically write named tensors and metadata to `path`.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let bytes = to_bytes(tensors, metadata).map_err(|e| match e {
         Error::Checkpoint { what, .. } => Error::Checkpoint {
             path: path.to_path_buf(),
@@ -127,7 +149,13 @@ pub fn load_into(
     prefix: &str,
     module: &mut dyn crate::Module,
 ) -> Result<()> {
-    let full = |n: &str| if prefix.is_empty() { n.to_string() } else { format!("{prefix}.{n}") };
+    let full = |n: &str| {
+        if prefix.is_empty() {
+            n.to_string()
+        } else {
+            format!("{prefix}.{n}")
+        }
+    };
     let copy = |name: &str, dst: &mut Tensor| -> Result<()> {
         let key = full(name);
         let src = tensors.get(&key).ok_or_else(|| Error::Checkpoint {
@@ -158,9 +186,23 @@ pub fn load_into(
 
 /// A module's parameters and buffers as named tensors under `prefix.`.
 pub fn named_tensors(prefix: &str, module: &mut dyn crate::Module) -> Vec<(String, Tensor)> {
-    let full = |n: &str| if prefix.is_empty() { n.to_string() } else { format!("{prefix}.{n}") };
-    let mut out: Vec<(String, Tensor)> =
-        module.params().into_iter().map(|p| (full(&p.name), p.value.clone())).collect();
-    out.extend(module.buffers().into_iter().map(|(n, t)| (full(&n), t.clone())));
+    let full = |n: &str| {
+        if prefix.is_empty() {
+            n.to_string()
+        } else {
+            format!("{prefix}.{n}")
+        }
+    };
+    let mut out: Vec<(String, Tensor)> = module
+        .params()
+        .into_iter()
+        .map(|p| (full(&p.name), p.value.clone()))
+        .collect();
+    out.extend(
+        module
+            .buffers()
+            .into_iter()
+            .map(|(n, t)| (full(&n), t.clone())),
+    );
     out
 }

@@ -76,11 +76,22 @@ impl Optimizer for Adam {
     fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
         self.t += 1;
         for p in params {
-            let m = self.m.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
-            let v = self.v.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
+            let m = self
+                .m
+                .entry(p.name.clone())
+                .or_insert_with(|| p.value.zeros_like());
+            let v = self
+                .v
+                .entry(p.name.clone())
+                .or_insert_with(|| p.value.zeros_like());
             if m.shape() != p.value.shape() {
                 return Err(Error::OptimizerState {
-                    what: format!("state for `{}` has shape {:?}, parameter {:?}", p.name, m.shape(), p.value.shape()),
+                    what: format!(
+                        "state for `{}` has shape {:?}, parameter {:?}",
+                        p.name,
+                        m.shape(),
+                        p.value.shape()
+                    ),
                 });
             }
             ops::adam_update(p.value, p.grad, m, v, &self.hyper, self.t)?;
@@ -89,7 +100,10 @@ impl Optimizer for Adam {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("step".to_string(), Tensor::scalar(self.t as f64, noprop_tensor::DType::F64))];
+        let mut out = vec![(
+            "step".to_string(),
+            Tensor::scalar(self.t as f64, noprop_tensor::DType::F64),
+        )];
         for (k, t) in &self.m {
             out.push((format!("{k}.exp_avg"), t.clone()));
         }
@@ -160,8 +174,18 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
         for p in params {
-            let b = self.buf.entry(p.name.clone()).or_insert_with(|| p.value.zeros_like());
-            ops::sgd_momentum_update(p.value, p.grad, b, self.lr, self.momentum, self.weight_decay)?;
+            let b = self
+                .buf
+                .entry(p.name.clone())
+                .or_insert_with(|| p.value.zeros_like());
+            ops::sgd_momentum_update(
+                p.value,
+                p.grad,
+                b,
+                self.lr,
+                self.momentum,
+                self.weight_decay,
+            )?;
         }
         Ok(())
     }
@@ -176,9 +200,11 @@ impl Optimizer for Sgd {
     fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
         self.buf.clear();
         for (k, t) in state {
-            let n = k.strip_suffix(".momentum_buffer").ok_or_else(|| Error::OptimizerState {
-                what: format!("unknown SGD state entry `{k}`"),
-            })?;
+            let n = k
+                .strip_suffix(".momentum_buffer")
+                .ok_or_else(|| Error::OptimizerState {
+                    what: format!("unknown SGD state entry `{k}`"),
+                })?;
             self.buf.insert(n.to_string(), t);
         }
         Ok(())

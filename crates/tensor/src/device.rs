@@ -25,7 +25,10 @@ impl Device {
         match spec {
             "cpu" => Ok((Device::Cpu, "cpu (requested)".to_string())),
             "auto" => match CudaDevice::new(0) {
-                Ok(d) => Ok((Device::Cuda(d), "cuda:0 (auto: a CUDA device opened)".into())),
+                Ok(d) => Ok((
+                    Device::Cuda(d),
+                    "cuda:0 (auto: a CUDA device opened)".into(),
+                )),
                 Err(e) => Ok((Device::Cpu, format!("cpu (auto: no CUDA device: {e})"))),
             },
             s if s == "cuda" || s.starts_with("cuda:") => {
@@ -36,7 +39,10 @@ impl Device {
                         why: format!("`{s}`: the CUDA ordinal must be a number"),
                     })?,
                 };
-                Ok((Device::Cuda(CudaDevice::new(ordinal)?), format!("cuda:{ordinal} (requested)")))
+                Ok((
+                    Device::Cuda(CudaDevice::new(ordinal)?),
+                    format!("cuda:{ordinal} (requested)"),
+                ))
             }
             other => Err(Error::InvalidArgument {
                 op: "Device::parse",

@@ -54,7 +54,12 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 #[inline]
 pub fn block(seed: u64, stream: u64, block: u64) -> [u32; 4] {
     philox4x32_10(
-        [block as u32, (block >> 32) as u32, stream as u32, (stream >> 32) as u32],
+        [
+            block as u32,
+            (block >> 32) as u32,
+            stream as u32,
+            (stream >> 32) as u32,
+        ],
         [seed as u32, (seed >> 32) as u32],
     )
 }
@@ -81,32 +86,36 @@ const PAR_BLOCKS: usize = 4096;
 
 /// Fill `out` with uniforms in `(0, 1)` from blocks starting at `offset`.
 pub fn fill_uniform<T: Elem>(seed: u64, stream: u64, offset: u64, out: &mut [T]) {
-    out.par_chunks_mut(PAR_BLOCKS * 4).enumerate().for_each(|(ci, chunk)| {
-        let base = offset + (ci * PAR_BLOCKS) as u64;
-        for (bi, quad) in chunk.chunks_mut(4).enumerate() {
-            let w = block(seed, stream, base + bi as u64);
-            for (o, &wi) in quad.iter_mut().zip(w.iter()) {
-                *o = T::from_f64_lossy(u32_to_open01(wi));
+    out.par_chunks_mut(PAR_BLOCKS * 4)
+        .enumerate()
+        .for_each(|(ci, chunk)| {
+            let base = offset + (ci * PAR_BLOCKS) as u64;
+            for (bi, quad) in chunk.chunks_mut(4).enumerate() {
+                let w = block(seed, stream, base + bi as u64);
+                for (o, &wi) in quad.iter_mut().zip(w.iter()) {
+                    *o = T::from_f64_lossy(u32_to_open01(wi));
+                }
             }
-        }
-    });
+        });
 }
 
 /// Fill `out` with standard normals from blocks starting at `offset`.
 ///
 /// Each block gives four normals: Box–Muller on lanes (0, 1) and (2, 3).
 pub fn fill_normal<T: Elem>(seed: u64, stream: u64, offset: u64, out: &mut [T]) {
-    out.par_chunks_mut(PAR_BLOCKS * 4).enumerate().for_each(|(ci, chunk)| {
-        let base = offset + (ci * PAR_BLOCKS) as u64;
-        for (bi, quad) in chunk.chunks_mut(4).enumerate() {
-            let w = block(seed, stream, base + bi as u64);
-            let (a, b) = box_muller(w[0], w[1]);
-            let (c, d) = box_muller(w[2], w[3]);
-            for (o, v) in quad.iter_mut().zip([a, b, c, d]) {
-                *o = T::from_f64_lossy(v);
+    out.par_chunks_mut(PAR_BLOCKS * 4)
+        .enumerate()
+        .for_each(|(ci, chunk)| {
+            let base = offset + (ci * PAR_BLOCKS) as u64;
+            for (bi, quad) in chunk.chunks_mut(4).enumerate() {
+                let w = block(seed, stream, base + bi as u64);
+                let (a, b) = box_muller(w[0], w[1]);
+                let (c, d) = box_muller(w[2], w[3]);
+                for (o, v) in quad.iter_mut().zip([a, b, c, d]) {
+                    *o = T::from_f64_lossy(v);
+                }
             }
-        }
-    });
+        });
 }
 
 /// Number of Philox blocks a fill of `n` values consumes.

@@ -163,11 +163,13 @@ impl Tensor {
 
     /// The elements as a slice of `T`; fails if `T` is not the tensor's dtype.
     pub fn as_slice<T: Elem>(&self) -> Result<&[T]> {
-        get_vec::<T>(&self.storage).map(|v| v.as_slice()).ok_or(Error::DTypeMismatch {
-            op: "Tensor::as_slice",
-            expected: T::DTYPE,
-            got: self.dtype(),
-        })
+        get_vec::<T>(&self.storage)
+            .map(|v| v.as_slice())
+            .ok_or(Error::DTypeMismatch {
+                op: "Tensor::as_slice",
+                expected: T::DTYPE,
+                got: self.dtype(),
+            })
     }
 
     /// The elements as a mutable slice of `T`; fails if `T` is not the tensor's dtype.
@@ -223,8 +225,12 @@ impl Tensor {
     /// Convert to another dtype (a copy; a clone when the dtype is the same).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         let storage = match (&self.storage, dtype) {
-            (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(v.iter().map(|&x| x as f64).collect()),
-            (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
+            (CpuStorage::F32(v), DType::F64) => {
+                CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
+            }
+            (CpuStorage::F64(v), DType::F32) => {
+                CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
+            }
             (s, _) => s.clone(),
         };
         Tensor {
@@ -372,9 +378,13 @@ fn wrap_vec<T: Elem>(v: Vec<T>) -> CpuStorage {
 fn get_vec<T: Elem>(s: &CpuStorage) -> Option<&Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (CpuStorage::F32(v), DType::F32) => Some(unsafe { &*(v as *const Vec<f32> as *const Vec<T>) }),
+        (CpuStorage::F32(v), DType::F32) => {
+            Some(unsafe { &*(v as *const Vec<f32> as *const Vec<T>) })
+        }
         // SAFETY: T is f64.
-        (CpuStorage::F64(v), DType::F64) => Some(unsafe { &*(v as *const Vec<f64> as *const Vec<T>) }),
+        (CpuStorage::F64(v), DType::F64) => {
+            Some(unsafe { &*(v as *const Vec<f64> as *const Vec<T>) })
+        }
         _ => None,
     }
 }
@@ -382,9 +392,13 @@ fn get_vec<T: Elem>(s: &CpuStorage) -> Option<&Vec<T>> {
 fn get_vec_mut<T: Elem>(s: &mut CpuStorage) -> Option<&mut Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (CpuStorage::F32(v), DType::F32) => Some(unsafe { &mut *(v as *mut Vec<f32> as *mut Vec<T>) }),
+        (CpuStorage::F32(v), DType::F32) => {
+            Some(unsafe { &mut *(v as *mut Vec<f32> as *mut Vec<T>) })
+        }
         // SAFETY: T is f64.
-        (CpuStorage::F64(v), DType::F64) => Some(unsafe { &mut *(v as *mut Vec<f64> as *mut Vec<T>) }),
+        (CpuStorage::F64(v), DType::F64) => {
+            Some(unsafe { &mut *(v as *mut Vec<f64> as *mut Vec<T>) })
+        }
         _ => None,
     }
 }

@@ -91,7 +91,10 @@ fn gemm_matches_naive_reference_all_transposes() {
                 // Relative to the scale of the dot products (√k for unit normals).
                 let floor = (k as f64).sqrt().max(1.0);
                 let err = max_rel_err(&c.to_vec_f64(), want.as_slice().unwrap(), floor);
-                assert!(err < tol, "gemm {m}x{n}x{k} {ta:?}{tb:?} {dtype:?}: err {err}");
+                assert!(
+                    err < tol,
+                    "gemm {m}x{n}x{k} {ta:?}{tb:?} {dtype:?}: err {err}"
+                );
             }
         }
     }
@@ -153,10 +156,10 @@ const CONV_ZOO: &[(usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 0),
     (2, 3, 7, 5, 4, 1),
     (3, 7, 9, 9, 63, 1),
-    (2, 1, 28, 28, 32, 0),  // MNIST conv1
-    (2, 32, 13, 13, 64, 0), // MNIST conv2
+    (2, 1, 28, 28, 32, 0),   // MNIST conv1
+    (2, 32, 13, 13, 64, 0),  // MNIST conv2
     (2, 64, 11, 11, 128, 0), // MNIST conv3
-    (2, 3, 32, 32, 32, 0),  // CIFAR conv1
+    (2, 3, 32, 32, 32, 0),   // CIFAR conv1
     (0, 3, 5, 5, 2, 0),
 ];
 
@@ -212,7 +215,10 @@ fn conv2d_forward_and_backward_match_naive_reference() {
         let e1 = max_rel_err(&g.dw.to_vec_f64(), dw.as_slice().unwrap(), 1.0);
         let e2 = max_rel_err(&g.dx.unwrap().to_vec_f64(), dx.as_slice().unwrap(), 1.0);
         let e3 = max_rel_err(&g.db.to_vec_f64(), &db, 1.0);
-        assert!(e1 < 1e-11 && e2 < 1e-11 && e3 < 1e-11, "conv bwd zoo {zi}: {e1} {e2} {e3}");
+        assert!(
+            e1 < 1e-11 && e2 < 1e-11 && e3 < 1e-11,
+            "conv bwd zoo {zi}: {e1} {e2} {e3}"
+        );
         // A second backward without a forward is an error, not garbage.
         assert!(ops::conv2d_backward(&dy, &wt, &mut ws, true).is_err());
     }
@@ -257,7 +263,13 @@ fn im2col_col2im_are_adjoint() {
 
 #[test]
 fn max_pool_matches_naive_and_routes_gradients() {
-    for &(n, c, h, w) in &[(1, 1, 2, 2), (2, 3, 7, 7), (2, 32, 26, 26), (1, 128, 9, 9), (1, 1, 1, 5)] {
+    for &(n, c, h, w) in &[
+        (1, 1, 2, 2),
+        (2, 3, 7, 7),
+        (2, 32, 26, 26),
+        (1, 128, 9, 9),
+        (1, 1, 1, 5),
+    ] {
         let x = rand_t(&[n, c, h, w], DType::F64, 31);
         let (y, idx) = ops::max_pool2d_forward(&x).unwrap();
         let x4: Array4<f64> = to_f64(&x).into_dimensionality().unwrap();
@@ -294,7 +306,13 @@ fn max_pool_matches_naive_and_routes_gradients() {
 
 #[test]
 fn batch_norm_matches_naive_reference() {
-    for shape in [vec![7, 1], vec![128, 256], vec![63, 7], vec![2, 3, 5, 5], vec![4, 32, 7, 7]] {
+    for shape in [
+        vec![7, 1],
+        vec![128, 256],
+        vec![63, 7],
+        vec![2, 3, 5, 5],
+        vec![4, 32, 7, 7],
+    ] {
         let x = rand_t(&shape, DType::F64, 41);
         let c = shape[1];
         let gamma = rand_t(&[c], DType::F64, 42);
@@ -318,9 +336,18 @@ fn batch_norm_matches_naive_reference() {
             for &i in &vals {
                 want[i] = g[ci] * (xs[i] - mu) / (var + 1e-5).sqrt() + b[ci];
             }
-            assert_relative_eq!(rm.to_vec_f64()[ci], 0.1 * mu, max_relative = 1e-10, epsilon = 1e-14);
+            assert_relative_eq!(
+                rm.to_vec_f64()[ci],
+                0.1 * mu,
+                max_relative = 1e-10,
+                epsilon = 1e-14
+            );
             let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
-            assert_relative_eq!(rv.to_vec_f64()[ci], 0.9 + 0.1 * unbiased, max_relative = 1e-10);
+            assert_relative_eq!(
+                rv.to_vec_f64()[ci],
+                0.9 + 0.1 * unbiased,
+                max_relative = 1e-10
+            );
         }
         assert!(max_rel_err(&y.to_vec_f64(), &want, 1.0) < 1e-10);
         // Eval with the batch's own stats reproduces the training output.
@@ -345,9 +372,18 @@ fn softmax_family_matches_naive_reference() {
             let z: f64 = r.iter().map(|v| v.exp()).sum();
             for j in 0..m {
                 assert_relative_eq!(p[i * m + j], r[j].exp() / z, max_relative = 1e-12);
-                assert_relative_eq!(lp[i * m + j], r[j] - z.ln(), max_relative = 1e-12, epsilon = 1e-12);
+                assert_relative_eq!(
+                    lp[i * m + j],
+                    r[j] - z.ln(),
+                    max_relative = 1e-12,
+                    epsilon = 1e-12
+                );
                 let onehot = if j == labels[i] { 1.0 } else { 0.0 };
-                assert_relative_eq!(g[i * m + j], (r[j].exp() / z - onehot) / b as f64, epsilon = 1e-14);
+                assert_relative_eq!(
+                    g[i * m + j],
+                    (r[j].exp() / z - onehot) / b as f64,
+                    epsilon = 1e-14
+                );
             }
             want_loss -= r[labels[i]] - z.ln();
         }
@@ -383,10 +419,23 @@ fn reductions_and_elementwise_match_naive() {
         let a = rand_t(&[n], DType::F64, 71);
         let b = rand_t(&[n], DType::F64, 72);
         let (av, bv) = (a.to_vec_f64(), b.to_vec_f64());
-        assert_relative_eq!(ops::sum(&a).unwrap(), av.iter().sum::<f64>(), max_relative = 1e-10);
-        assert_relative_eq!(ops::sum_sq(&a).unwrap(), av.iter().map(|v| v * v).sum::<f64>(), max_relative = 1e-12);
+        assert_relative_eq!(
+            ops::sum(&a).unwrap(),
+            av.iter().sum::<f64>(),
+            max_relative = 1e-10
+        );
+        assert_relative_eq!(
+            ops::sum_sq(&a).unwrap(),
+            av.iter().map(|v| v * v).sum::<f64>(),
+            max_relative = 1e-12
+        );
         let d: f64 = av.iter().zip(&bv).map(|(x, y)| x * y).sum();
-        assert_relative_eq!(ops::dot(&a, &b).unwrap(), d, max_relative = 1e-9, epsilon = 1e-9);
+        assert_relative_eq!(
+            ops::dot(&a, &b).unwrap(),
+            d,
+            max_relative = 1e-9,
+            epsilon = 1e-9
+        );
         let s = ops::add_scaled(2.0, &a, -0.5, &b).unwrap().to_vec_f64();
         let mut y = a.clone();
         ops::axpy(&mut y, 3.0, &b).unwrap();
@@ -434,7 +483,11 @@ fn concat_split_gather_scatter_transpose() {
     // scatter_add is gather's adjoint: <gather(T), S> = <T, scatter(S)>.
     let s = rand_t(&[4, 4], DType::F64, 84);
     let back = ops::scatter_add_rows(&s, &idx, 10).unwrap();
-    assert_relative_eq!(ops::dot(&g, &s).unwrap(), ops::dot(&table, &back).unwrap(), max_relative = 1e-12);
+    assert_relative_eq!(
+        ops::dot(&g, &s).unwrap(),
+        ops::dot(&table, &back).unwrap(),
+        max_relative = 1e-12
+    );
     assert!(ops::gather_rows(&table, &[10]).is_err());
     let t = ops::transpose2d(&b).unwrap();
     let bv = b.to_vec_f64();
@@ -451,8 +504,17 @@ fn ndarray_round_trip_and_views() {
     let t = Tensor::from_ndarray(&a);
     assert_eq!(t.shape(), &[3, 4]);
     let v = t.view::<f32>().unwrap();
-    assert_eq!(v.as_slice().unwrap().as_ptr(), t.as_slice::<f32>().unwrap().as_ptr());
-    assert_eq!(t.to_ndarray::<f32>().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap(), a);
+    assert_eq!(
+        v.as_slice().unwrap().as_ptr(),
+        t.as_slice::<f32>().unwrap().as_ptr()
+    );
+    assert_eq!(
+        t.to_ndarray::<f32>()
+            .unwrap()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap(),
+        a
+    );
     // A transposed (non-contiguous) view is copied in logical order.
     let tt = Tensor::from_ndarray(&a.t());
     assert_eq!(tt.to_vec_f32()[1], a[[1, 0]]);

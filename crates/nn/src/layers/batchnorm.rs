@@ -79,7 +79,10 @@ impl Module for BatchNorm {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let saved = self.saved.take().ok_or(Error::NoForwardCache { layer: "BatchNorm" })?;
+        let saved = self
+            .saved
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "BatchNorm" })?;
         let (dx, dg, db) = ops::batch_norm_backward(dy, &self.gamma, &saved)?;
         ops::add_assign(&mut self.grad_gamma, &dg)?;
         ops::add_assign(&mut self.grad_beta, &db)?;

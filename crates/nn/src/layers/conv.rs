@@ -68,9 +68,20 @@ impl Module for Conv2d {
                 got: x.shape().to_vec(),
             });
         }
-        let y = ops::conv2d_forward(x, &self.weight, Some(&self.bias), self.pad, self.relu, &mut self.ws)?;
+        let y = ops::conv2d_forward(
+            x,
+            &self.weight,
+            Some(&self.bias),
+            self.pad,
+            self.relu,
+            &mut self.ws,
+        )?;
         self.cached = mode == Mode::Train;
-        self.y = if self.relu && self.cached { Some(y.clone()) } else { None };
+        self.y = if self.relu && self.cached {
+            Some(y.clone())
+        } else {
+            None
+        };
         Ok(y)
     }
 

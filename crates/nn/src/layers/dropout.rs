@@ -51,7 +51,10 @@ impl Module for Dropout {
         if self.p == 0.0 {
             return Ok(dy.clone());
         }
-        let mask = self.mask.take().ok_or(Error::NoForwardCache { layer: "Dropout" })?;
+        let mask = self
+            .mask
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "Dropout" })?;
         Ok(ops::mul(dy, &mask)?)
     }
 

@@ -77,7 +77,10 @@ impl Module for Linear {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let x = self.x.take().ok_or(Error::NoForwardCache { layer: "Linear" })?;
+        let x = self
+            .x
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "Linear" })?;
         let masked;
         let dy = match self.y.take() {
             Some(y) => {
@@ -87,7 +90,14 @@ impl Module for Linear {
             None => dy,
         };
         // dW += dyᵀ·x ; db += Σ_rows dy ; dx = dy·W
-        ops::gemm_into(&mut self.grad_w, true, dy, Transpose::Yes, &x, Transpose::No)?;
+        ops::gemm_into(
+            &mut self.grad_w,
+            true,
+            dy,
+            Transpose::Yes,
+            &x,
+            Transpose::No,
+        )?;
         ops::add_assign(&mut self.grad_b, &ops::sum_rows(dy)?)?;
         Ok(ops::matmul(dy, Transpose::No, &self.weight, Transpose::No)?)
     }

@@ -29,7 +29,10 @@ impl Module for ReLU {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let y = self.y.take().ok_or(Error::NoForwardCache { layer: "ReLU" })?;
+        let y = self
+            .y
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "ReLU" })?;
         Ok(ops::relu_backward(dy, &y)?)
     }
 
@@ -61,7 +64,10 @@ impl Module for MaxPool2d {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let (idx, shape) = self.cache.take().ok_or(Error::NoForwardCache { layer: "MaxPool2d" })?;
+        let (idx, shape) = self
+            .cache
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "MaxPool2d" })?;
         Ok(ops::max_pool2d_backward(dy, &idx, &shape)?)
     }
 
@@ -101,7 +107,10 @@ impl Module for Flatten {
     }
 
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let shape = self.shape.take().ok_or(Error::NoForwardCache { layer: "Flatten" })?;
+        let shape = self
+            .shape
+            .take()
+            .ok_or(Error::NoForwardCache { layer: "Flatten" })?;
         Ok(dy.clone().reshape(&shape)?)
     }
 
@@ -118,7 +127,9 @@ pub struct Sequential {
 
 impl std::fmt::Debug for Sequential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.layers.iter().map(|(n, _)| n)).finish()
+        f.debug_list()
+            .entries(self.layers.iter().map(|(n, _)| n))
+            .finish()
     }
 }
 
@@ -174,7 +185,9 @@ impl Module for Sequential {
             .iter_mut()
             .flat_map(|(n, l)| {
                 let n = n.clone();
-                l.buffers().into_iter().map(move |(b, t)| (format!("{n}.{b}"), t))
+                l.buffers()
+                    .into_iter()
+                    .map(move |(b, t)| (format!("{n}.{b}"), t))
             })
             .collect()
     }

@@ -16,7 +16,10 @@ pub struct SinusoidalTimeEmbedding {
 impl SinusoidalTimeEmbedding {
     /// An embedding of even width `dim` (the paper's networks use 64).
     pub fn new(dim: usize) -> Self {
-        assert!(dim % 2 == 0 && dim > 0, "time embedding width must be even and positive");
+        assert!(
+            dim % 2 == 0 && dim > 0,
+            "time embedding width must be even and positive"
+        );
         SinusoidalTimeEmbedding { dim, t: None }
     }
 
@@ -61,7 +64,9 @@ impl Module for SinusoidalTimeEmbedding {
 
     /// `∂L/∂t = Σ_k ω_k·(cos(tω_k)·dy_sin,k − sin(tω_k)·dy_cos,k)`.
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
-        let t = self.t.take().ok_or(Error::NoForwardCache { layer: "SinusoidalTimeEmbedding" })?;
+        let t = self.t.take().ok_or(Error::NoForwardCache {
+            layer: "SinusoidalTimeEmbedding",
+        })?;
         let w = self.frequencies();
         let h = self.dim / 2;
         let mut dt = t.zeros_like();
@@ -73,8 +78,9 @@ impl Module for SinusoidalTimeEmbedding {
                 let mut s = 0.0f64;
                 for (k, &wk) in w.iter().enumerate() {
                     let a = tv as f64 * wk;
-                    s += wk * (a.cos() * dys[i * self.dim + k] as f64
-                        - a.sin() * dys[i * self.dim + h + k] as f64);
+                    s += wk
+                        * (a.cos() * dys[i * self.dim + k] as f64
+                            - a.sin() * dys[i * self.dim + h + k] as f64);
                 }
                 out[i] = s as T;
             }

@@ -242,4 +242,3 @@ pub fn batch_norm_backward(
     });
     Ok((dx, dgamma, dbeta))
 }
-

@@ -48,7 +48,13 @@ fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tens
     t
 }
 
-fn out_hw(op: &'static str, x: &[usize], kh: usize, kw: usize, pad: usize) -> Result<(usize, usize)> {
+fn out_hw(
+    op: &'static str,
+    x: &[usize],
+    kh: usize,
+    kw: usize,
+    pad: usize,
+) -> Result<(usize, usize)> {
     let (h, w) = (x[2] + 2 * pad, x[3] + 2 * pad);
     if h < kh || w < kw {
         return Err(Error::InvalidShape {
@@ -79,30 +85,34 @@ fn im2col_slices<T: Elem>(x: &[T], s: &[usize], kh: usize, kw: usize, pad: usize
     if kk == 0 || oh * ow == 0 {
         return;
     }
-    col.par_chunks_mut(oh * ow * kk).enumerate().for_each(|(n, img_col)| {
-        let img = &x[n * c * h * w..(n + 1) * c * h * w];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                let mut j = 0;
-                for ci in 0..c {
-                    let plane = &img[ci * h * w..(ci + 1) * h * w];
-                    for ky in 0..kh {
-                        let iy = (oy + ky) as isize - pad as isize;
-                        for kx in 0..kw {
-                            let ix = (ox + kx) as isize - pad as isize;
-                            row[j] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                plane[iy as usize * w + ix as usize]
-                            } else {
-                                T::zero()
-                            };
-                            j += 1;
+    col.par_chunks_mut(oh * ow * kk)
+        .enumerate()
+        .for_each(|(n, img_col)| {
+            let img = &x[n * c * h * w..(n + 1) * c * h * w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+                    let mut j = 0;
+                    for ci in 0..c {
+                        let plane = &img[ci * h * w..(ci + 1) * h * w];
+                        for ky in 0..kh {
+                            let iy = (oy + ky) as isize - pad as isize;
+                            for kx in 0..kw {
+                                let ix = (ox + kx) as isize - pad as isize;
+                                row[j] =
+                                    if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w
+                                    {
+                                        plane[iy as usize * w + ix as usize]
+                                    } else {
+                                        T::zero()
+                                    };
+                                j += 1;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// `col2im`: the adjoint of [`im2col`] — sums `[N·OH·OW, C·KH·KW]` back into `[N, C, H, W]`.
@@ -131,28 +141,30 @@ fn col2im_slices<T: Elem>(col: &[T], s: &[usize], kh: usize, kw: usize, pad: usi
         return;
     }
     // One task per image; inside, a fixed loop order: bit-identical for any thread count.
-    dx.par_chunks_mut(c * h * w).enumerate().for_each(|(n, img)| {
-        img.iter_mut().for_each(|v| *v = T::zero());
-        let img_col = &col[n * oh * ow * kk..(n + 1) * oh * ow * kk];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                let mut j = 0;
-                for ci in 0..c {
-                    for ky in 0..kh {
-                        let iy = (oy + ky) as isize - pad as isize;
-                        for kx in 0..kw {
-                            let ix = (ox + kx) as isize - pad as isize;
-                            if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                img[ci * h * w + iy as usize * w + ix as usize] += row[j];
+    dx.par_chunks_mut(c * h * w)
+        .enumerate()
+        .for_each(|(n, img)| {
+            img.iter_mut().for_each(|v| *v = T::zero());
+            let img_col = &col[n * oh * ow * kk..(n + 1) * oh * ow * kk];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+                    let mut j = 0;
+                    for ci in 0..c {
+                        for ky in 0..kh {
+                            let iy = (oy + ky) as isize - pad as isize;
+                            for kx in 0..kw {
+                                let ix = (ox + kx) as isize - pad as isize;
+                                if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                                    img[ci * h * w + iy as usize * w + ix as usize] += row[j];
+                                }
+                                j += 1;
                             }
-                            j += 1;
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Convolution forward: `y = conv(x, w) + b`, then ReLU when `relu` is set.
@@ -209,7 +221,15 @@ pub fn conv2d_forward(
             Some(b) => Some(b.as_slice()?),
             None => None,
         };
-        rows_to_nchw::<T>(tmp.as_slice()?, s[0], oc, oh * ow, bias, relu, y.as_mut_slice()?);
+        rows_to_nchw::<T>(
+            tmp.as_slice()?,
+            s[0],
+            oc,
+            oh * ow,
+            bias,
+            relu,
+            y.as_mut_slice()?,
+        );
     });
     ws.col = Some(col);
     ws.tmp = Some(tmp);

@@ -87,9 +87,12 @@ pub fn add_scaled(alpha: f64, a: &Tensor, beta: f64, b: &Tensor) -> Result<Tenso
     let mut out = a.zeros_like();
     with_dtype!(a.dtype(), T, {
         let (al, be) = (T::from_f64_lossy(alpha), T::from_f64_lossy(beta));
-        map2::<T>(a.as_slice()?, b.as_slice()?, out.as_mut_slice()?, &|x, y| {
-            al * x + be * y
-        });
+        map2::<T>(
+            a.as_slice()?,
+            b.as_slice()?,
+            out.as_mut_slice()?,
+            &|x, y| al * x + be * y,
+        );
     });
     Ok(out)
 }
@@ -182,4 +185,3 @@ pub fn add_bias_rows(y: &mut Tensor, bias: &Tensor) -> Result<()> {
 pub fn bias_relu_rows(y: &mut Tensor, bias: &Tensor) -> Result<()> {
     bias_rows("bias_relu_rows", y, bias, true)
 }
-

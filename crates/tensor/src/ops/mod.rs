@@ -18,7 +18,7 @@ mod shape;
 mod softmax;
 
 pub use batchnorm::{batch_norm_backward, batch_norm_eval, batch_norm_train, BatchNormSaved};
-pub use conv::{conv2d_backward, conv2d_forward, col2im, im2col, Conv2dGrads, ConvWorkspace};
+pub use conv::{col2im, conv2d_backward, conv2d_forward, im2col, Conv2dGrads, ConvWorkspace};
 pub use elementwise::{
     add, add_assign, add_bias_rows, add_scaled, axpy, bias_relu_rows, mul, mul_assign, relu,
     relu_backward, relu_backward_in_place, relu_in_place, scale, scale_in_place, sub,
@@ -26,7 +26,7 @@ pub use elementwise::{
 pub use gemm::{gemm_into, matmul, Transpose};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d_backward, max_pool2d_forward};
-pub use random::{dropout_mask, randn, rand_uniform};
+pub use random::{dropout_mask, rand_uniform, randn};
 pub use reduce::{dot, mean, sum, sum_rows, sum_sq};
 pub use shape::{concat_cols, gather_rows, scatter_add_rows, split_cols, transpose2d};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_cross_entropy};

@@ -70,7 +70,10 @@ pub fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Resul
         });
     }
     let (h, w) = (x_shape[2], x_shape[3]);
-    dy.expect_shape("max_pool2d_backward", &[x_shape[0], x_shape[1], h / 2, w / 2])?;
+    dy.expect_shape(
+        "max_pool2d_backward",
+        &[x_shape[0], x_shape[1], h / 2, w / 2],
+    )?;
     if idx.len() != dy.numel() {
         return Err(Error::LengthMismatch {
             op: "max_pool2d_backward (indices)",
@@ -100,4 +103,3 @@ pub fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Resul
     });
     Ok(dx)
 }
-

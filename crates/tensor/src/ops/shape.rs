@@ -34,7 +34,10 @@ pub fn concat_cols(parts: &[&Tensor]) -> Result<Tensor> {
         return Ok(out);
     }
     with_dtype!(first.dtype(), T, {
-        let srcs: Vec<&[T]> = parts.iter().map(|p| p.as_slice::<T>()).collect::<Result<_>>()?;
+        let srcs: Vec<&[T]> = parts
+            .iter()
+            .map(|p| p.as_slice::<T>())
+            .collect::<Result<_>>()?;
         out.as_mut_slice::<T>()?
             .par_chunks_mut(total)
             .enumerate()
@@ -131,7 +134,10 @@ pub fn scatter_add_rows(src: &Tensor, idx: &[usize], m: usize) -> Result<Tensor>
         let ss = src.as_slice::<T>()?;
         let os = out.as_mut_slice::<T>()?;
         for (r, &i) in idx.iter().enumerate() {
-            for (o, &v) in os[i * d..(i + 1) * d].iter_mut().zip(&ss[r * d..(r + 1) * d]) {
+            for (o, &v) in os[i * d..(i + 1) * d]
+                .iter_mut()
+                .zip(&ss[r * d..(r + 1) * d])
+            {
                 *o += v;
             }
         }
