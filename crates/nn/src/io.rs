@@ -13,6 +13,11 @@ use safetensors::SafeTensors;
 
 use crate::{Error, Result};
 
+/// Named tensors in file order.
+pub type NamedTensors = Vec<(String, Tensor)>;
+/// A checkpoint's tensors and its string metadata.
+pub type Loaded = (NamedTensors, HashMap<String, String>);
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -61,10 +66,7 @@ pub fn to_bytes(
 }
 
 /// Parse safetensors bytes into named tensors (file order) and metadata.
-pub fn from_bytes(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Loaded> {
     let bad = |what: String| Error::Checkpoint {
         path: path.to_path_buf(),
         what,
@@ -135,7 +137,7 @@ pub fn save(
 
 /// Read a safetensors file written by [`save`] (or by any safetensors writer
 /// using F32/F64 tensors).
-pub fn load(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+pub fn load(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
     from_bytes(&bytes, path)
 }

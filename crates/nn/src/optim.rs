@@ -37,6 +37,7 @@ pub struct Adam {
 
 impl Adam {
     /// Adam with coupled L2 weight decay (`torch.optim.Adam`), betas (0.9, 0.999), ε = 1e-8.
+    #[allow(clippy::self_named_constructors)]
     pub fn adam(lr: f64, weight_decay: f64) -> Self {
         Self::with_hyper(AdamHyper {
             lr,

@@ -244,7 +244,7 @@ fn conv2d_f32_matches_f64_and_fused_relu() {
     let want: Vec<f64> = y64.to_vec_f64().iter().map(|v| v.max(0.0)).collect();
     let err = max_rel_err(&y.to_vec_f64(), &want, 17.0);
     assert!(err < 1e-5, "{err}");
-    assert!(y.to_vec_f64().iter().any(|&v| v == 0.0) && y.to_vec_f64().iter().any(|&v| v > 0.0));
+    assert!(y.to_vec_f64().contains(&0.0) && y.to_vec_f64().iter().any(|&v| v > 0.0));
 }
 
 #[test]
@@ -520,4 +520,42 @@ fn ndarray_round_trip_and_views() {
     assert_eq!(tt.to_vec_f32()[1], a[[1, 0]]);
     assert!(t.view::<f64>().is_err());
     assert!(Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
+}
+
+#[test]
+fn kernels_are_bitwise_identical_across_thread_counts() {
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut outs = Vec::new();
+            for &(m, k, n) in &[(128, 2048, 256), (1000, 288, 64), (128, 512, 256)] {
+                let a = rand_t(&[m, k], DType::F32, 91);
+                let b = rand_t(&[k, n], DType::F32, 92);
+                outs.push(ops::matmul(&a, Transpose::No, &b, Transpose::No).unwrap());
+                outs.push(
+                    ops::matmul(&a, Transpose::Yes, &outs[outs.len() - 1], Transpose::No).unwrap(),
+                );
+            }
+            let x = rand_t(&[8, 32, 13, 13], DType::F32, 93);
+            let w = rand_t(&[64, 32, 3, 3], DType::F32, 94);
+            let mut ws = ops::ConvWorkspace::new();
+            let y = ops::conv2d_forward(&x, &w, None, 0, false, &mut ws).unwrap();
+            let g = ops::conv2d_backward(&y, &w, &mut ws, true).unwrap();
+            outs.extend([y, g.dw, g.db, g.dx.unwrap()]);
+            outs.push(Tensor::scalar(ops::sum(&x).unwrap(), DType::F64));
+            outs
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        for (i, (a, b)) in one.iter().zip(run(threads)).enumerate() {
+            assert!(
+                a.bit_eq(&b),
+                "output {i} differs between 1 and {threads} threads"
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Sinusoidal embedding of a scalar time `t ∈ [0, 1]` (NoProp-CT/FM, decision 8).
 
-use noprop_tensor::{with_dtype, Tensor};
+use noprop_tensor::{with_dtype, Elem, Tensor};
 
 use crate::{Error, Mode, Module, ParamMut, Result};
 
@@ -50,9 +50,9 @@ impl Module for SinusoidalTimeEmbedding {
             let ys = y.as_mut_slice::<T>()?;
             for (i, &tv) in ts.iter().enumerate() {
                 for (k, &wk) in w.iter().enumerate() {
-                    let a = tv as f64 * wk;
-                    ys[i * self.dim + k] = a.sin() as T;
-                    ys[i * self.dim + h + k] = a.cos() as T;
+                    let a = tv.to_f64_lossless() * wk;
+                    ys[i * self.dim + k] = T::from_f64_lossy(a.sin());
+                    ys[i * self.dim + h + k] = T::from_f64_lossy(a.cos());
                 }
             }
         });
@@ -77,12 +77,12 @@ impl Module for SinusoidalTimeEmbedding {
             for (i, &tv) in ts.iter().enumerate() {
                 let mut s = 0.0f64;
                 for (k, &wk) in w.iter().enumerate() {
-                    let a = tv as f64 * wk;
+                    let a = tv.to_f64_lossless() * wk;
                     s += wk
-                        * (a.cos() * dys[i * self.dim + k] as f64
-                            - a.sin() * dys[i * self.dim + h + k] as f64);
+                        * (a.cos() * dys[i * self.dim + k].to_f64_lossless()
+                            - a.sin() * dys[i * self.dim + h + k].to_f64_lossless());
                 }
-                out[i] = s as T;
+                out[i] = T::from_f64_lossy(s);
             }
         });
         Ok(dt)

@@ -90,7 +90,7 @@ fn strides(t: &Tensor, tr: Transpose) -> (usize, usize) {
 /// Rows per parallel task when splitting by rows.
 const ROW_BLOCK: usize = 256;
 /// Columns per parallel task when splitting by columns.
-const COL_BLOCK: usize = 64;
+const COL_BLOCK: usize = 128;
 
 /// The raw kernel on slices: `c[m×n] (+)= a·b` with element strides.
 #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""NumPy/OpenBLAS peer of `gemm-report`: time the same float32 GEMM shapes.
+
+Prints one JSON object per line: {"shape", "impl", "seconds", "gflops"}.
+Run with the thread count under test (OPENBLAS_NUM_THREADS=2). The shapes are
+read from benches/src/lib.rs so the two sides cannot drift apart.
+"""
+import json
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+
+def shapes():
+    src = open(os.path.join(os.path.dirname(__file__), "..", "src", "lib.rs")).read()
+    pat = r'GemmShape \{ label: "([^"]+)", m: ([\d\s\*]+), k: (\d+), n: (\d+) \}'
+    for label, m, k, n in re.findall(pat, src):
+        yield label, eval(m), int(k), int(n)  # m is a product like 128 * 11 * 11
+
+
+def median_secs(reps, f):
+    f()
+    t = []
+    for _ in range(reps):
+        s = time.perf_counter()
+        f()
+        t.append(time.perf_counter() - s)
+    t.sort()
+    return t[len(t) // 2]
+
+
+def main():
+    reps = int(os.environ.get("GEMM_REPS", "21"))
+    rng = np.random.default_rng(1)
+    for label, m, k, n in shapes():
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        c = np.empty((m, n), dtype=np.float32)
+        secs = median_secs(reps, lambda: np.matmul(a, b, out=c))
+        print(json.dumps({"shape": f"{m}x{k}x{n}", "label": label, "impl": "numpy/OpenBLAS",
+                          "seconds": secs, "gflops": 2 * m * n * k / secs / 1e9}))
+    try:
+        from threadpoolctl import threadpool_info
+        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        print(json.dumps({"blas_info": info}), file=sys.stderr)
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    main()
