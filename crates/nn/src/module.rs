@@ -43,6 +43,13 @@ pub trait Module: Send {
     fn buffers(&mut self) -> Vec<(String, &mut Tensor)> {
         Vec::new()
     }
+    /// Re-key every random stream inside (dropout masks) to a pure function of
+    /// the layer's own `(seed, stream)` and `key` (e.g. the global step), so a
+    /// step's randomness does not depend on what ran before it: resumable and
+    /// order-independent. Parameter-free default: nothing to do.
+    fn set_rng_key(&mut self, key: u64) {
+        let _ = key;
+    }
     /// Set every gradient accumulator to zero.
     fn zero_grad(&mut self) {
         for p in self.params() {

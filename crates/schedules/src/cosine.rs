@@ -47,7 +47,11 @@ impl CosineSchedule {
                 what: format!("cosine offset s = {s} must be positive and finite"),
             });
         }
-        let f = |u: f64| (((u + s) / (1.0 + s)) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+        let f = |u: f64| {
+            (((u + s) / (1.0 + s)) * std::f64::consts::FRAC_PI_2)
+                .cos()
+                .powi(2)
+        };
         let t1 = (steps + 1) as f64;
         let alpha_bar = (0..=steps)
             .map(|t| {
@@ -123,5 +127,10 @@ pub fn noisy_latent(u: &Tensor, alpha_bar: f64, eps: &Tensor) -> Result<Tensor> 
             what: format!("ᾱ = {alpha_bar} is outside [0, 1]"),
         });
     }
-    Ok(ops::add_scaled(alpha_bar.sqrt(), u, (1.0 - alpha_bar).sqrt(), eps)?)
+    Ok(ops::add_scaled(
+        alpha_bar.sqrt(),
+        u,
+        (1.0 - alpha_bar).sqrt(),
+        eps,
+    )?)
 }

@@ -8,13 +8,17 @@ use noprop_tensor::{ops, DType, Tensor};
 #[test]
 fn pinned_alpha_bar_snr_and_posterior_for_t10() {
     let s = CosineSchedule::new(10).unwrap();
-    let want = [0.0, 0.0199, 0.0782, 0.1700, 0.2882, 0.4233, 0.5645, 0.7006, 0.8207, 0.9152, 0.9766];
+    let want = [
+        0.0, 0.0199, 0.0782, 0.1700, 0.2882, 0.4233, 0.5645, 0.7006, 0.8207, 0.9152, 0.9766,
+    ];
     for (t, w) in want.iter().enumerate() {
         assert_abs_diff_eq!(s.alpha_bar(t), *w, epsilon = 1e-4);
     }
     assert_abs_diff_eq!(s.snr(10), 41.7, epsilon = 0.05);
     assert_eq!(s.snr(0), 0.0);
-    let diffs: [f64; 10] = [0.020, 0.064, 0.120, 0.200, 0.329, 0.562, 1.04, 2.24, 6.21, 30.9];
+    let diffs: [f64; 10] = [
+        0.020, 0.064, 0.120, 0.200, 0.329, 0.562, 1.04, 2.24, 6.21, 30.9,
+    ];
     for (i, d) in diffs.iter().enumerate() {
         // The listed values carry 3 significant digits.
         assert_abs_diff_eq!(s.snr_diff(i + 1), *d, epsilon = 5e-3 * d.max(1.0));

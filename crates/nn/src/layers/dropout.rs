@@ -14,6 +14,8 @@ use crate::{Error, Mode, Module, ParamMut, Result};
 #[derive(Clone, Debug)]
 pub struct Dropout {
     p: f64,
+    seed: u64,
+    stream: u64,
     /// The random stream the masks are drawn from.
     pub rng: RngStream,
     mask: Option<Tensor>,
@@ -24,6 +26,8 @@ impl Dropout {
     pub fn new(p: f64, seed: u64, stream: u64) -> Self {
         Dropout {
             p,
+            seed,
+            stream,
             rng: RngStream::new(seed, stream),
             mask: None,
         }
@@ -47,6 +51,11 @@ impl Module for Dropout {
         Ok(y)
     }
 
+    /// Masks continue from `(seed, mix(stream, key), offset 0)`.
+    fn set_rng_key(&mut self, key: u64) {
+        self.rng = RngStream::new(self.seed, mix_stream(self.stream, key));
+    }
+
     fn backward(&mut self, dy: &Tensor) -> Result<Tensor> {
         if self.p == 0.0 {
             return Ok(dy.clone());
@@ -61,4 +70,12 @@ impl Module for Dropout {
     fn params(&mut self) -> Vec<ParamMut<'_>> {
         Vec::new()
     }
+}
+
+/// Combine a base stream id and a key into a new stream id (SplitMix64 finaliser).
+pub fn mix_stream(stream: u64, key: u64) -> u64 {
+    let mut z = stream ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

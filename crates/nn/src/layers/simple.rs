@@ -180,6 +180,12 @@ impl Module for Sequential {
             .collect()
     }
 
+    fn set_rng_key(&mut self, key: u64) {
+        for (_, l) in &mut self.layers {
+            l.set_rng_key(key);
+        }
+    }
+
     fn buffers(&mut self) -> Vec<(String, &mut Tensor)> {
         self.layers
             .iter_mut()

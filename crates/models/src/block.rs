@@ -1,0 +1,293 @@
+//! The NoProp-DT denoising block `û_θt(z_{t−1}, x)` (PAPER.md §6.1, Figure 6 left).
+
+use noprop_nn::layers::{
+    mix_stream, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
+};
+use noprop_nn::{prefixed, Mode, Module, ParamMut};
+use noprop_tensor::{ops, Tensor};
+
+use crate::{Error, Result};
+
+/// Image shape `(C, H, W)`.
+pub type ImageDims = (usize, usize, usize);
+
+/// Spatial size after the conv stack (3×3 pad 0 convs, 2×2/2 floor pools):
+/// `H → H−2 → ⌊·/2⌋ → −2 → −2 → ⌊·/2⌋`. MNIST 28 → 4, CIFAR 32 → 5.
+pub fn conv_stack_out(h: usize) -> Result<usize> {
+    let s = h
+        .checked_sub(2)
+        .map(|s| s / 2)
+        .and_then(|s| s.checked_sub(4))
+        .map(|s| s / 2);
+    match s {
+        Some(s) if s > 0 => Ok(s),
+        _ => Err(Error::Config {
+            what: format!("images of side {h} are too small for the conv stack (need ≥ 14)"),
+        }),
+    }
+}
+
+/// The paper's conv stack, padding 0, dropout 0.2 (decision 7):
+/// conv 3×3·32 → ReLU → maxpool → dropout; conv 3×3·64 → ReLU → dropout;
+/// conv 3×3·128 → ReLU → maxpool → dropout; flatten → FC(256);
+/// then batch-norm (`dt`, no ReLU) or ReLU (CT/FM).
+pub fn image_path(
+    dims: ImageDims,
+    dt: bool,
+    input_grad: bool,
+    seed: u64,
+    name: &str,
+    dropout_stream: u64,
+) -> Result<Sequential> {
+    let (c, h, w) = dims;
+    let (sh, sw) = (conv_stack_out(h)?, conv_stack_out(w)?);
+    let flat = 128 * sh * sw;
+    let n = |l: &str| format!("{name}.{l}");
+    let mut conv1 = Conv2d::new(c, 32, 3, 0, seed, &n("conv1")).with_relu();
+    if !input_grad {
+        conv1 = conv1.without_input_grad();
+    }
+    let drop = |i: u64| Dropout::new(0.2, seed, mix_stream(dropout_stream, i));
+    let mut s = Sequential::new()
+        .push("conv1", conv1)
+        .push("pool1", MaxPool2d::new())
+        .push("drop1", drop(1))
+        .push(
+            "conv2",
+            Conv2d::new(32, 64, 3, 0, seed, &n("conv2")).with_relu(),
+        )
+        .push("drop2", drop(2))
+        .push(
+            "conv3",
+            Conv2d::new(64, 128, 3, 0, seed, &n("conv3")).with_relu(),
+        )
+        .push("pool3", MaxPool2d::new())
+        .push("drop3", drop(3))
+        .push("flatten", Flatten::new());
+    if dt {
+        s = s
+            .push("fc", Linear::new(flat, 256, seed, &n("fc")))
+            .push("bn", BatchNorm::new(256));
+    } else {
+        s = s.push("fc", Linear::new(flat, 256, seed, &n("fc")).with_relu());
+    }
+    Ok(s)
+}
+
+/// The noised-label path of a DT block when `d ≠` image size:
+/// `h1 = ReLU(BN(FC(z)))`, `h2 = BN(FC(ReLU(BN(FC(h1)))))`, output `h1 + h2`.
+struct LabelMlp {
+    first: Sequential,
+    inner: Sequential,
+}
+
+impl LabelMlp {
+    fn new(d: usize, seed: u64, name: &str) -> Self {
+        let n = |l: &str| format!("{name}.{l}");
+        LabelMlp {
+            first: Sequential::new()
+                .push("fc1", Linear::new(d, 256, seed, &n("fc1")))
+                .push("bn1", BatchNorm::new(256))
+                .push("relu1", ReLU::new()),
+            inner: Sequential::new()
+                .push("fc2", Linear::new(256, 256, seed, &n("fc2")))
+                .push("bn2", BatchNorm::new(256))
+                .push("relu2", ReLU::new())
+                .push("fc3", Linear::new(256, 256, seed, &n("fc3")))
+                .push("bn3", BatchNorm::new(256)),
+        }
+    }
+}
+
+impl Module for LabelMlp {
+    fn forward(&mut self, z: &Tensor, mode: Mode) -> noprop_nn::Result<Tensor> {
+        let h1 = self.first.forward(z, mode)?;
+        let h2 = self.inner.forward(&h1, mode)?;
+        Ok(ops::add(&h1, &h2)?)
+    }
+
+    fn backward(&mut self, dy: &Tensor) -> noprop_nn::Result<Tensor> {
+        let mut dh1 = self.inner.backward(dy)?;
+        ops::add_assign(&mut dh1, dy)?;
+        self.first.backward(&dh1)
+    }
+
+    fn params(&mut self) -> Vec<ParamMut<'_>> {
+        let mut p = self.first.params();
+        p.extend(self.inner.params());
+        p
+    }
+
+    fn buffers(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut b = self.first.buffers();
+        b.extend(self.inner.buffers());
+        b
+    }
+}
+
+/// One NoProp-DT block `û_θt(z_{t−1}, x)`; it outputs the `m` logits, and
+/// the caller forms `û = softmax(logits)·W_Embed`.
+///
+/// * image path: [`image_path`] with batch-norm;
+/// * label path: the residual MLP (`d ≠` image size) or, for the prototype
+///   embedding (`d` = image size), `z` reshaped to `C×H×W` through its own
+///   copy of the image path;
+/// * fusion head: concat (512) → FC 256 → BN → ReLU → FC 128 → BN → ReLU → FC m.
+pub struct DenoiseBlock {
+    img: Sequential,
+    label: Box<dyn Module>,
+    head: Sequential,
+    z_image: Option<ImageDims>,
+    classes: usize,
+}
+
+impl std::fmt::Debug for DenoiseBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenoiseBlock")
+            .field("img", &self.img)
+            .field("head", &self.head)
+            .field("prototype_path", &self.z_image.is_some())
+            .finish()
+    }
+}
+
+impl DenoiseBlock {
+    /// Block `t` for images `dims`, `classes` classes and embedding dimension
+    /// `d`; when `d = C·H·W` the label path is a conv path (prototype case).
+    /// Parameters are drawn from `(seed, "block{t}.…")`. `z_grad`: whether
+    /// `backward` must return `∂L/∂z` (only needed for a learned embedding).
+    pub fn new(
+        dims: ImageDims,
+        classes: usize,
+        d: usize,
+        t: usize,
+        seed: u64,
+        z_grad: bool,
+    ) -> Result<Self> {
+        let name = format!("block{t}");
+        let img_size = dims.0 * dims.1 * dims.2;
+        let img = image_path(
+            dims,
+            true,
+            false,
+            seed,
+            &format!("{name}.img"),
+            mix_stream(t as u64, 1),
+        )?;
+        let (label, z_image): (Box<dyn Module>, _) = if d == img_size {
+            let p = image_path(
+                dims,
+                true,
+                z_grad,
+                seed,
+                &format!("{name}.label"),
+                mix_stream(t as u64, 2),
+            )?;
+            (Box::new(p), Some(dims))
+        } else {
+            (
+                Box::new(LabelMlp::new(d, seed, &format!("{name}.label"))),
+                None,
+            )
+        };
+        let n = |l: &str| format!("{name}.head.{l}");
+        let head = Sequential::new()
+            .push("fc1", Linear::new(512, 256, seed, &n("fc1")))
+            .push("bn1", BatchNorm::new(256))
+            .push("relu1", ReLU::new())
+            .push("fc2", Linear::new(256, 128, seed, &n("fc2")))
+            .push("bn2", BatchNorm::new(128))
+            .push("relu2", ReLU::new())
+            .push("fc3", Linear::new(128, classes, seed, &n("fc3")));
+        Ok(DenoiseBlock {
+            img,
+            label,
+            head,
+            z_image,
+            classes,
+        })
+    }
+
+    /// Logits `[B, m]` from images `x: [B, C, H, W]` and latents `z: [B, d]`.
+    pub fn forward(&mut self, x: &Tensor, z: &Tensor, mode: Mode) -> Result<Tensor> {
+        let fx = self.img.forward(x, mode)?;
+        let fz = match self.z_image {
+            Some((c, h, w)) => {
+                let zi = z.clone().reshape(&[z.dim(0), c, h, w])?;
+                self.label.forward(&zi, mode)?
+            }
+            None => self.label.forward(z, mode)?,
+        };
+        let cat = ops::concat_cols(&[&fx, &fz])?;
+        Ok(self.head.forward(&cat, mode)?)
+    }
+
+    /// Backward from `∂L/∂logits`; accumulates parameter gradients and returns
+    /// `∂L/∂z` (`[B, d]`, or an empty tensor when built without `z_grad`).
+    pub fn backward(&mut self, dlogits: &Tensor) -> Result<Tensor> {
+        let dcat = self.head.backward(dlogits)?;
+        let parts = ops::split_cols(&dcat, &[256, 256])?;
+        self.img.backward(&parts[0])?;
+        let dz = self.label.backward(&parts[1])?;
+        if dz.numel() > 0 && dz.rank() == 4 {
+            let b = dz.dim(0);
+            let rest = dz.numel() / b.max(1);
+            return Ok(dz.reshape(&[b, rest])?);
+        }
+        Ok(dz)
+    }
+
+    /// Number of classes (logits).
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Re-key the dropout masks for step `key` (see [`Module::set_rng_key`]).
+    pub fn set_rng_key(&mut self, key: u64) {
+        self.img.set_rng_key(key);
+        self.label.set_rng_key(key);
+    }
+
+    /// Parameters, named `img.…`, `label.…`, `head.…`.
+    pub fn params(&mut self) -> Vec<ParamMut<'_>> {
+        let mut p = prefixed("img", self.img.params());
+        p.extend(prefixed("label", self.label.params()));
+        p.extend(prefixed("head", self.head.params()));
+        p
+    }
+
+    /// Batch-norm running statistics, named like the parameters.
+    pub fn buffers(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut b: Vec<(String, &mut Tensor)> = self
+            .img
+            .buffers()
+            .into_iter()
+            .map(|(n, t)| (format!("img.{n}"), t))
+            .collect();
+        b.extend(
+            self.label
+                .buffers()
+                .into_iter()
+                .map(|(n, t)| (format!("label.{n}"), t)),
+        );
+        b.extend(
+            self.head
+                .buffers()
+                .into_iter()
+                .map(|(n, t)| (format!("head.{n}"), t)),
+        );
+        b
+    }
+
+    /// Zero every gradient.
+    pub fn zero_grad(&mut self) {
+        for p in self.params() {
+            p.grad.fill(0.0);
+        }
+    }
+
+    /// Trainable scalars in this block (the quantity of Table 5).
+    pub fn num_params(&mut self) -> usize {
+        self.params().iter().map(|p| p.value.numel()).sum()
+    }
+}

@@ -1,0 +1,641 @@
+//! NoProp-DT: T independent denoising blocks, Eq. 8 loss, training in the
+//! paper's block-outer order or the default batch-outer order, stochastic
+//! inference by Eq. 3, and checkpoints (PAPER.md §2, decisions 1–7).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use noprop_nn::io;
+use noprop_nn::layers::mix_stream;
+use noprop_nn::optim::{Adam, Optimizer};
+use noprop_nn::{Mode, ParamMut};
+use noprop_schedules::{noisy_latent, CosineSchedule};
+use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::philox::RngStream;
+use noprop_tensor::{DType, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::block::{DenoiseBlock, ImageDims};
+use crate::classifier::{ClassifierKind, OutputClassifier};
+use crate::embedding::{ClassEmbedding, EmbeddingKind};
+use crate::{Error, Result};
+
+/// The order of the training loops (decision 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Order {
+    /// Algorithm 1: for t = 1…T, a full pass over the data training block t.
+    Paper,
+    /// Each mini-batch once; for t = 1…T block t's step and one shared step.
+    Batch,
+}
+
+/// Which uses of `W_Embed` pass gradients to it (decision 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbedGrad {
+    /// Target `u_y`, noisy input (reparameterised), block output, KL and classifier input.
+    All,
+    /// Only the block output `û = softmax(logits)·W_Embed`.
+    OutputOnly,
+}
+
+/// Everything that defines a NoProp-DT model and its training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DtConfig {
+    /// Image `(C, H, W)`.
+    pub image: ImageDims,
+    /// Number of classes `m`.
+    pub classes: usize,
+    /// The class embedding.
+    pub embedding: EmbeddingKind,
+    /// Number of blocks `T` (10).
+    pub steps: usize,
+    /// η, the weight of the L2 terms (0.1 for DT).
+    pub eta: f64,
+    /// Learning rate (1e-3).
+    pub lr: f64,
+    /// Weight decay, decoupled (AdamW, 1e-3).
+    pub weight_decay: f64,
+    /// The output classifier.
+    pub classifier: ClassifierKind,
+    /// Gradient routes into `W_Embed`.
+    pub embed_grad: EmbedGrad,
+    /// Loop order.
+    pub order: Order,
+    /// Run the T block updates of a mini-batch concurrently when the
+    /// embedding is fixed (bit-identical to sequential).
+    pub concurrent_blocks: bool,
+    /// Master seed.
+    pub seed: u64,
+}
+
+impl DtConfig {
+    /// The paper's settings (Table 4) for images `image`, `classes` classes.
+    pub fn paper(image: ImageDims, classes: usize, embedding: EmbeddingKind, seed: u64) -> Self {
+        DtConfig {
+            image,
+            classes,
+            embedding,
+            steps: 10,
+            eta: 0.1,
+            lr: 1e-3,
+            weight_decay: 1e-3,
+            classifier: ClassifierKind::Softmax,
+            embed_grad: EmbedGrad::All,
+            order: Order::Batch,
+            concurrent_blocks: true,
+            seed,
+        }
+    }
+
+    /// The embedding dimension `d`.
+    pub fn embed_dim(&self) -> usize {
+        match self.embedding {
+            EmbeddingKind::OneHot => self.classes,
+            EmbeddingKind::Learned { dim } => dim,
+            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
+        }
+    }
+}
+
+/// Random-stream purposes; every draw is keyed by `(seed, purpose, t, step)`.
+#[derive(Clone, Copy)]
+#[repr(u64)]
+enum Purpose {
+    ZPrev = 1,
+    ZT = 2,
+    Dropout = 3,
+    Inference = 4,
+}
+
+fn stream(purpose: Purpose, t: usize, step: u64) -> u64 {
+    mix_stream(mix_stream(purpose as u64, t as u64), step)
+}
+
+/// Losses of one block update (Eq. 8 terms, batch means).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockLoss {
+    /// `(Tη/2)·(SNR(t) − SNR(t−1))·mean‖û − u_y‖²`.
+    pub l2: f64,
+    /// Cross-entropy of the classifier on `z_T ~ q(z_T|y)`.
+    pub ce: f64,
+    /// `KL(q(z_0|y) ‖ N(0, I))`, batch mean.
+    pub kl: f64,
+}
+
+impl BlockLoss {
+    /// The full Eq. 8 estimate for this block.
+    pub fn total(&self) -> f64 {
+        self.l2 + self.ce + self.kl
+    }
+}
+
+/// What a block's own update leaves for the shared step.
+struct BlockOut {
+    loss_l2: f64,
+    /// `∂L/∂W_Embed` from this block's L2 term (learned embeddings only).
+    dembed: Option<Tensor>,
+}
+
+/// A NoProp-DT model: `T` blocks with their own AdamW, the classifier and the
+/// class embedding with one shared AdamW.
+///
+/// The only state that crosses blocks is the shared part (classifier,
+/// `W_Embed`): a block's step borrows its own parameters mutably and the
+/// shared ones immutably, so no gradient can flow from one block into another.
+pub struct NoPropDt {
+    /// The configuration.
+    pub config: DtConfig,
+    /// The schedule.
+    pub schedule: CosineSchedule,
+    blocks: Vec<DenoiseBlock>,
+    block_opts: Vec<Adam>,
+    /// `p̂_θout`.
+    pub classifier: OutputClassifier,
+    /// `W_Embed`.
+    pub embedding: ClassEmbedding,
+    shared_opt: Adam,
+    /// Mini-batches trained so far (the key of every random draw).
+    pub step: u64,
+}
+
+impl std::fmt::Debug for NoPropDt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoPropDt")
+            .field("config", &self.config)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+impl NoPropDt {
+    /// Build a model. `embedding` must match `config.embedding` (build it with
+    /// [`ClassEmbedding`]'s constructors; the prototype one needs the data).
+    pub fn new(config: DtConfig, embedding: ClassEmbedding) -> Result<Self> {
+        if embedding.kind != config.embedding || embedding.classes() != config.classes {
+            return Err(Error::Config {
+                what: format!(
+                    "embedding {} with {} classes does not match the config ({} with {})",
+                    embedding.kind,
+                    embedding.classes(),
+                    config.embedding,
+                    config.classes
+                ),
+            });
+        }
+        if embedding.dim() != config.embed_dim() {
+            return Err(Error::Config {
+                what: format!(
+                    "embedding dimension {} != {}",
+                    embedding.dim(),
+                    config.embed_dim()
+                ),
+            });
+        }
+        let schedule = CosineSchedule::new(config.steps)?;
+        let d = config.embed_dim();
+        let z_grad = embedding.trainable() && config.embed_grad == EmbedGrad::All;
+        let blocks = (1..=config.steps)
+            .map(|t| DenoiseBlock::new(config.image, config.classes, d, t, config.seed, z_grad))
+            .collect::<Result<Vec<_>>>()?;
+        let block_opts = (0..config.steps)
+            .map(|_| Adam::adamw(config.lr, config.weight_decay))
+            .collect();
+        Ok(NoPropDt {
+            classifier: OutputClassifier::new(d, config.classes, config.classifier, config.seed),
+            shared_opt: Adam::adamw(config.lr, config.weight_decay),
+            schedule,
+            blocks,
+            block_opts,
+            embedding,
+            config,
+            step: 0,
+        })
+    }
+
+    /// Block `t` (1-based).
+    pub fn block_mut(&mut self, t: usize) -> &mut DenoiseBlock {
+        &mut self.blocks[t - 1]
+    }
+
+    /// Number of blocks `T`.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Block `t`'s own update (Eq. 8 L2 term): draws `z_{t−1} ~ q(z_{t−1}|y)`,
+    /// runs the block, backpropagates *inside the block only*, and steps the
+    /// block's AdamW. Reads the shared state without changing it.
+    fn block_update(
+        cfg: &DtConfig,
+        schedule: &CosineSchedule,
+        embedding: &ClassEmbedding,
+        block: &mut DenoiseBlock,
+        opt: &mut Adam,
+        t: usize,
+        step: u64,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> Result<BlockOut> {
+        let b = labels.len();
+        let u = embedding.lookup(labels)?;
+        let d = u.dim(1);
+        let mut rng = RngStream::new(cfg.seed, stream(Purpose::ZPrev, t, step));
+        let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+        let ab_prev = schedule.alpha_bar(t - 1);
+        let z_prev = noisy_latent(&u, ab_prev, &eps)?;
+        block.set_rng_key(stream(Purpose::Dropout, t, step));
+        let logits = block.forward(x, &z_prev, Mode::Train)?;
+        let p = ops::softmax(&logits)?;
+        let u_hat = ops::matmul(&p, Transpose::No, &embedding.weight, Transpose::No)?;
+        let diff = ops::sub(&u_hat, &u)?;
+        // Eq. 8: (T/2)·η·(SNR(t) − SNR(t−1))·‖û − u_y‖², batch mean.
+        let w = cfg.steps as f64 / 2.0 * cfg.eta * schedule.snr_diff(t);
+        let loss_l2 = w * ops::sum_sq(&diff)? / b as f64;
+        let du_hat = ops::scale(&diff, 2.0 * w / b as f64)?;
+        let dp = ops::matmul(&du_hat, Transpose::No, &embedding.weight, Transpose::Yes)?;
+        let dlogits = ops::softmax_backward(&p, &dp)?;
+        let dz = block.backward(&dlogits)?;
+        opt.step(block.params())?;
+        block.zero_grad();
+        let dembed = if embedding.trainable() {
+            // Output: û = p·W → ∂W += pᵀ·∂û.
+            let mut dw = ops::matmul(&p, Transpose::Yes, &du_hat, Transpose::No)?;
+            if cfg.embed_grad == EmbedGrad::All {
+                // Target u_y: ∂/∂u_y of ‖û − u_y‖² is −∂û.
+                let mut dt = ops::scale(&du_hat, -1.0)?;
+                // Noisy input z_{t−1} = √ᾱ_{t−1}·u_y + …: ∂u_y += √ᾱ_{t−1}·∂z.
+                if dz.numel() > 0 && ab_prev > 0.0 {
+                    ops::axpy(&mut dt, ab_prev.sqrt(), &dz)?;
+                }
+                ops::add_assign(&mut dw, &ops::scatter_add_rows(&dt, labels, cfg.classes)?)?;
+            }
+            Some(dw)
+        } else {
+            None
+        };
+        Ok(BlockOut { loss_l2, dembed })
+    }
+
+    /// The shared step that follows block `t`'s update: classifier CE on
+    /// `z_T ~ q(z_T|y)`, the KL term, and one AdamW step of θ_out and `W_Embed`
+    /// on block `t`'s loss.
+    fn shared_update(&mut self, t: usize, x_labels: &[usize], out: BlockOut) -> Result<BlockLoss> {
+        let cfg = &self.config;
+        let b = x_labels.len();
+        let u = self.embedding.lookup(x_labels)?;
+        let d = u.dim(1);
+        let big_t = cfg.steps;
+        let ab_t = self.schedule.alpha_bar(big_t);
+        let mut rng = RngStream::new(cfg.seed, stream(Purpose::ZT, t, self.step));
+        let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+        let z_t = noisy_latent(&u, ab_t, &eps)?;
+        let logits = self.classifier.logits(&z_t, &self.embedding, Mode::Train)?;
+        let (ce, dlogits) = ops::softmax_cross_entropy(&logits, x_labels)?;
+        let g = self.classifier.backward(&dlogits, &self.embedding)?;
+        // KL(q(z_0|y) ‖ N(0,I)) = ½[ᾱ_0‖u‖² − dᾱ_0 − d ln(1−ᾱ_0)], batch mean.
+        let ab0 = self.schedule.alpha_bar(0);
+        let kl = (0..b).map(|i| {
+            let row = &u.to_vec_f64()[i * d..(i + 1) * d];
+            self.schedule.kl_z0(row.iter().map(|v| v * v).sum(), d)
+        });
+        let kl: f64 = if ab0 == 0.0 {
+            0.0
+        } else {
+            kl.sum::<f64>() / b as f64
+        };
+        if self.embedding.trainable() {
+            let mut dw = out
+                .dembed
+                .unwrap_or_else(|| self.embedding.weight.zeros_like());
+            if self.config.embed_grad == EmbedGrad::All {
+                // Classifier input z_T = √ᾱ_T·u_y + …, and the KL term ½ᾱ_0‖u_y‖²/B.
+                let mut du = ops::scale(&g.dz, ab_t.sqrt())?;
+                if ab0 > 0.0 {
+                    ops::axpy(&mut du, ab0 / b as f64, &u)?;
+                }
+                ops::add_assign(
+                    &mut dw,
+                    &ops::scatter_add_rows(&du, x_labels, self.config.classes)?,
+                )?;
+                if let Some(de) = g.dembed {
+                    ops::add_assign(&mut dw, &de)?;
+                }
+            }
+            ops::add_assign(self.embedding.grad_mut(), &dw)?;
+        }
+        let mut params: Vec<ParamMut<'_>> = self.classifier.params();
+        if let Some(p) = self.embedding.param() {
+            params.push(p);
+        }
+        self.shared_opt.step(params)?;
+        for p in self.classifier.params() {
+            p.grad.fill(0.0);
+        }
+        self.embedding.zero_grad();
+        Ok(BlockLoss {
+            l2: out.loss_l2,
+            ce,
+            kl,
+        })
+    }
+
+    fn check_finite(&self, t: usize, epoch: usize, loss: &BlockLoss) -> Result<()> {
+        for (term, value) in [("L2", loss.l2), ("cross-entropy", loss.ce), ("KL", loss.kl)] {
+            if !value.is_finite() {
+                return Err(Error::NonFiniteLoss {
+                    block: t,
+                    epoch,
+                    step: self.step,
+                    term,
+                    value,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One mini-batch in `--order batch`: for t = 1…T, block t's update and
+    /// one shared step. With a fixed embedding and `concurrent_blocks`, the T
+    /// block updates run concurrently first (they read no trainable shared
+    /// state) and the T shared steps follow in order — bit-identical to the
+    /// sequential schedule. Returns the per-block losses.
+    pub fn train_batch(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        epoch: usize,
+    ) -> Result<Vec<BlockLoss>> {
+        let t_steps = self.config.steps;
+        let mut losses = Vec::with_capacity(t_steps);
+        if !self.embedding.trainable()
+            && self.config.concurrent_blocks
+            && rayon::current_num_threads() > 1
+        {
+            let (cfg, schedule, embedding, step) =
+                (&self.config, &self.schedule, &self.embedding, self.step);
+            let outs: Vec<Result<BlockOut>> = self
+                .blocks
+                .par_iter_mut()
+                .zip(self.block_opts.par_iter_mut())
+                .enumerate()
+                .map(|(i, (blk, opt))| {
+                    Self::block_update(cfg, schedule, embedding, blk, opt, i + 1, step, x, labels)
+                })
+                .collect();
+            for (i, out) in outs.into_iter().enumerate() {
+                let loss = self.shared_update(i + 1, labels, out?)?;
+                self.check_finite(i + 1, epoch, &loss)?;
+                losses.push(loss);
+            }
+        } else {
+            for t in 1..=t_steps {
+                losses.push(self.train_block(t, x, labels, epoch)?);
+            }
+        }
+        self.step += 1;
+        Ok(losses)
+    }
+
+    /// Block `t`'s update followed by one shared step (the unit of both
+    /// orders). Does not advance [`NoPropDt::step`]; in `--order paper` the
+    /// caller advances it once per mini-batch.
+    pub fn train_block(
+        &mut self,
+        t: usize,
+        x: &Tensor,
+        labels: &[usize],
+        epoch: usize,
+    ) -> Result<BlockLoss> {
+        if t == 0 || t > self.config.steps {
+            return Err(Error::Config {
+                what: format!("block index {t} is outside 1..={}", self.config.steps),
+            });
+        }
+        let out = Self::block_update(
+            &self.config,
+            &self.schedule,
+            &self.embedding,
+            &mut self.blocks[t - 1],
+            &mut self.block_opts[t - 1],
+            t,
+            self.step,
+            x,
+            labels,
+        )?;
+        let loss = self.shared_update(t, labels, out)?;
+        self.check_finite(t, epoch, &loss)?;
+        Ok(loss)
+    }
+
+    /// Stochastic inference by Eq. 3: `z_0 ~ N(0, I)`, then for t = 1…T
+    /// `z_t = a_t·û_θt(z_{t−1}, x) + b_t·z_{t−1} + √c_t·ε_t`, and
+    /// `ŷ = argmax p̂_θout(y | z_T)`. Noise is keyed by `(seed, key)`; with
+    /// `noise = false`, `z_0 = 0` and `ε_t = 0` (the mean path).
+    /// The T image paths do not depend on `z` (decision 17), but each block
+    /// has its own, so they simply run inside each block.
+    pub fn predict(&mut self, x: &Tensor, noise: bool, key: u64) -> Result<Vec<usize>> {
+        let b = x.dim(0);
+        let d = self.config.embed_dim();
+        let mut rng = RngStream::new(self.config.seed, stream(Purpose::Inference, 0, key));
+        let mut z = if noise {
+            ops::randn(&[b, d], DType::F32, &mut rng)?
+        } else {
+            Tensor::zeros(&[b, d], DType::F32)
+        };
+        for t in 1..=self.config.steps {
+            let post = self.schedule.posterior(t);
+            let logits = self.blocks[t - 1].forward(x, &z, Mode::Eval)?;
+            let p = ops::softmax(&logits)?;
+            let u_hat = ops::matmul(&p, Transpose::No, &self.embedding.weight, Transpose::No)?;
+            let mut next = ops::add_scaled(post.a, &u_hat, post.b, &z)?;
+            if noise {
+                let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+                ops::axpy(&mut next, post.c.sqrt(), &eps)?;
+            }
+            z = next;
+        }
+        let logits = self.classifier.logits(&z, &self.embedding, Mode::Eval)?;
+        argmax_rows(&logits)
+    }
+
+    /// Every tensor of the model and optimisers, named for a checkpoint.
+    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            let t = i + 1;
+            out.extend(
+                blk.params()
+                    .into_iter()
+                    .map(|p| (format!("block{t}.{}", p.name), p.value.clone())),
+            );
+            out.extend(
+                blk.buffers()
+                    .into_iter()
+                    .map(|(n, v)| (format!("block{t}.{n}"), v.clone())),
+            );
+            out.extend(
+                self.block_opts[i]
+                    .state()
+                    .into_iter()
+                    .map(|(n, v)| (format!("opt.block{t}.{n}"), v)),
+            );
+        }
+        out.extend(
+            self.classifier
+                .params()
+                .into_iter()
+                .map(|p| (p.name, p.value.clone())),
+        );
+        out.push(("embed.weight".into(), self.embedding.weight.clone()));
+        out.extend(
+            self.shared_opt
+                .state()
+                .into_iter()
+                .map(|(n, v)| (format!("opt.shared.{n}"), v)),
+        );
+        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
+        out
+    }
+
+    /// Restore from tensors written by [`NoPropDt::state_tensors`].
+    pub fn load_state_tensors(
+        &mut self,
+        path: &Path,
+        tensors: HashMap<String, Tensor>,
+    ) -> Result<()> {
+        let missing = |k: &str| Error::Checkpoint {
+            path: path.to_path_buf(),
+            what: format!("missing tensor `{k}`"),
+        };
+        let take = |k: &str, dst: &mut Tensor| -> Result<()> {
+            let src = tensors.get(k).ok_or_else(|| missing(k))?;
+            if src.shape() != dst.shape() {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "tensor `{k}` has shape {:?}, the model needs {:?}",
+                        src.shape(),
+                        dst.shape()
+                    ),
+                });
+            }
+            *dst = src.to_dtype(dst.dtype());
+            Ok(())
+        };
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            let t = i + 1;
+            for p in blk.params() {
+                take(&format!("block{t}.{}", p.name), p.value)?;
+            }
+            for (n, v) in blk.buffers() {
+                take(&format!("block{t}.{n}"), v)?;
+            }
+            let prefix = format!("opt.block{t}.");
+            self.block_opts[i].load_state(
+                tensors
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix(&prefix).map(|n| (n.to_string(), v.clone()))
+                    })
+                    .collect(),
+            )?;
+        }
+        for p in self.classifier.params() {
+            take(&p.name, p.value)?;
+        }
+        take("embed.weight", &mut self.embedding.weight)?;
+        self.shared_opt.load_state(
+            tensors
+                .iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix("opt.shared.")
+                        .map(|n| (n.to_string(), v.clone()))
+                })
+                .collect(),
+        )?;
+        self.step = tensors.get("step").ok_or_else(|| missing("step"))?.item()? as u64;
+        Ok(())
+    }
+
+    /// Write an atomic safetensors checkpoint with `metadata` (the config is added as `config`).
+    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+        metadata.insert(
+            "config".into(),
+            serde_json::to_string(&self.config).map_err(|e| Error::Config {
+                what: e.to_string(),
+            })?,
+        );
+        metadata.insert("method".into(), "noprop-dt".into());
+        io::save(path, &self.state_tensors(), &metadata)?;
+        Ok(())
+    }
+
+    /// Read a checkpoint's config and metadata without building a model.
+    pub fn read_config(
+        path: &Path,
+    ) -> Result<(DtConfig, HashMap<String, String>, HashMap<String, Tensor>)> {
+        let (tensors, meta) = io::load(path)?;
+        let cfg = meta.get("config").ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            what: "no `config` in the metadata (not a noprop-dt checkpoint?)".into(),
+        })?;
+        let cfg: DtConfig = serde_json::from_str(cfg).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            what: format!("bad config: {e}"),
+        })?;
+        Ok((cfg, meta, tensors.into_iter().collect()))
+    }
+
+    /// Rebuild a model from a checkpoint written by [`NoPropDt::save`].
+    pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
+        let (cfg, meta, tensors) = Self::read_config(path)?;
+        let emb = tensors
+            .get("embed.weight")
+            .ok_or_else(|| Error::Checkpoint {
+                path: path.to_path_buf(),
+                what: "missing tensor `embed.weight`".into(),
+            })?;
+        let mut embedding = match cfg.embedding {
+            EmbeddingKind::OneHot => ClassEmbedding::one_hot(cfg.classes),
+            EmbeddingKind::Learned { dim } => ClassEmbedding::learned(cfg.classes, dim, cfg.seed),
+            EmbeddingKind::Prototype => ClassEmbedding::prototype(
+                &emb.to_dtype(DType::F32),
+                &(0..cfg.classes).collect::<Vec<_>>(),
+                cfg.classes,
+                1,
+                cfg.seed,
+            )?,
+        };
+        embedding.weight = emb.to_dtype(DType::F32);
+        let mut model = NoPropDt::new(cfg, embedding)?;
+        model.load_state_tensors(path, tensors)?;
+        Ok((model, meta))
+    }
+
+    /// Trainable scalars per block (Table 5 counts: excludes `W_Embed` and the classifier).
+    pub fn params_per_block(&mut self) -> usize {
+        self.blocks[0].num_params()
+    }
+}
+
+/// Index of the largest entry of each row.
+pub fn argmax_rows(x: &Tensor) -> Result<Vec<usize>> {
+    let m = x.dim(1);
+    let v = x.to_vec_f64();
+    Ok((0..x.dim(0))
+        .map(|i| {
+            let r = &v[i * m..(i + 1) * m];
+            let mut best = 0;
+            for j in 1..m {
+                if r[j] > r[best] {
+                    best = j;
+                }
+            }
+            best
+        })
+        .collect())
+}

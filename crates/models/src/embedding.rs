@@ -1,0 +1,232 @@
+//! Class embeddings `W_Embed ∈ R^{m×d}` (PAPER.md §5, decision 13).
+
+use std::str::FromStr;
+
+use ndarray::Array2;
+use ndarray_rand::rand_distr::StandardNormal;
+use ndarray_rand::RandomExt;
+use noprop_nn::init::rng_for;
+use noprop_nn::ParamMut;
+use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::{DType, Tensor};
+use rand::seq::index::sample;
+
+use crate::{Error, Result};
+
+/// Which class embedding a model uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingKind {
+    /// Fixed identity, `d = m`.
+    OneHot,
+    /// Learned, `d` dimensions (the paper uses 20): orthonormal rows when
+    /// `d ≥ m`, otherwise rows drawn from `N(0, I/d)`.
+    Learned {
+        /// The embedding dimension.
+        dim: usize,
+    },
+    /// Learned, `d` = image size, initialised with one prototype image per class.
+    Prototype,
+}
+
+impl FromStr for EmbeddingKind {
+    type Err = Error;
+    /// `one-hot`, `dim20` (or `dim=20`, `dimN`), `prototype`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "one-hot" | "onehot" => Ok(EmbeddingKind::OneHot),
+            "prototype" => Ok(EmbeddingKind::Prototype),
+            _ => {
+                let n = s.strip_prefix("dim=").or_else(|| s.strip_prefix("dim"));
+                match n.and_then(|n| n.parse::<usize>().ok()) {
+                    Some(dim) if dim > 0 => Ok(EmbeddingKind::Learned { dim }),
+                    _ => Err(Error::Config {
+                        what: format!("unknown embedding `{s}` (one-hot, dim20, prototype)"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for EmbeddingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbeddingKind::OneHot => write!(f, "one-hot"),
+            EmbeddingKind::Learned { dim } => write!(f, "dim{dim}"),
+            EmbeddingKind::Prototype => write!(f, "prototype"),
+        }
+    }
+}
+
+/// The class embedding matrix and its gradient accumulator.
+#[derive(Clone, Debug)]
+pub struct ClassEmbedding {
+    /// Which kind this is.
+    pub kind: EmbeddingKind,
+    /// `W_Embed`, `[m, d]`; row `y` is `u_y`.
+    pub weight: Tensor,
+    grad: Tensor,
+}
+
+impl ClassEmbedding {
+    /// The fixed one-hot embedding `W = I_m`.
+    pub fn one_hot(classes: usize) -> Self {
+        let mut w = Tensor::zeros(&[classes, classes], DType::F32);
+        if let Ok(s) = w.as_mut_slice::<f32>() {
+            for i in 0..classes {
+                s[i * classes + i] = 1.0;
+            }
+        }
+        Self::from_weight(EmbeddingKind::OneHot, w)
+    }
+
+    /// A learned `d`-dimensional embedding: orthonormal rows ("orthogonal when
+    /// possible", Gram–Schmidt on Gaussian rows) when `d ≥ m`, otherwise
+    /// `N(0, I/d)` rows ("randomly otherwise"; the scale gives rows of norm ≈ 1
+    /// like the orthonormal case). Drawn from `(seed, "embed")`.
+    pub fn learned(classes: usize, dim: usize, seed: u64) -> Self {
+        let mut rng = rng_for(seed, "embed.weight");
+        let g: Array2<f64> = Array2::random_using((classes, dim), StandardNormal, &mut rng);
+        let mut w = g.mapv(|v| v / (dim as f64).sqrt());
+        if dim >= classes {
+            for i in 0..classes {
+                for j in 0..i {
+                    let proj = w.row(i).dot(&w.row(j));
+                    let rj = w.row(j).to_owned();
+                    w.row_mut(i).scaled_add(-proj, &rj);
+                }
+                let norm = w.row(i).dot(&w.row(i)).sqrt();
+                w.row_mut(i).mapv_inplace(|v| v / norm);
+            }
+        }
+        let w32 = w.mapv(|v| v as f32);
+        Self::from_weight(EmbeddingKind::Learned { dim }, Tensor::from_ndarray(&w32))
+    }
+
+    /// The prototype embedding (decision 13): for each class, the training
+    /// image (as the network sees it, after normalisation) with the smallest
+    /// median Euclidean distance to the other images of its class, over a
+    /// seeded random subset of at most `max_per_class` images of that class.
+    ///
+    /// `images` is `[n, d]` (flattened), `labels` has `n` entries.
+    pub fn prototype(
+        images: &Tensor,
+        labels: &[usize],
+        classes: usize,
+        max_per_class: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if images.rank() != 2 || images.dim(0) != labels.len() {
+            return Err(Error::Config {
+                what: format!(
+                    "prototype init needs [n, d] images and n labels, got {:?} and {}",
+                    images.shape(),
+                    labels.len()
+                ),
+            });
+        }
+        let d = images.dim(1);
+        let mut w = Tensor::zeros(&[classes, d], DType::F32);
+        for c in 0..classes {
+            let members: Vec<usize> = labels
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l == c)
+                .map(|(i, _)| i)
+                .collect();
+            if members.is_empty() {
+                return Err(Error::Config {
+                    what: format!("class {c} has no training image to be its prototype"),
+                });
+            }
+            let mut rng = rng_for(seed, &format!("prototype.{c}"));
+            let chosen: Vec<usize> = if members.len() > max_per_class {
+                let mut idx: Vec<usize> = sample(&mut rng, members.len(), max_per_class)
+                    .into_iter()
+                    .map(|i| members[i])
+                    .collect();
+                idx.sort_unstable();
+                idx
+            } else {
+                members
+            };
+            let x = ops::gather_rows(&images.to_dtype(DType::F64), &chosen)?;
+            let gram = ops::matmul(&x, Transpose::No, &x, Transpose::Yes)?;
+            let g = gram.as_slice::<f64>()?;
+            let k = chosen.len();
+            let mut best = (f64::INFINITY, 0usize);
+            for i in 0..k {
+                // Squared distances to the others (the median of squares has the same argmin).
+                let mut dist: Vec<f64> = (0..k)
+                    .filter(|&j| j != i)
+                    .map(|j| (g[i * k + i] + g[j * k + j] - 2.0 * g[i * k + j]).max(0.0))
+                    .collect();
+                let med = if dist.is_empty() {
+                    0.0
+                } else {
+                    let mid = dist.len() / 2;
+                    let (_, m, _) = dist.select_nth_unstable_by(mid, |a, b| a.total_cmp(b));
+                    *m
+                };
+                if med < best.0 {
+                    best = (med, i);
+                }
+            }
+            let row = ops::gather_rows(images, &[chosen[best.1]])?;
+            let src = row.to_vec_f32();
+            w.as_mut_slice::<f32>()?[c * d..(c + 1) * d].copy_from_slice(&src);
+        }
+        Ok(Self::from_weight(EmbeddingKind::Prototype, w))
+    }
+
+    fn from_weight(kind: EmbeddingKind, weight: Tensor) -> Self {
+        ClassEmbedding {
+            kind,
+            grad: weight.zeros_like(),
+            weight,
+        }
+    }
+
+    /// Whether `W_Embed` is trained (everything but one-hot).
+    pub fn trainable(&self) -> bool {
+        self.kind != EmbeddingKind::OneHot
+    }
+
+    /// Number of classes `m`.
+    pub fn classes(&self) -> usize {
+        self.weight.dim(0)
+    }
+
+    /// Embedding dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.weight.dim(1)
+    }
+
+    /// `u_y` for each label: `[B, d]`.
+    pub fn lookup(&self, labels: &[usize]) -> Result<Tensor> {
+        Ok(ops::gather_rows(&self.weight, labels)?)
+    }
+
+    /// The gradient accumulator `∂L/∂W_Embed`.
+    pub fn grad_mut(&mut self) -> &mut Tensor {
+        &mut self.grad
+    }
+
+    /// `W_Embed` as an optimiser parameter (`None` when fixed).
+    pub fn param(&mut self) -> Option<ParamMut<'_>> {
+        if !self.trainable() {
+            return None;
+        }
+        Some(ParamMut {
+            name: "embed.weight".into(),
+            value: &mut self.weight,
+            grad: &mut self.grad,
+        })
+    }
+
+    /// Zero the gradient.
+    pub fn zero_grad(&mut self) {
+        self.grad.fill(0.0);
+    }
+}

@@ -1,0 +1,36 @@
+//! # noprop-models
+//!
+//! NoProp (Li, Teh, Pascanu, arXiv 2503.24322): networks whose blocks each
+//! learn, on their own, to denoise a noisy label embedding.
+//!
+//! * [`ClassEmbedding`]: one-hot, learned (`dim=20`) or prototype `W_Embed`.
+//! * [`DenoiseBlock`]: the DT block of the paper's Figure 6.
+//! * [`NoPropDt`]: T blocks, the Eq. 8 loss, training (block-local
+//!   back-propagation only), stochastic inference (Eq. 3) and checkpoints.
+//!
+//! ```
+//! use noprop_models::{ClassEmbedding, DtConfig, EmbeddingKind, NoPropDt};
+//! use noprop_tensor::{ops, philox::RngStream, DType};
+//! let mut cfg = DtConfig::paper((1, 28, 28), 10, EmbeddingKind::OneHot, 0);
+//! cfg.steps = 2;
+//! let mut model = NoPropDt::new(cfg, ClassEmbedding::one_hot(10))?;
+//! let x = ops::randn(&[4, 1, 28, 28], DType::F32, &mut RngStream::new(0, 0))?;
+//! let losses = model.train_batch(&x, &[0, 1, 2, 3], 0)?;
+//! assert_eq!(losses.len(), 2);
+//! assert_eq!(model.predict(&x, true, 0)?.len(), 4);
+//! assert_eq!(model.params_per_block(), 919_946); // Table 5, MNIST one-hot
+//! # Ok::<(), noprop_models::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod block;
+pub mod classifier;
+pub mod dt;
+pub mod embedding;
+mod error;
+
+pub use block::DenoiseBlock;
+pub use classifier::{ClassifierKind, OutputClassifier};
+pub use dt::{BlockLoss, DtConfig, EmbedGrad, NoPropDt, Order};
+pub use embedding::{ClassEmbedding, EmbeddingKind};
+pub use error::{Error, Result};
