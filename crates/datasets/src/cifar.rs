@@ -88,7 +88,12 @@ fn record_count(bytes: &[u8], file: &Path, record: usize, what: &'static str) ->
 }
 
 /// Appends the records of one CIFAR-10 file to `images` / `labels`.
-fn append_cifar10(bytes: &[u8], file: &Path, images: &mut Vec<u8>, labels: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn append_cifar10(
+    bytes: &[u8],
+    file: &Path,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+) -> Result<()> {
     let n = record_count(bytes, file, CIFAR10_RECORD, "CIFAR-10 record")?;
     let first = labels.len();
     labels.reserve(n);
@@ -105,7 +110,12 @@ fn append_cifar10(bytes: &[u8], file: &Path, images: &mut Vec<u8>, labels: &mut 
 pub fn parse_cifar10(bytes: &[u8], file: impl AsRef<Path>) -> Result<Dataset> {
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     append_cifar10(bytes, file.as_ref(), &mut images, &mut labels)?;
-    Ok(Dataset::from_parts_unchecked(images, labels, CIFAR_SHAPE, 10))
+    Ok(Dataset::from_parts_unchecked(
+        images,
+        labels,
+        CIFAR_SHAPE,
+        10,
+    ))
 }
 
 /// Reads and concatenates CIFAR-10 batch files in the order given (for the
@@ -117,7 +127,12 @@ pub fn read_cifar10<P: AsRef<Path>>(paths: &[P]) -> Result<Dataset> {
         let p = p.as_ref();
         append_cifar10(&read_maybe_gz(p)?, p, &mut images, &mut labels)?;
     }
-    Ok(Dataset::from_parts_unchecked(images, labels, CIFAR_SHAPE, 10))
+    Ok(Dataset::from_parts_unchecked(
+        images,
+        labels,
+        CIFAR_SHAPE,
+        10,
+    ))
 }
 
 /// Parses one uncompressed CIFAR-100 file held in memory. `file` labels
@@ -157,18 +172,58 @@ mod tests {
         let mut rec = vec![0u8; CIFAR10_RECORD * 2];
         rec[CIFAR10_RECORD] = 10;
         let e = parse_cifar10(&rec, "b.bin").unwrap_err();
-        assert!(matches!(e, Error::LabelOutOfRange { offset: 3073, label: 10, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::LabelOutOfRange {
+                    offset: 3073,
+                    label: 10,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let e = parse_cifar10(&rec[..5000], "b.bin").unwrap_err();
-        assert!(matches!(e, Error::Truncated { offset: 3073, actual: 1927, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Truncated {
+                    offset: 3073,
+                    actual: 1927,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(parse_cifar10(&[], "b.bin").unwrap().is_empty());
 
         let mut rec = vec![0u8; CIFAR100_RECORD * 2];
         rec[CIFAR100_RECORD + 1] = 100;
         let e = parse_cifar100(&rec, "t.bin").unwrap_err();
-        assert!(matches!(e, Error::LabelOutOfRange { offset: 3075, classes: 100, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::LabelOutOfRange {
+                    offset: 3075,
+                    classes: 100,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         rec[CIFAR100_RECORD + 1] = 99;
         rec[0] = 20;
         let e = parse_cifar100(&rec, "t.bin").unwrap_err();
-        assert!(matches!(e, Error::LabelOutOfRange { offset: 0, classes: 20, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::LabelOutOfRange {
+                    offset: 0,
+                    classes: 20,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

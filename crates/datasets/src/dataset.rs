@@ -293,7 +293,11 @@ impl Dataset {
     /// `per_class` examples of each class are taken; with `Some(seed)` a
     /// seeded random choice (SplitMix64, stable across versions). Errors if a
     /// class has fewer than `per_class` examples.
-    pub fn class_balanced_indices(&self, per_class: usize, seed: Option<u64>) -> Result<Vec<usize>> {
+    pub fn class_balanced_indices(
+        &self,
+        per_class: usize,
+        seed: Option<u64>,
+    ) -> Result<Vec<usize>> {
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.num_classes];
         for (i, &l) in self.labels.iter().enumerate() {
             by_class[usize::from(l)].push(i);

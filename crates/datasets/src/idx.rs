@@ -1,5 +1,12 @@
 //! The IDX format of MNIST and Fashion-MNIST.
 //!
+//! MNIST comes from <http://yann.lecun.com/exdb/mnist/> (torchvision mirrors
+//! it at `https://ossci-datasets.s3.amazonaws.com/mnist/`), Fashion-MNIST from
+//! <https://github.com/zalandoresearch/fashion-mnist> (Debian packages it as
+//! `dataset-fashion-mnist`). Both ship `train-images-idx3-ubyte.gz`,
+//! `train-labels-idx1-ubyte.gz`, `t10k-images-idx3-ubyte.gz` and
+//! `t10k-labels-idx1-ubyte.gz` (60,000 train / 10,000 test 28x28 images).
+//!
 //! An IDX file is a big-endian header — two zero bytes, an element-type byte
 //! (`0x08` = unsigned byte, the only type these datasets use), the number of
 //! dimensions, then one `u32` per dimension — followed by the elements in
@@ -212,10 +219,7 @@ pub(crate) fn check_labels(
     base: u64,
     stride: u64,
 ) -> Result<()> {
-    match labels
-        .iter()
-        .position(|&l| usize::from(l) >= classes)
-    {
+    match labels.iter().position(|&l| usize::from(l) >= classes) {
         None => Ok(()),
         Some(i) => Err(Error::LabelOutOfRange {
             file: file.into(),
@@ -271,16 +275,31 @@ mod tests {
         assert!(matches!(e(&good[..10]), Error::Truncated { offset: 4, .. }));
         assert!(matches!(
             e(&good[..30]),
-            Error::Truncated { offset: 16, expected: 24, actual: 14, .. }
+            Error::Truncated {
+                offset: 16,
+                expected: 24,
+                actual: 14,
+                ..
+            }
         ));
         let mut long = good.clone();
         long.push(0);
-        assert!(matches!(e(&long), Error::TrailingBytes { offset: 40, extra: 1, .. }));
+        assert!(matches!(
+            e(&long),
+            Error::TrailingBytes {
+                offset: 40,
+                extra: 1,
+                ..
+            }
+        ));
         let mut magic = good.clone();
         magic[3] = 1;
         assert!(matches!(e(&magic), Error::BadMagic { .. }));
         let huge = encode_idx_images(u32::MAX, u32::MAX, u32::MAX, &px);
-        assert!(matches!(e(&huge), Error::BadHeader { .. } | Error::Truncated { .. }));
+        assert!(matches!(
+            e(&huge),
+            Error::BadHeader { .. } | Error::Truncated { .. }
+        ));
         let zero = encode_idx_images(2, 0, 4, &[]);
         assert!(matches!(e(&zero), Error::BadHeader { offset: 8, .. }));
         // Labels: count mismatch and range.
@@ -288,11 +307,23 @@ mod tests {
         let lab = parse_idx_labels(&encode_idx_labels(&[1]), "l").unwrap();
         assert!(matches!(
             idx_dataset(img.clone(), lab, 10, "i", "l"),
-            Err(Error::CountMismatch { images: 2, labels: 1, .. })
+            Err(Error::CountMismatch {
+                images: 2,
+                labels: 1,
+                ..
+            })
         ));
         let lab = parse_idx_labels(&encode_idx_labels(&[1, 10]), "l").unwrap();
         let err = idx_dataset(img, lab, 10, "i", "l").unwrap_err();
-        assert!(matches!(err, Error::LabelOutOfRange { offset: 9, label: 10, classes: 10, .. }));
+        assert!(matches!(
+            err,
+            Error::LabelOutOfRange {
+                offset: 9,
+                label: 10,
+                classes: 10,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("byte 9"), "{err}");
     }
 }

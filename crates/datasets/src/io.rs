@@ -15,7 +15,8 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 
 /// Whether `path` names a gzip file (by its `.gz` extension).
 pub fn is_gz(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// Reads a whole file.
@@ -105,7 +106,10 @@ mod tests {
         // Corrupt header.
         let mut bad = z.clone();
         bad[0] = 0;
-        assert!(matches!(gunzip(&bad, p, MAX_DECOMPRESSED), Err(Error::Gzip { .. })));
+        assert!(matches!(
+            gunzip(&bad, p, MAX_DECOMPRESSED),
+            Err(Error::Gzip { .. })
+        ));
         // A lying size trailer does not cause a huge allocation.
         let mut lie = z;
         let n = lie.len();

@@ -144,7 +144,10 @@ impl Manifest {
             message,
         };
         if self.schema != 1 {
-            return Err(err(format!("unsupported schema {}, expected 1", self.schema)));
+            return Err(err(format!(
+                "unsupported schema {}, expected 1",
+                self.schema
+            )));
         }
         for d in &self.datasets {
             for a in &d.archives {
@@ -153,7 +156,10 @@ impl Manifest {
                 check_hex(a.sha256.as_deref(), 64)
                     .map_err(|m| err(format!("{}/{}: sha256 {m}", d.name, a.file)))?;
                 if !safe_relative(&a.file) || a.file.contains('/') {
-                    return Err(err(format!("{}: unsafe archive file name {:?}", d.name, a.file)));
+                    return Err(err(format!(
+                        "{}: unsafe archive file name {:?}",
+                        d.name, a.file
+                    )));
                 }
                 if a.kind == ArchiveKind::Gzip && a.members.len() != 1 {
                     return Err(err(format!(
@@ -213,7 +219,9 @@ fn safe_relative(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\\')
-        && path.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 #[cfg(test)]
@@ -239,7 +247,10 @@ mod tests {
             Some("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")
         );
         let c10 = m.dataset("cifar10").unwrap();
-        assert_eq!(c10.member("test_batch.bin").unwrap().1.size, Some(30_730_000));
+        assert_eq!(
+            c10.member("test_batch.bin").unwrap().1.size,
+            Some(30_730_000)
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl StampCache {
             StampCache::Off => None,
             StampCache::Dir(d) => Some(d.clone()),
             StampCache::Default => {
-                let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+                let env = |k: &str| {
+                    std::env::var_os(k)
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                };
                 if let Some(d) = env("NOPROP_CACHE") {
                     Some(d.join("verified"))
                 } else if let Some(d) = env("XDG_CACHE_HOME") {
@@ -224,7 +228,11 @@ pub(crate) fn verify_member(
 
 /// Checks `bytes` (an archive as downloaded) against the pinned size, MD5 and
 /// SHA-256 of `archive`; returns whether any checksum was pinned.
-pub(crate) fn check_archive_digests(path: &Path, bytes: &[u8], archive: &ArchiveEntry) -> Result<bool> {
+pub(crate) fn check_archive_digests(
+    path: &Path,
+    bytes: &[u8],
+    archive: &ArchiveEntry,
+) -> Result<bool> {
     if let Some(size) = archive.size {
         if bytes.len() as u64 != size {
             return Err(Error::SizeMismatch {
