@@ -20,7 +20,15 @@ pub const STEPS: &[(&str, &[&str])] = &[
     ("format", &["fmt", "--all", "--check"]),
     (
         "clippy",
-        &["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
     ),
     ("docs", &["doc", "--workspace", "--no-deps", "--release"]),
     // The README's test command.

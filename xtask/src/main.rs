@@ -7,9 +7,16 @@
 //!   formatting, clippy and the README's test command.
 //! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
 //!   downloads and verifies datasets.
+//! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
+//!   run it with the given arguments.
+//! * `cargo xtask bench [gemm|dt|all]` times our kernels and training next to
+//!   their peers (NumPy/OpenBLAS, PyTorch) in one sitting and renders
+//!   `docs/BENCHMARKS.md` from the JSON it writes under `docs/results/`.
 
+mod bench;
 mod ci;
 mod fetch_data;
+mod run_bin;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +33,12 @@ enum Command {
     Ci(ci::CiArgs),
     /// Download and verify a dataset into ./datasets (or --data-dir).
     FetchData(fetch_data::FetchDataArgs),
+    /// Train a model (builds and runs the release `noprop train`).
+    Train(run_bin::PassThrough),
+    /// Evaluate a checkpoint (builds and runs the release `noprop eval`).
+    Eval(run_bin::PassThrough),
+    /// Run benchmarks and peers in one sitting and render docs/BENCHMARKS.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +46,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ci(args) => ci::run(args),
         Command::FetchData(args) => fetch_data::run(args),
+        Command::Train(args) => run_bin::run("train", args),
+        Command::Eval(args) => run_bin::run("eval", args),
+        Command::Bench(args) => bench::run(args),
     }
 }

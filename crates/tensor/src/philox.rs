@@ -171,6 +171,11 @@ impl RngStream {
         self.offset += blocks_for(out.len());
     }
 
+    /// Advance by `blocks` blocks without drawing.
+    pub fn skip(&mut self, blocks: u64) {
+        self.offset += blocks;
+    }
+
     /// One uniform `u64` (uses one block) — for shuffles and index draws.
     pub fn next_u64(&mut self) -> u64 {
         let w = block(self.seed, self.stream, self.offset);

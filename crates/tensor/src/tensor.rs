@@ -1,5 +1,7 @@
 //! The [`Tensor`] type: a contiguous, row-major array of `f32` or `f64` on one device.
 
+use std::sync::Arc;
+
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
 
 use crate::{DType, Device, Elem, Error, Result};
@@ -13,13 +15,17 @@ pub(crate) enum CpuStorage {
 
 /// A dense tensor: contiguous, row-major (NCHW for images), owning its storage.
 ///
+/// The storage is reference-counted and copied on write: `clone` is O(1) (a
+/// layer caching its input for backward costs nothing), and the first
+/// mutation of a shared tensor copies it, so values never alias.
+///
 /// Layers and models only ever call tensor operations (the [`ops`](crate::ops)
 /// module and the methods here), never the storage directly, so a device
 /// backend can be swapped in underneath.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    storage: CpuStorage,
+    storage: Arc<CpuStorage>,
 }
 
 fn numel_of(shape: &[usize]) -> usize {
@@ -36,7 +42,7 @@ impl Tensor {
         };
         Tensor {
             shape: shape.to_vec(),
-            storage,
+            storage: Arc::new(storage),
         }
     }
 
@@ -65,7 +71,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape: shape.to_vec(),
-            storage: wrap_vec(data),
+            storage: Arc::new(wrap_vec(data)),
         })
     }
 
@@ -90,7 +96,7 @@ impl Tensor {
         };
         Tensor {
             shape,
-            storage: wrap_vec(data),
+            storage: Arc::new(wrap_vec(data)),
         }
     }
 
@@ -137,7 +143,7 @@ impl Tensor {
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        match &self.storage {
+        match &*self.storage {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
         }
@@ -145,7 +151,7 @@ impl Tensor {
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        match &self.storage {
+        match &*self.storage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
         }
@@ -175,7 +181,7 @@ impl Tensor {
     /// The elements as a mutable slice of `T`; fails if `T` is not the tensor's dtype.
     pub fn as_mut_slice<T: Elem>(&mut self) -> Result<&mut [T]> {
         let got = self.dtype();
-        get_vec_mut::<T>(&mut self.storage)
+        get_vec_mut::<T>(Arc::make_mut(&mut self.storage))
             .map(|v| v.as_mut_slice())
             .ok_or(Error::DTypeMismatch {
                 op: "Tensor::as_mut_slice",
@@ -187,16 +193,18 @@ impl Tensor {
     /// Consume into the underlying vector.
     pub fn into_vec<T: Elem>(self) -> Result<Vec<T>> {
         let got = self.dtype();
-        unwrap_vec::<T>(self.storage).ok_or(Error::DTypeMismatch {
-            op: "Tensor::into_vec",
-            expected: T::DTYPE,
-            got,
-        })
+        unwrap_vec::<T>(Arc::try_unwrap(self.storage).unwrap_or_else(|a| (*a).clone())).ok_or(
+            Error::DTypeMismatch {
+                op: "Tensor::into_vec",
+                expected: T::DTYPE,
+                got,
+            },
+        )
     }
 
     /// Copy the elements out as `f64` (any dtype).
     pub fn to_vec_f64(&self) -> Vec<f64> {
-        match &self.storage {
+        match &*self.storage {
             CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuStorage::F64(v) => v.clone(),
         }
@@ -204,7 +212,7 @@ impl Tensor {
 
     /// Copy the elements out as `f32` (any dtype; f64 is rounded).
     pub fn to_vec_f32(&self) -> Vec<f32> {
-        match &self.storage {
+        match &*self.storage {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
         }
@@ -224,18 +232,18 @@ impl Tensor {
 
     /// Convert to another dtype (a copy; a clone when the dtype is the same).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
-        let storage = match (&self.storage, dtype) {
+        let storage = match (&*self.storage, dtype) {
             (CpuStorage::F32(v), DType::F64) => {
                 CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
             }
             (CpuStorage::F64(v), DType::F32) => {
                 CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
             }
-            (s, _) => s.clone(),
+            _ => return self.clone(),
         };
         Tensor {
             shape: self.shape.clone(),
-            storage,
+            storage: Arc::new(storage),
         }
     }
 
@@ -264,7 +272,12 @@ impl Tensor {
     /// allocation when it is large enough (workspaces call this every step).
     pub fn resize_zeroed(&mut self, shape: &[usize], dtype: DType) {
         let n = numel_of(shape);
-        match (&mut self.storage, dtype) {
+        let Some(storage) = Arc::get_mut(&mut self.storage) else {
+            // Shared: leave the other owners their values, start afresh.
+            *self = Tensor::zeros(shape, dtype);
+            return;
+        };
+        match (storage, dtype) {
             (CpuStorage::F32(v), DType::F32) => {
                 v.clear();
                 v.resize(n, 0.0);
@@ -282,7 +295,7 @@ impl Tensor {
     /// overwrite every element).
     pub(crate) fn resize_for_overwrite(&mut self, shape: &[usize], dtype: DType) {
         let n = numel_of(shape);
-        if self.dtype() == dtype && self.numel() == n {
+        if self.dtype() == dtype && self.numel() == n && Arc::get_mut(&mut self.storage).is_some() {
             self.shape = shape.to_vec();
         } else {
             self.resize_zeroed(shape, dtype);
@@ -291,7 +304,10 @@ impl Tensor {
 
     /// Set every element to `value`.
     pub fn fill(&mut self, value: f64) {
-        match &mut self.storage {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            *self = Tensor::zeros(&self.shape.clone(), self.dtype());
+        }
+        match Arc::make_mut(&mut self.storage) {
             CpuStorage::F32(v) => v.iter_mut().for_each(|x| *x = value as f32),
             CpuStorage::F64(v) => v.iter_mut().for_each(|x| *x = value),
         }
@@ -306,7 +322,10 @@ impl Tensor {
                 got: src.shape.clone(),
             });
         }
-        match (&mut self.storage, &src.storage) {
+        if Arc::ptr_eq(&self.storage, &src.storage) {
+            return Ok(());
+        }
+        match (Arc::make_mut(&mut self.storage), &*src.storage) {
             (CpuStorage::F32(d), CpuStorage::F32(s)) => d.copy_from_slice(s),
             (CpuStorage::F64(d), CpuStorage::F64(s)) => d.copy_from_slice(s),
             _ => {
@@ -325,7 +344,7 @@ impl Tensor {
         if self.shape != other.shape {
             return false;
         }
-        match (&self.storage, &other.storage) {
+        match (&*self.storage, &*other.storage) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
                 a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
             }

@@ -181,7 +181,7 @@ fn conv2d_forward_and_backward_match_naive_reference() {
 
         // Backward against the adjoint identities: <dy, conv(x)> is linear in x and w.
         let dy = rand_t(y.shape(), DType::F64, s + 4);
-        let g = ops::conv2d_backward(&dy, &wt, &mut ws, true).unwrap();
+        let g = ops::conv2d_backward(&dy, &wt, None, &mut ws, true).unwrap();
         let dy4: Array4<f64> = to_f64(&dy).into_dimensionality().unwrap();
         let (_, _, oh, ow) = dy4.dim();
         // Naive gradients.
@@ -220,7 +220,7 @@ fn conv2d_forward_and_backward_match_naive_reference() {
             "conv bwd zoo {zi}: {e1} {e2} {e3}"
         );
         // A second backward without a forward is an error, not garbage.
-        assert!(ops::conv2d_backward(&dy, &wt, &mut ws, true).is_err());
+        assert!(ops::conv2d_backward(&dy, &wt, None, &mut ws, true).is_err());
     }
 }
 
@@ -543,7 +543,7 @@ fn kernels_are_bitwise_identical_across_thread_counts() {
             let w = rand_t(&[64, 32, 3, 3], DType::F32, 94);
             let mut ws = ops::ConvWorkspace::new();
             let y = ops::conv2d_forward(&x, &w, None, 0, false, &mut ws).unwrap();
-            let g = ops::conv2d_backward(&y, &w, &mut ws, true).unwrap();
+            let g = ops::conv2d_backward(&y, &w, None, &mut ws, true).unwrap();
             outs.extend([y, g.dw, g.db, g.dx.unwrap()]);
             outs.push(Tensor::scalar(ops::sum(&x).unwrap(), DType::F64));
             outs
@@ -558,4 +558,56 @@ fn kernels_are_bitwise_identical_across_thread_counts() {
             );
         }
     }
+}
+
+#[test]
+fn clones_share_storage_until_written() {
+    let a = rand_t(&[3, 4], DType::F32, 101);
+    let mut b = a.clone();
+    assert_eq!(
+        a.as_slice::<f32>().unwrap().as_ptr(),
+        b.as_slice::<f32>().unwrap().as_ptr()
+    );
+    b.as_mut_slice::<f32>().unwrap()[0] = 42.0;
+    assert_ne!(a.as_slice::<f32>().unwrap()[0], 42.0);
+    let mut c = a.clone();
+    c.fill(1.0);
+    assert!(a.to_vec_f32().iter().any(|&v| v != 1.0));
+    let mut d = a.clone();
+    ops::scale_in_place(&mut d, 2.0).unwrap();
+    assert_eq!(d.to_vec_f32()[1], 2.0 * a.to_vec_f32()[1]);
+}
+
+#[test]
+fn fused_relu_mask_in_conv_backward_equals_separate_mask() {
+    let x = rand_t(&[3, 4, 9, 8], DType::F64, 111);
+    let w = rand_t(&[5, 4, 3, 3], DType::F64, 112);
+    let b = rand_t(&[5], DType::F64, 113);
+    let mut ws1 = ops::ConvWorkspace::new();
+    let y = ops::conv2d_forward(&x, &w, Some(&b), 0, true, &mut ws1).unwrap();
+    let dy = rand_t(y.shape(), DType::F64, 114);
+    let fused = ops::conv2d_backward(&dy, &w, Some(&y), &mut ws1, true).unwrap();
+    let mut ws2 = ops::ConvWorkspace::new();
+    ops::conv2d_forward(&x, &w, Some(&b), 0, true, &mut ws2).unwrap();
+    let masked = ops::relu_backward(&dy, &y).unwrap();
+    let plain = ops::conv2d_backward(&masked, &w, None, &mut ws2, true).unwrap();
+    assert!(fused.dw.bit_eq(&plain.dw) && fused.db.bit_eq(&plain.db));
+    assert!(fused.dx.unwrap().bit_eq(&plain.dx.unwrap()));
+    // The mask did something.
+    assert!(y.to_vec_f64().contains(&0.0));
+}
+
+#[test]
+fn dropout_forward_matches_mask_and_keep_rate() {
+    let x = rand_t(&[1000, 100], DType::F32, 121);
+    let mut r1 = RngStream::new(5, 9);
+    let mut r2 = RngStream::new(5, 9);
+    let (y, m) = ops::dropout_forward(&x, 0.2, &mut r1).unwrap();
+    let m2 = ops::dropout_mask(x.shape(), 0.2, DType::F32, &mut r2).unwrap();
+    assert!(m.bit_eq(&m2));
+    assert_eq!(r1.offset(), r2.offset());
+    assert!(y.bit_eq(&ops::mul(&x, &m).unwrap()));
+    let kept = m.to_vec_f32().iter().filter(|&&v| v > 0.0).count() as f64 / 100_000.0;
+    assert!((kept - 0.8).abs() < 0.01, "kept {kept}");
+    assert!(m.to_vec_f32().iter().all(|&v| v == 0.0 || v == 1.25));
 }

@@ -68,14 +68,15 @@ impl Module for Conv2d {
                 got: x.shape().to_vec(),
             });
         }
-        let y = ops::conv2d_forward(
-            x,
-            &self.weight,
-            Some(&self.bias),
-            self.pad,
-            self.relu,
-            &mut self.ws,
-        )?;
+        // Evaluation keeps no buffers: a large evaluation batch must not pin
+        // its im2col matrix in every layer after it returns.
+        let mut eval_ws = ConvWorkspace::new();
+        let ws = if mode == Mode::Train {
+            &mut self.ws
+        } else {
+            &mut eval_ws
+        };
+        let y = ops::conv2d_forward(x, &self.weight, Some(&self.bias), self.pad, self.relu, ws)?;
         self.cached = mode == Mode::Train;
         self.y = if self.relu && self.cached {
             Some(y.clone())
@@ -90,15 +91,8 @@ impl Module for Conv2d {
             return Err(Error::NoForwardCache { layer: "Conv2d" });
         }
         self.cached = false;
-        let masked;
-        let dy = match self.y.take() {
-            Some(y) => {
-                masked = ops::relu_backward(dy, &y)?;
-                &masked
-            }
-            None => dy,
-        };
-        let g = ops::conv2d_backward(dy, &self.weight, &mut self.ws, self.input_grad)?;
+        let y = self.y.take();
+        let g = ops::conv2d_backward(dy, &self.weight, y.as_ref(), &mut self.ws, self.input_grad)?;
         ops::add_assign(&mut self.grad_w, &g.dw)?;
         ops::add_assign(&mut self.grad_b, &g.db)?;
         Ok(g.dx.unwrap_or_else(|| Tensor::zeros(&[0], dy.dtype())))

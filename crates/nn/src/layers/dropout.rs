@@ -45,8 +45,7 @@ impl Module for Dropout {
             self.mask = None;
             return Ok(x.clone());
         }
-        let mask = ops::dropout_mask(x.shape(), self.p, x.dtype(), &mut self.rng)?;
-        let y = ops::mul(x, &mask)?;
+        let (y, mask) = ops::dropout_forward(x, self.p, &mut self.rng)?;
         self.mask = Some(mask);
         Ok(y)
     }

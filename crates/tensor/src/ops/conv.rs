@@ -89,6 +89,24 @@ fn im2col_slices<T: Elem>(x: &[T], s: &[usize], kh: usize, kw: usize, pad: usize
         .enumerate()
         .for_each(|(n, img_col)| {
             let img = &x[n * c * h * w..(n + 1) * c * h * w];
+            if pad == 0 {
+                // Fast path: every window lies inside the image; copy kw-wide runs.
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+                        let mut j = 0;
+                        for ci in 0..c {
+                            let plane = &img[ci * h * w..(ci + 1) * h * w];
+                            for ky in 0..kh {
+                                let s0 = (oy + ky) * w + ox;
+                                row[j..j + kw].copy_from_slice(&plane[s0..s0 + kw]);
+                                j += kw;
+                            }
+                        }
+                    }
+                }
+                return;
+            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
@@ -146,6 +164,24 @@ fn col2im_slices<T: Elem>(col: &[T], s: &[usize], kh: usize, kw: usize, pad: usi
         .for_each(|(n, img)| {
             img.iter_mut().for_each(|v| *v = T::zero());
             let img_col = &col[n * oh * ow * kk..(n + 1) * oh * ow * kk];
+            if pad == 0 {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
+                        let mut j = 0;
+                        for ci in 0..c {
+                            for ky in 0..kh {
+                                let d0 = ci * h * w + (oy + ky) * w + ox;
+                                for (d, &v) in img[d0..d0 + kw].iter_mut().zip(&row[j..j + kw]) {
+                                    *d += v;
+                                }
+                                j += kw;
+                            }
+                        }
+                    }
+                }
+                return;
+            }
             for oy in 0..oh {
                 for ox in 0..ow {
                     let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
@@ -277,13 +313,15 @@ pub struct Conv2dGrads {
     pub db: Tensor,
 }
 
-/// Convolution backward from `dy` (the gradient of the *pre-activation*
-/// output; apply the ReLU mask first when the forward fused one).
+/// Convolution backward from `dy`, the gradient of the output.
 ///
-/// Uses the im2col matrix that [`conv2d_forward`] left in `ws`.
+/// When the forward fused a ReLU, pass its output as `relu_out`: the mask
+/// `[y > 0]` is applied while `dy` is permuted (no extra pass). Uses the
+/// im2col matrix that [`conv2d_forward`] left in `ws`.
 pub fn conv2d_backward(
     dy: &Tensor,
     w: &Tensor,
+    relu_out: Option<&Tensor>,
     ws: &mut ConvWorkspace,
     need_dx: bool,
 ) -> Result<Conv2dGrads> {
@@ -313,21 +351,24 @@ pub fn conv2d_backward(
     let mut dx = None;
     with_dtype!(dtype, T, {
         let dys = dy.as_slice::<T>()?;
-        nchw_to_rows::<T>(dys, s[0], oc, oh * ow, dy2.as_mut_slice()?);
-        // db[c] = Σ_{n,p} dy[n,c,p], in a fixed order per channel.
-        let p = oh * ow;
-        db.as_mut_slice::<T>()?
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(c, o)| {
-                let mut acc = T::zero();
-                for ni in 0..s[0] {
-                    for &v in &dys[(ni * oc + c) * p..(ni * oc + c + 1) * p] {
-                        acc += v;
-                    }
+        let mask: Option<&[T]> = match relu_out {
+            Some(y) => {
+                y.expect_shape("conv2d_backward (relu output)", dy.shape())?;
+                Some(y.as_slice()?)
+            }
+            None => None,
+        };
+        // Permute (and mask) dy; db[c] = Σ_{n,p} dy[n,c,p] as per-image
+        // partial sums added in image order (fixed order for any thread count).
+        let partial = nchw_to_rows::<T>(dys, mask, oc, oh * ow, dy2.as_mut_slice()?);
+        {
+            let dbs = db.as_mut_slice::<T>()?;
+            for img in partial.chunks(oc.max(1)) {
+                for (o, &v) in dbs.iter_mut().zip(img) {
+                    *o += v;
                 }
-                *o = acc;
-            });
+            }
+        }
         // dw[oc, kk] = dy2ᵀ · col
         gemm_slices::<T>(
             oc,
@@ -370,18 +411,34 @@ pub fn conv2d_backward(
     Ok(Conv2dGrads { dx, dw, db })
 }
 
-/// `[N, OC, P]` to `[N·P, OC]`.
-fn nchw_to_rows<T: Elem>(y: &[T], n: usize, oc: usize, p: usize, t: &mut [T]) {
+/// `[N, OC, P]` to `[N·P, OC]`, multiplied by `[mask > 0]` when a mask is
+/// given; returns the per-image channel sums `[N, OC]` of the result.
+fn nchw_to_rows<T: Elem>(y: &[T], mask: Option<&[T]>, oc: usize, p: usize, t: &mut [T]) -> Vec<T> {
     if oc * p == 0 {
-        return;
+        return Vec::new();
     }
-    let _ = n;
-    t.par_chunks_mut(p * oc).enumerate().for_each(|(ni, dst)| {
-        let src = &y[ni * oc * p..(ni + 1) * oc * p];
-        for c in 0..oc {
-            for pi in 0..p {
-                dst[pi * oc + c] = src[c * p + pi];
+    let n = y.len() / (oc * p);
+    let mut sums = vec![T::zero(); n * oc];
+    t.par_chunks_mut(p * oc)
+        .zip(sums.par_chunks_mut(oc))
+        .enumerate()
+        .for_each(|(ni, (dst, sum))| {
+            let src = &y[ni * oc * p..(ni + 1) * oc * p];
+            let m = mask.map(|m| &m[ni * oc * p..(ni + 1) * oc * p]);
+            for c in 0..oc {
+                let mut acc = T::zero();
+                for pi in 0..p {
+                    let mut v = src[c * p + pi];
+                    if let Some(m) = m {
+                        if m[c * p + pi] <= T::zero() {
+                            v = T::zero();
+                        }
+                    }
+                    dst[pi * oc + c] = v;
+                    acc += v;
+                }
+                sum[c] = acc;
             }
-        }
-    });
+        });
+    sums
 }

@@ -26,7 +26,7 @@ pub use elementwise::{
 pub use gemm::{gemm_into, matmul, Transpose};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d_backward, max_pool2d_forward};
-pub use random::{dropout_mask, rand_uniform, randn};
+pub use random::{dropout_forward, dropout_mask, rand_uniform, randn};
 pub use reduce::{dot, mean, sum, sum_rows, sum_sq};
 pub use shape::{concat_cols, gather_rows, scatter_add_rows, split_cols, transpose2d};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_cross_entropy};

@@ -21,22 +21,94 @@ pub fn rand_uniform(shape: &[usize], dtype: DType, rng: &mut RngStream) -> Resul
     Ok(t)
 }
 
-/// An inverted-dropout mask: each element is `1/(1−p)` with probability
-/// `1 − p` and `0` otherwise (element kept when its uniform draw `u ≥ p`).
-pub fn dropout_mask(shape: &[usize], p: f64, dtype: DType, rng: &mut RngStream) -> Result<Tensor> {
+fn check_p(op: &'static str, p: f64) -> Result<()> {
     if !(0.0..1.0).contains(&p) {
         return Err(Error::InvalidArgument {
-            op: "dropout_mask",
+            op,
             why: format!("drop probability {p} is not in [0, 1)"),
         });
     }
-    let mut t = rand_uniform(shape, dtype, rng)?;
-    let keep = 1.0 / (1.0 - p);
-    with_dtype!(dtype, T, {
-        let (pt, kt) = (p as T, keep as T);
-        for v in t.as_mut_slice::<T>()? {
-            *v = if *v >= pt { kt } else { 0.0 };
+    Ok(())
+}
+
+/// Integer threshold: element `i` is kept when its uniform
+/// `u = ((w >> 8) + 0.5)/2²⁴` (see [`u32_to_open01`](crate::philox::u32_to_open01))
+/// is `≥ p`, i.e. when `w >> 8 ≥ ⌈p·2²⁴ − 0.5⌉` — exact, no float rounding.
+fn keep_threshold(p: f64) -> u32 {
+    (p * 16_777_216.0 - 0.5).ceil().max(0.0) as u32
+}
+
+const DROP_BLOCKS: usize = 2048;
+
+/// Fill `mask` with `scale` or 0 and, when given, `y = x ⊙ mask`, drawing one
+/// word per element from `rng` (blocks keyed by position: thread-count independent).
+fn dropout_fill<T: crate::Elem>(
+    x: Option<&[T]>,
+    y: Option<&mut [T]>,
+    mask: &mut [T],
+    p: f64,
+    rng: &mut RngStream,
+) {
+    use rayon::prelude::*;
+    let thr = keep_threshold(p);
+    let keep = T::from_f64_lossy(1.0 / (1.0 - p));
+    let (seed, stream, offset) = (rng.seed, rng.stream, rng.offset());
+    let n = mask.len();
+    let chunk = DROP_BLOCKS * 4;
+    let fill = |ci: usize, m: &mut [T], yo: Option<&mut [T]>| {
+        let base = offset + (ci * DROP_BLOCKS) as u64;
+        for (bi, quad) in m.chunks_mut(4).enumerate() {
+            let w = crate::philox::block(seed, stream, base + bi as u64);
+            for (o, &wi) in quad.iter_mut().zip(w.iter()) {
+                *o = if (wi >> 8) >= thr { keep } else { T::zero() };
+            }
         }
+        if let (Some(xs), Some(yo)) = (x, yo) {
+            let x0 = ci * chunk;
+            for (j, (yv, &mv)) in yo.iter_mut().zip(m.iter()).enumerate() {
+                *yv = xs[x0 + j] * mv;
+            }
+        }
+    };
+    match y {
+        Some(y) => mask
+            .par_chunks_mut(chunk)
+            .zip(y.par_chunks_mut(chunk))
+            .enumerate()
+            .for_each(|(ci, (m, yo))| fill(ci, m, Some(yo))),
+        None => mask
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(ci, m)| fill(ci, m, None)),
+    }
+    rng.skip(crate::philox::blocks_for(n));
+}
+
+/// An inverted-dropout mask: each element is `1/(1−p)` with probability
+/// `1 − p` and `0` otherwise (kept when its uniform draw `u ≥ p`).
+pub fn dropout_mask(shape: &[usize], p: f64, dtype: DType, rng: &mut RngStream) -> Result<Tensor> {
+    check_p("dropout_mask", p)?;
+    let mut t = Tensor::zeros(shape, dtype);
+    with_dtype!(dtype, T, {
+        dropout_fill::<T>(None, None, t.as_mut_slice()?, p, rng);
     });
     Ok(t)
+}
+
+/// Fused inverted dropout: returns `(x ⊙ mask, mask)` in one pass, with the
+/// mask of [`dropout_mask`] (the same draws for the same stream position).
+pub fn dropout_forward(x: &Tensor, p: f64, rng: &mut RngStream) -> Result<(Tensor, Tensor)> {
+    check_p("dropout_forward", p)?;
+    let mut mask = x.zeros_like();
+    let mut y = x.zeros_like();
+    with_dtype!(x.dtype(), T, {
+        dropout_fill::<T>(
+            Some(x.as_slice()?),
+            Some(y.as_mut_slice()?),
+            mask.as_mut_slice()?,
+            p,
+            rng,
+        );
+    });
+    Ok((y, mask))
 }

@@ -1,0 +1,55 @@
+//! `cargo xtask train|eval`: build the release `noprop` binary and run it,
+//! passing the arguments through (training never runs in a debug build).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Arguments passed through to `noprop <subcommand>`.
+#[derive(clap::Args, Debug)]
+pub struct PassThrough {
+    /// Arguments for the `noprop` binary (see `noprop train --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// The workspace root (xtask's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// `cargo build --release` of `package`'s binary `bin`; returns its path.
+pub fn build_release(package: &str, bin: &str) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let root = workspace_root();
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "-p", package, "--bin", bin])
+        .status()
+        .context("could not run cargo build")?;
+    if !status.success() {
+        bail!("building {package} failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release").join(bin))
+}
+
+/// Build `noprop` and run `noprop <sub> <args…>`, passing output through.
+pub fn run(sub: &str, args: PassThrough) -> Result<()> {
+    let bin = build_release("noprop", "noprop")?;
+    let status = Command::new(&bin)
+        .arg(sub)
+        .args(&args.args)
+        .status()
+        .with_context(|| format!("could not start {}", bin.display()))?;
+    if !status.success() {
+        bail!("noprop {sub} failed ({status})");
+    }
+    Ok(())
+}
