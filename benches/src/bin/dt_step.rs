@@ -10,6 +10,7 @@ use noprop_tensor::philox::RngStream;
 use noprop_tensor::{ops, DType};
 
 fn main() {
+    noprop_tensor::tune_host_allocator();
     let reps: usize = std::env::var("DT_STEP_REPS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -27,6 +27,7 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    noprop_tensor::tune_host_allocator();
     let reps: usize = std::env::var("GEMM_REPS")
         .ok()
         .and_then(|s| s.parse().ok())

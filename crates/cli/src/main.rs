@@ -35,24 +35,8 @@ enum Command {
     Eval(run::EvalArgs),
 }
 
-/// Keep freed heap memory for reuse instead of returning it to the OS: the
-/// training step frees and re-allocates the same large buffers every
-/// mini-batch, and with glibc's defaults each of those becomes a fresh `mmap`
-/// whose pages the kernel must fault in and zero (≈15% of a CPU epoch in a
-/// profile). Allocations up to 32 MiB (glibc's maximum threshold) stay on the
-/// heap, and the heap top is not trimmed below 4 GiB.
-fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator tuning parameters; it is called
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
-
 fn main() {
-    tune_malloc();
+    noprop_tensor::tune_host_allocator();
     let filter = tracing_subscriber::EnvFilter::try_from_env("NOPROP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -36,3 +36,20 @@ pub use device::{CudaDevice, Device};
 pub use dtype::{DType, Elem};
 pub use error::{Error, Result};
 pub use tensor::Tensor;
+
+/// Keep freed heap memory for reuse instead of returning it to the OS.
+///
+/// A training step frees and re-allocates the same large buffers every
+/// mini-batch; with glibc's defaults each becomes a fresh `mmap` whose pages
+/// the kernel must fault in and zero (≈15% of a CPU epoch in a profile).
+/// This keeps allocations up to 32 MiB (glibc's largest threshold) on the
+/// heap and never trims it. Call it once at the start of a binary, before
+/// other threads exist; a no-op off glibc.
+pub fn tune_host_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
