@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model and write its JSON result and checkpoints.
-    Train(run::TrainArgs),
+    Train(Box<run::TrainArgs>),
     /// Evaluate a checkpoint on a dataset's test split.
     Eval(run::EvalArgs),
 }
@@ -46,7 +46,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let out = match cli.command {
-        Command::Train(a) => run::train(a),
+        Command::Train(a) => run::train(*a),
         Command::Eval(a) => run::eval(a),
     };
     if let Err(e) = out {

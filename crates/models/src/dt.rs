@@ -21,6 +21,9 @@ use crate::classifier::{ClassifierKind, OutputClassifier};
 use crate::embedding::{ClassEmbedding, EmbeddingKind};
 use crate::{Error, Result};
 
+/// A checkpoint's configuration, string metadata and tensors by name.
+pub type CheckpointContents = (DtConfig, HashMap<String, String>, HashMap<String, Tensor>);
+
 /// The order of the training loops (decision 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -575,9 +578,7 @@ impl NoPropDt {
     }
 
     /// Read a checkpoint's config and metadata without building a model.
-    pub fn read_config(
-        path: &Path,
-    ) -> Result<(DtConfig, HashMap<String, String>, HashMap<String, Tensor>)> {
+    pub fn read_config(path: &Path) -> Result<CheckpointContents> {
         let (tensors, meta) = io::load(path)?;
         let cfg = meta.get("config").ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),

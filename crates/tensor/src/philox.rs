@@ -183,3 +183,85 @@ impl RngStream {
         (w[0] as u64) | ((w[1] as u64) << 32)
     }
 }
+
+/// Lanes of the structure-of-arrays Philox kernel.
+const LANES: usize = 16;
+
+/// `LANES` consecutive blocks starting at `first`, written interleaved as
+/// `out[4·i + j]` = word `j` of block `first + i` (the same layout as calling
+/// [`block`] in a loop). The lane loops vectorise (32×32→64-bit multiplies).
+#[inline(always)]
+fn blocks_soa(seed: u64, stream: u64, first: u64, out: &mut [u32; 4 * LANES]) {
+    let mut c0 = [0u32; LANES];
+    let mut c1 = [0u32; LANES];
+    let c2 = [stream as u32; LANES];
+    let c3 = [(stream >> 32) as u32; LANES];
+    for i in 0..LANES {
+        let b = first + i as u64;
+        c0[i] = b as u32;
+        c1[i] = (b >> 32) as u32;
+    }
+    let (mut c2, mut c3) = (c2, c3);
+    let (mut k0, mut k1) = (seed as u32, (seed >> 32) as u32);
+    for round in 0..10 {
+        if round > 0 {
+            k0 = k0.wrapping_add(W0);
+            k1 = k1.wrapping_add(W1);
+        }
+        for i in 0..LANES {
+            let p0 = (M0 as u64) * (c0[i] as u64);
+            let p1 = (M1 as u64) * (c2[i] as u64);
+            let (hi0, lo0) = ((p0 >> 32) as u32, p0 as u32);
+            let (hi1, lo1) = ((p1 >> 32) as u32, p1 as u32);
+            let n0 = hi1 ^ c1[i] ^ k0;
+            let n2 = hi0 ^ c3[i] ^ k1;
+            c0[i] = n0;
+            c1[i] = lo1;
+            c2[i] = n2;
+            c3[i] = lo0;
+        }
+    }
+    for i in 0..LANES {
+        out[4 * i] = c0[i];
+        out[4 * i + 1] = c1[i];
+        out[4 * i + 2] = c2[i];
+        out[4 * i + 3] = c3[i];
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fill_words_avx2(seed: u64, stream: u64, first: u64, out: &mut [u32]) {
+    fill_words_generic(seed, stream, first, out)
+}
+
+#[inline(always)]
+fn fill_words_generic(seed: u64, stream: u64, first: u64, out: &mut [u32]) {
+    let mut buf = [0u32; 4 * LANES];
+    let mut chunks = out.chunks_exact_mut(4 * LANES);
+    let mut b = first;
+    for ch in &mut chunks {
+        blocks_soa(seed, stream, b, &mut buf);
+        ch.copy_from_slice(&buf);
+        b += LANES as u64;
+    }
+    let rest = chunks.into_remainder();
+    for (i, quad) in rest.chunks_mut(4).enumerate() {
+        let w = block(seed, stream, b + i as u64);
+        quad.copy_from_slice(&w[..quad.len()]);
+    }
+}
+
+/// Raw Philox words: `out[4·i + j]` is word `j` of block `first + i` of
+/// `(seed, stream)`; a trailing partial block uses its leading words.
+/// Identical to calling [`block`] in a loop (uses AVX2 when available).
+pub fn fill_words(seed: u64, stream: u64, first: u64, out: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { fill_words_avx2(seed, stream, first, out) };
+        }
+    }
+    fill_words_generic(seed, stream, first, out)
+}

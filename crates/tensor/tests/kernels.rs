@@ -611,3 +611,24 @@ fn dropout_forward_matches_mask_and_keep_rate() {
     assert!((kept - 0.8).abs() < 0.01, "kept {kept}");
     assert!(m.to_vec_f32().iter().all(|&v| v == 0.0 || v == 1.25));
 }
+
+#[test]
+fn philox_word_fill_matches_block_by_block() {
+    use noprop_tensor::philox::{block, fill_words};
+    for (n, first) in [
+        (0usize, 0u64),
+        (3, 5),
+        (64, 0),
+        (64 * 3 + 7, u32::MAX as u64 - 5),
+    ] {
+        let mut w = vec![0u32; n];
+        fill_words(77, 1 << 40, first, &mut w);
+        for (i, quad) in w.chunks(4).enumerate() {
+            assert_eq!(
+                quad,
+                &block(77, 1 << 40, first + i as u64)[..quad.len()],
+                "n {n} block {i}"
+            );
+        }
+    }
+}

@@ -1,13 +1,15 @@
 //! 2-D convolution (stride 1, square zero padding) by im2col + GEMM.
 //!
 //! Shapes: input `x` is `[N, C, H, W]`, weight `w` is `[OC, C, KH, KW]`,
-//! output `y` is `[N, OC, OH, OW]` with `OH = H + 2·pad − KH + 1`.
+//! output `y` is `[N, OC, OH, OW]` with `OH = H + 2·pad − KH + 1`; `P = OH·OW`.
 //!
-//! Forward: `col = im2col(x)` is `[N·OH·OW, C·KH·KW]` (row = output pixel,
-//! column = (c, kh, kw)); `y' = col · wᵀ` is `[N·OH·OW, OC]`; `y` is `y'`
-//! permuted to NCHW with the bias (and optionally ReLU) fused into the
-//! permutation. Backward: `dy'` = `dy` permuted back; `dw = dy'ᵀ · col`,
-//! `db = Σ dy`, `dcol = dy' · w`, `dx = col2im(dcol)`.
+//! The column matrix is `col = im2col(x)`, `[C·KH·KW, N·P]` (row = kernel tap
+//! `(c, kh, kw)`, column = output pixel `(n, oy, ox)`), so every copy in
+//! im2col/col2im is a contiguous run of `OW` pixels. Forward:
+//! `y' = w·col` is `[OC, N·P]`, and `y[n, oc, :] = y'[oc, n·P..(n+1)·P] + b`
+//! (ReLU fused). Backward: `dy'` is `dy` gathered the same way (with the ReLU
+//! mask fused), `dw = dy'·colᵀ`, `db = Σ dy'`, `dcol = wᵀ·dy'`,
+//! `dx = col2im(dcol)`.
 
 use rayon::prelude::*;
 
@@ -66,74 +68,102 @@ fn out_hw(
     Ok((h - kh + 1, w - kw + 1))
 }
 
-/// `im2col`: `[N, C, H, W]` to `[N·OH·OW, C·KH·KW]` with zero padding `pad`.
+/// The geometry shared by the kernels.
+#[derive(Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn new(s: &[usize], kh: usize, kw: usize, pad: usize) -> Self {
+        let (oh, ow) = (s[2] + 2 * pad + 1 - kh, s[3] + 2 * pad + 1 - kw);
+        Geom {
+            n: s[0],
+            c: s[1],
+            h: s[2],
+            w: s[3],
+            kh,
+            kw,
+            pad,
+            oh,
+            ow,
+        }
+    }
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn kk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// For tap (ky, kx) and output row oy: the input row (if inside) and the
+    /// range of output columns whose input column is inside, with the input
+    /// column of the first one.
+    #[inline(always)]
+    fn run(&self, ky: usize, kx: usize, oy: usize) -> Option<(usize, usize, usize, usize)> {
+        let iy = (oy + ky) as isize - self.pad as isize;
+        if iy < 0 || iy as usize >= self.h {
+            return None;
+        }
+        // ix = ox + kx − pad must be in [0, w).
+        let lo = self.pad.saturating_sub(kx);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow);
+        if lo >= hi {
+            return None;
+        }
+        Some((iy as usize, lo, hi, lo + kx - self.pad))
+    }
+}
+
+/// `im2col`: `[N, C, H, W]` to `[C·KH·KW, N·OH·OW]` with zero padding `pad`.
 pub fn im2col(x: &Tensor, kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
     super::rank("im2col", x, 4)?;
     let s = x.shape().to_vec();
-    let (oh, ow) = out_hw("im2col", &s, kh, kw, pad)?;
-    let mut col = Tensor::zeros(&[s[0] * oh * ow, s[1] * kh * kw], x.dtype());
+    out_hw("im2col", &s, kh, kw, pad)?;
+    let g = Geom::new(&s, kh, kw, pad);
+    let mut col = Tensor::zeros(&[g.kk(), g.n * g.p()], x.dtype());
     with_dtype!(x.dtype(), T, {
-        im2col_slices::<T>(x.as_slice()?, &s, kh, kw, pad, col.as_mut_slice()?);
+        im2col_slices::<T>(x.as_slice()?, g, col.as_mut_slice()?);
     });
     Ok(col)
 }
 
-fn im2col_slices<T: Elem>(x: &[T], s: &[usize], kh: usize, kw: usize, pad: usize, col: &mut [T]) {
-    let (c, h, w) = (s[1], s[2], s[3]);
-    let (oh, ow) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
-    let kk = c * kh * kw;
-    if kk == 0 || oh * ow == 0 {
+fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
+    let np = g.n * g.p();
+    if np == 0 || g.kk() == 0 {
         return;
     }
-    col.par_chunks_mut(oh * ow * kk)
-        .enumerate()
-        .for_each(|(n, img_col)| {
-            let img = &x[n * c * h * w..(n + 1) * c * h * w];
-            if pad == 0 {
-                // Fast path: every window lies inside the image; copy kw-wide runs.
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                        let mut j = 0;
-                        for ci in 0..c {
-                            let plane = &img[ci * h * w..(ci + 1) * h * w];
-                            for ky in 0..kh {
-                                let s0 = (oy + ky) * w + ox;
-                                row[j..j + kw].copy_from_slice(&plane[s0..s0 + kw]);
-                                j += kw;
-                            }
-                        }
+    // One task per kernel tap (row of col); fixed writes, no reductions.
+    col.par_chunks_mut(np).enumerate().for_each(|(r, row)| {
+        let ci = r / (g.kh * g.kw);
+        let ky = (r / g.kw) % g.kh;
+        let kx = r % g.kw;
+        for ni in 0..g.n {
+            let plane = &x[(ni * g.c + ci) * g.h * g.w..(ni * g.c + ci + 1) * g.h * g.w];
+            for oy in 0..g.oh {
+                let dst = &mut row[ni * g.p() + oy * g.ow..ni * g.p() + (oy + 1) * g.ow];
+                match g.run(ky, kx, oy) {
+                    Some((iy, lo, hi, ix0)) => {
+                        dst[..lo].iter_mut().for_each(|v| *v = T::zero());
+                        dst[lo..hi]
+                            .copy_from_slice(&plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo]);
+                        dst[hi..].iter_mut().for_each(|v| *v = T::zero());
                     }
-                }
-                return;
-            }
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = &mut img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                    let mut j = 0;
-                    for ci in 0..c {
-                        let plane = &img[ci * h * w..(ci + 1) * h * w];
-                        for ky in 0..kh {
-                            let iy = (oy + ky) as isize - pad as isize;
-                            for kx in 0..kw {
-                                let ix = (ox + kx) as isize - pad as isize;
-                                row[j] =
-                                    if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w
-                                    {
-                                        plane[iy as usize * w + ix as usize]
-                                    } else {
-                                        T::zero()
-                                    };
-                                j += 1;
-                            }
-                        }
-                    }
+                    None => dst.iter_mut().for_each(|v| *v = T::zero()),
                 }
             }
-        });
+        }
+    });
 }
 
-/// `col2im`: the adjoint of [`im2col`] — sums `[N·OH·OW, C·KH·KW]` back into `[N, C, H, W]`.
+/// `col2im`: the adjoint of [`im2col`] — sums `[C·KH·KW, N·OH·OW]` back into `[N, C, H, W]`.
 pub fn col2im(col: &Tensor, x_shape: &[usize], kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
     if x_shape.len() != 4 {
         return Err(Error::InvalidShape {
@@ -142,65 +172,42 @@ pub fn col2im(col: &Tensor, x_shape: &[usize], kh: usize, kw: usize, pad: usize)
             why: "expected a 4-D NCHW shape",
         });
     }
-    let (oh, ow) = out_hw("col2im", x_shape, kh, kw, pad)?;
-    col.expect_shape("col2im", &[x_shape[0] * oh * ow, x_shape[1] * kh * kw])?;
+    out_hw("col2im", x_shape, kh, kw, pad)?;
+    let g = Geom::new(x_shape, kh, kw, pad);
+    col.expect_shape("col2im", &[g.kk(), g.n * g.p()])?;
     let mut dx = Tensor::zeros(x_shape, col.dtype());
     with_dtype!(col.dtype(), T, {
-        col2im_slices::<T>(col.as_slice()?, x_shape, kh, kw, pad, dx.as_mut_slice()?);
+        col2im_slices::<T>(col.as_slice()?, g, dx.as_mut_slice()?);
     });
     Ok(dx)
 }
 
-fn col2im_slices<T: Elem>(col: &[T], s: &[usize], kh: usize, kw: usize, pad: usize, dx: &mut [T]) {
-    let (c, h, w) = (s[1], s[2], s[3]);
-    let (oh, ow) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
-    let kk = c * kh * kw;
-    if c * h * w == 0 {
+fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
+    let chw = g.c * g.h * g.w;
+    if chw == 0 {
         return;
     }
-    // One task per image; inside, a fixed loop order: bit-identical for any thread count.
-    dx.par_chunks_mut(c * h * w)
-        .enumerate()
-        .for_each(|(n, img)| {
-            img.iter_mut().for_each(|v| *v = T::zero());
-            let img_col = &col[n * oh * ow * kk..(n + 1) * oh * ow * kk];
-            if pad == 0 {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                        let mut j = 0;
-                        for ci in 0..c {
-                            for ky in 0..kh {
-                                let d0 = ci * h * w + (oy + ky) * w + ox;
-                                for (d, &v) in img[d0..d0 + kw].iter_mut().zip(&row[j..j + kw]) {
-                                    *d += v;
-                                }
-                                j += kw;
-                            }
-                        }
-                    }
-                }
-                return;
-            }
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = &img_col[(oy * ow + ox) * kk..(oy * ow + ox + 1) * kk];
-                    let mut j = 0;
-                    for ci in 0..c {
-                        for ky in 0..kh {
-                            let iy = (oy + ky) as isize - pad as isize;
-                            for kx in 0..kw {
-                                let ix = (ox + kx) as isize - pad as isize;
-                                if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
-                                    img[ci * h * w + iy as usize * w + ix as usize] += row[j];
-                                }
-                                j += 1;
-                            }
-                        }
+    let np = g.n * g.p();
+    // One task per image; taps added in a fixed order: thread-count independent.
+    dx.par_chunks_mut(chw).enumerate().for_each(|(ni, img)| {
+        img.iter_mut().for_each(|v| *v = T::zero());
+        for r in 0..g.kk() {
+            let ci = r / (g.kh * g.kw);
+            let ky = (r / g.kw) % g.kh;
+            let kx = r % g.kw;
+            let row = &col[r * np + ni * g.p()..r * np + (ni + 1) * g.p()];
+            let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            for oy in 0..g.oh {
+                if let Some((iy, lo, hi, ix0)) = g.run(ky, kx, oy) {
+                    let src = &row[oy * g.ow + lo..oy * g.ow + hi];
+                    let dst = &mut plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d += v;
                     }
                 }
             }
-        });
+        }
+    });
 }
 
 /// Convolution forward: `y = conv(x, w) + b`, then ReLU when `relu` is set.
@@ -217,12 +224,12 @@ pub fn conv2d_forward(
     super::rank("conv2d", x, 4)?;
     super::rank("conv2d", w, 4)?;
     let s = x.shape().to_vec();
-    let ws_ = w.shape().to_vec();
-    let (oc, kh, kw) = (ws_[0], ws_[2], ws_[3]);
-    if ws_[1] != s[1] {
+    let wsh = w.shape().to_vec();
+    let (oc, kh, kw) = (wsh[0], wsh[2], wsh[3]);
+    if wsh[1] != s[1] {
         return Err(Error::ShapeMismatch {
             op: "conv2d (input channels)",
-            expected: vec![ws_[1]],
+            expected: vec![wsh[1]],
             got: vec![s[1]],
         });
     }
@@ -231,25 +238,27 @@ pub fn conv2d_forward(
         b.expect_dtype("conv2d bias", x.dtype())?;
     }
     w.expect_dtype("conv2d", x.dtype())?;
-    let (oh, ow) = out_hw("conv2d", &s, kh, kw, pad)?;
-    let rows = s[0] * oh * ow;
-    let kk = s[1] * kh * kw;
+    out_hw("conv2d", &s, kh, kw, pad)?;
+    let g = Geom::new(&s, kh, kw, pad);
+    let np = g.n * g.p();
+    let kk = g.kk();
     let dtype = x.dtype();
-    let mut col = take(&mut ws.col, &[rows, kk], dtype);
-    let mut tmp = take(&mut ws.tmp, &[rows, oc], dtype);
-    let mut y = Tensor::zeros(&[s[0], oc, oh, ow], dtype);
+    let mut col = take(&mut ws.col, &[kk, np], dtype);
+    let mut tmp = take(&mut ws.tmp, &[oc, np], dtype);
+    let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow], dtype);
     with_dtype!(dtype, T, {
-        im2col_slices::<T>(x.as_slice()?, &s, kh, kw, pad, col.as_mut_slice()?);
+        im2col_slices::<T>(x.as_slice()?, g, col.as_mut_slice()?);
+        // y'[oc, np] = w[oc, kk] · col[kk, np]
         gemm_slices::<T>(
-            rows,
             oc,
+            np,
             kk,
-            col.as_slice()?,
-            kk,
-            1,
             w.as_slice()?,
-            1,
             kk,
+            1,
+            col.as_slice()?,
+            np,
+            1,
             tmp.as_mut_slice()?,
             false,
         );
@@ -257,15 +266,7 @@ pub fn conv2d_forward(
             Some(b) => Some(b.as_slice()?),
             None => None,
         };
-        rows_to_nchw::<T>(
-            tmp.as_slice()?,
-            s[0],
-            oc,
-            oh * ow,
-            bias,
-            relu,
-            y.as_mut_slice()?,
-        );
+        scatter_to_nchw::<T>(tmp.as_slice()?, oc, g.p(), bias, relu, y.as_mut_slice()?);
     });
     ws.col = Some(col);
     ws.tmp = Some(tmp);
@@ -275,10 +276,10 @@ pub fn conv2d_forward(
     Ok(y)
 }
 
-/// `[N·P, OC]` to `[N, OC, P]`, adding `bias[oc]` and applying ReLU if asked.
-fn rows_to_nchw<T: Elem>(
+/// `[OC, N·P]` to `[N, OC, P]` (contiguous runs of `P`), adding `bias[oc]`
+/// and applying ReLU if asked.
+fn scatter_to_nchw<T: Elem>(
     t: &[T],
-    n: usize,
     oc: usize,
     p: usize,
     bias: Option<&[T]>,
@@ -288,14 +289,13 @@ fn rows_to_nchw<T: Elem>(
     if oc * p == 0 {
         return;
     }
-    let _ = n;
+    let np = t.len() / oc;
     y.par_chunks_mut(oc * p).enumerate().for_each(|(ni, img)| {
-        let src = &t[ni * p * oc..(ni + 1) * p * oc];
         for c in 0..oc {
             let bc = bias.map_or(T::zero(), |b| b[c]);
-            let dst = &mut img[c * p..(c + 1) * p];
-            for (pi, d) in dst.iter_mut().enumerate() {
-                let v = src[pi * oc + c] + bc;
+            let src = &t[c * np + ni * p..c * np + (ni + 1) * p];
+            for (d, &v) in img[c * p..(c + 1) * p].iter_mut().zip(src) {
+                let v = v + bc;
                 *d = if relu && v < T::zero() { T::zero() } else { v };
             }
         }
@@ -316,7 +316,7 @@ pub struct Conv2dGrads {
 /// Convolution backward from `dy`, the gradient of the output.
 ///
 /// When the forward fused a ReLU, pass its output as `relu_out`: the mask
-/// `[y > 0]` is applied while `dy` is permuted (no extra pass). Uses the
+/// `[y > 0]` is applied while `dy` is gathered (no extra pass). Uses the
 /// im2col matrix that [`conv2d_forward`] left in `ws`.
 pub fn conv2d_backward(
     dy: &Tensor,
@@ -337,16 +337,15 @@ pub fn conv2d_backward(
     };
     ws.cached = false;
     let s = ws.x_shape.clone();
-    let pad = ws.pad;
-    let ws_ = w.shape().to_vec();
-    let (oc, kh, kw) = (ws_[0], ws_[2], ws_[3]);
-    let (oh, ow) = out_hw("conv2d_backward", &s, kh, kw, pad)?;
-    dy.expect_shape("conv2d_backward", &[s[0], oc, oh, ow])?;
+    let wsh = w.shape().to_vec();
+    let (oc, kh, kw) = (wsh[0], wsh[2], wsh[3]);
+    let g = Geom::new(&s, kh, kw, ws.pad);
+    dy.expect_shape("conv2d_backward", &[g.n, oc, g.oh, g.ow])?;
     let dtype = dy.dtype();
-    let rows = s[0] * oh * ow;
-    let kk = s[1] * kh * kw;
-    let mut dy2 = take(&mut ws.tmp, &[rows, oc], dtype);
-    let mut dw = Tensor::zeros(&ws_, dtype);
+    let np = g.n * g.p();
+    let kk = g.kk();
+    let mut dy2 = take(&mut ws.tmp, &[oc, np], dtype);
+    let mut dw = Tensor::zeros(&wsh, dtype);
     let mut db = Tensor::zeros(&[oc], dtype);
     let mut dx = None;
     with_dtype!(dtype, T, {
@@ -358,49 +357,46 @@ pub fn conv2d_backward(
             }
             None => None,
         };
-        // Permute (and mask) dy; db[c] = Σ_{n,p} dy[n,c,p] as per-image
-        // partial sums added in image order (fixed order for any thread count).
-        let partial = nchw_to_rows::<T>(dys, mask, oc, oh * ow, dy2.as_mut_slice()?);
-        {
-            let dbs = db.as_mut_slice::<T>()?;
-            for img in partial.chunks(oc.max(1)) {
-                for (o, &v) in dbs.iter_mut().zip(img) {
-                    *o += v;
-                }
-            }
-        }
-        // dw[oc, kk] = dy2ᵀ · col
+        gather_from_nchw::<T>(
+            dys,
+            mask,
+            g.n,
+            g.p(),
+            dy2.as_mut_slice()?,
+            db.as_mut_slice()?,
+        );
+        // dw[oc, kk] = dy'[oc, np] · col[kk, np]ᵀ
         gemm_slices::<T>(
             oc,
             kk,
-            rows,
+            np,
             dy2.as_slice()?,
+            np,
             1,
-            oc,
             col.as_slice()?,
-            kk,
             1,
+            np,
             dw.as_mut_slice()?,
             false,
         );
         if need_dx {
-            // dcol[rows, kk] = dy2 · w ; reuse the col buffer.
+            // dcol[kk, np] = w[oc, kk]ᵀ · dy'[oc, np]; reuse the col buffer.
             let mut dcol = col;
             gemm_slices::<T>(
-                rows,
                 kk,
+                np,
                 oc,
-                dy2.as_slice()?,
-                oc,
-                1,
                 w.as_slice()?,
+                1,
                 kk,
+                dy2.as_slice()?,
+                np,
                 1,
                 dcol.as_mut_slice()?,
                 false,
             );
             let mut dxt = Tensor::zeros(&s, dtype);
-            col2im_slices::<T>(dcol.as_slice()?, &s, kh, kw, pad, dxt.as_mut_slice()?);
+            col2im_slices::<T>(dcol.as_slice()?, g, dxt.as_mut_slice()?);
             dx = Some(dxt);
             ws.col = Some(dcol);
         } else {
@@ -411,34 +407,45 @@ pub fn conv2d_backward(
     Ok(Conv2dGrads { dx, dw, db })
 }
 
-/// `[N, OC, P]` to `[N·P, OC]`, multiplied by `[mask > 0]` when a mask is
-/// given; returns the per-image channel sums `[N, OC]` of the result.
-fn nchw_to_rows<T: Elem>(y: &[T], mask: Option<&[T]>, oc: usize, p: usize, t: &mut [T]) -> Vec<T> {
-    if oc * p == 0 {
-        return Vec::new();
+/// `[N, OC, P]` to `[OC, N·P]`, multiplied by `[mask > 0]` when a mask is
+/// given; `db[oc]` receives the sum of row `oc` (sequential per row).
+fn gather_from_nchw<T: Elem>(
+    y: &[T],
+    mask: Option<&[T]>,
+    n: usize,
+    p: usize,
+    t: &mut [T],
+    db: &mut [T],
+) {
+    let oc = db.len();
+    if oc * p * n == 0 {
+        return;
     }
-    let n = y.len() / (oc * p);
-    let mut sums = vec![T::zero(); n * oc];
-    t.par_chunks_mut(p * oc)
-        .zip(sums.par_chunks_mut(oc))
+    t.par_chunks_mut(n * p)
+        .zip(db.par_iter_mut())
         .enumerate()
-        .for_each(|(ni, (dst, sum))| {
-            let src = &y[ni * oc * p..(ni + 1) * oc * p];
-            let m = mask.map(|m| &m[ni * oc * p..(ni + 1) * oc * p]);
-            for c in 0..oc {
-                let mut acc = T::zero();
-                for pi in 0..p {
-                    let mut v = src[c * p + pi];
-                    if let Some(m) = m {
-                        if m[c * p + pi] <= T::zero() {
-                            v = T::zero();
+        .for_each(|(c, (row, dbc))| {
+            let mut acc = T::zero();
+            for ni in 0..n {
+                let o = (ni * oc + c) * p;
+                let src = &y[o..o + p];
+                let dst = &mut row[ni * p..(ni + 1) * p];
+                match mask {
+                    Some(m) => {
+                        for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(&m[o..o + p]) {
+                            let v = if mv > T::zero() { v } else { T::zero() };
+                            *d = v;
+                            acc += v;
                         }
                     }
-                    dst[pi * oc + c] = v;
-                    acc += v;
+                    None => {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d = v;
+                            acc += v;
+                        }
+                    }
                 }
-                sum[c] = acc;
             }
+            *dbc = acc;
         });
-    sums
 }

@@ -39,19 +39,29 @@ pub fn max_pool2d_forward(x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
             .for_each(|(pl, (yo, io))| {
                 let plane = &xs[pl * h * w..(pl + 1) * h * w];
                 for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut best = 2 * oy * w + 2 * ox;
-                        let mut bv = plane[best];
-                        for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                            let i = (2 * oy + dy) * w + 2 * ox + dx;
-                            let v = plane[i];
+                    let r0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
+                    let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+                    let yrow = &mut yo[oy * ow..(oy + 1) * ow];
+                    let irow = &mut io[oy * ow..(oy + 1) * ow];
+                    let base = (2 * oy * w) as u32;
+                    for (ox, ((a, b), (yv, iv))) in r0
+                        .chunks_exact(2)
+                        .zip(r1.chunks_exact(2))
+                        .zip(yrow.iter_mut().zip(irow.iter_mut()))
+                        .enumerate()
+                    {
+                        // Window order (0,0), (0,1), (1,0), (1,1); the first maximum wins,
+                        // and a NaN wins over numbers (it propagates).
+                        let mut bv = a[0];
+                        let mut bi = 0u32;
+                        for (k, v) in [(1u32, a[1]), (w as u32, b[0]), (w as u32 + 1, b[1])] {
                             if v > bv || (v.is_nan() && !bv.is_nan()) {
                                 bv = v;
-                                best = i;
+                                bi = k;
                             }
                         }
-                        yo[oy * ow + ox] = bv;
-                        io[oy * ow + ox] = best as u32;
+                        *yv = bv;
+                        *iv = base + 2 * ox as u32 + bi;
                     }
                 }
             });

@@ -57,11 +57,10 @@ fn dropout_fill<T: crate::Elem>(
     let chunk = DROP_BLOCKS * 4;
     let fill = |ci: usize, m: &mut [T], yo: Option<&mut [T]>| {
         let base = offset + (ci * DROP_BLOCKS) as u64;
-        for (bi, quad) in m.chunks_mut(4).enumerate() {
-            let w = crate::philox::block(seed, stream, base + bi as u64);
-            for (o, &wi) in quad.iter_mut().zip(w.iter()) {
-                *o = if (wi >> 8) >= thr { keep } else { T::zero() };
-            }
+        let mut words = vec![0u32; m.len()];
+        crate::philox::fill_words(seed, stream, base, &mut words);
+        for (o, &wi) in m.iter_mut().zip(&words) {
+            *o = if (wi >> 8) >= thr { keep } else { T::zero() };
         }
         if let (Some(xs), Some(yo)) = (x, yo) {
             let x0 = ci * chunk;
