@@ -12,7 +12,7 @@ pub struct FetchDataArgs {
     /// Dataset to download.
     #[arg(value_parser = ["mnist", "fashion-mnist", "cifar10", "cifar100", "all"])]
     pub dataset: String,
-    /// Data root; dataset `d` goes to `<data-dir>/<d>/` [default: `<workspace>/datasets`].
+    /// Data root; dataset `d` goes to `<data-dir>/<d>/` (default: the workspace's `datasets/`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Skip size and checksum verification.
