@@ -1,4 +1,4 @@
-//! Every numeric kernel, as functions on [`Tensor`](crate::Tensor)s.
+//! Every numeric kernel, as functions on [`Tensor`] values.
 //!
 //! CPU kernels are generic over [`Elem`](crate::Elem) (`f32` for training,
 //! `f64` for gradient checks) and parallelised with rayon over work splits
