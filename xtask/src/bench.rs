@@ -25,9 +25,12 @@ pub struct BenchArgs {
     /// Rounds of alternating ours/peer runs (the best median per side is kept).
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// Epochs for dt-epoch (test accuracy is reported after each).
+    /// Epochs of ours for dt-epoch (test accuracy is reported after each).
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
+    /// Epochs of the PyTorch peer for dt-epoch (the throughput ratio uses epoch 1).
+    #[arg(long, default_value_t = 1)]
+    pub peer_epochs: usize,
     /// Python interpreter for the peers.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -305,6 +308,7 @@ pub fn render() -> Result<()> {
         let per = ours["per_epoch"].as_array().cloned().unwrap_or_default();
         let peer = g["pytorch"].as_array().cloned().unwrap_or_default();
         for (i, e) in per.iter().enumerate() {
+            // Epochs the peer did not run show as NaN.
             let p = peer.get(i).cloned().unwrap_or(Value::Null);
             md += &format!(
                 "| {} | {:.1} | {:.1} | {:.4} | {:.1} | {:.1} | {:.4} | {:.2} |\n",

@@ -160,14 +160,23 @@ fn stop_resume_equals_uninterrupted_bit_for_bit() {
 
 #[test]
 fn non_finite_loss_is_an_error_naming_block_epoch_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("last.safetensors");
     let mut m = model((1, 28, 28), 10, EmbeddingKind::OneHot, 2);
+    let (x, y) = batch(4, 2);
+    m.train_batch(&x, &y, 7).unwrap();
+    m.save(&path, HashMap::new()).unwrap();
+    let before = std::fs::read(&path).unwrap();
     let (mut x, y) = batch(4, 3);
     x.as_mut_slice::<f32>().unwrap()[5] = f32::NAN;
     let err = m.train_batch(&x, &y, 7).unwrap_err().to_string();
     assert!(
-        err.contains("block 1") && err.contains("epoch 7") && err.contains("step 0"),
+        err.contains("block 1") && err.contains("epoch 7") && err.contains("step 1"),
         "{err}"
     );
+    // The last checkpoint is untouched and still loads.
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(NoPropDt::load(&path).unwrap().0.step, 1);
 }
 
 #[test]
