@@ -16,9 +16,15 @@ import numpy as np
 
 def shapes():
     src = open(os.path.join(os.path.dirname(__file__), "..", "src", "lib.rs")).read()
-    pat = r'GemmShape \{ label: "([^"]+)", m: ([\d\s\*]+), k: (\d+), n: (\d+) \}'
-    for label, m, k, n in re.findall(pat, src):
-        yield label, eval(m), int(k), int(n)  # m is a product like 128 * 11 * 11
+    pat = r'GemmShape\s*\{\s*label:\s*"([^"]+)",\s*m:\s*([\d\s\*]+),\s*k:\s*(\d+),\s*n:\s*(\d+),?\s*\}'
+    found = re.findall(pat, src)
+    if not found:
+        sys.exit("gemm_numpy.py: no GemmShape found in benches/src/lib.rs")
+    for label, m, k, n in found:
+        prod = 1
+        for f in m.split("*"):  # m is a product like 128 * 11 * 11
+            prod *= int(f)
+        yield label, prod, int(k), int(n)
 
 
 def median_secs(reps, f):
