@@ -28,7 +28,12 @@ def shapes():
 
 
 def median_secs(reps, f):
+    """Median after warm-up: at least `reps` calls and ~0.3 s of calls in all."""
     f()
+    s = time.perf_counter()
+    f()
+    one = max(time.perf_counter() - s, 1e-7)
+    reps = min(max(reps, int(0.3 / one)), 5000)
     t = []
     for _ in range(reps):
         s = time.perf_counter()

@@ -12,9 +12,14 @@ use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Tensor};
 
-/// Median of `reps` timings of `f` after one warm-up call.
+/// Median of timings of `f` after warm-up: at least `reps` calls and at
+/// least ~0.3 s of calls in all (small shapes get many repetitions).
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
+    let s = Instant::now();
+    f();
+    let one = s.elapsed().as_secs_f64().max(1e-7);
+    let reps = reps.max((0.3 / one) as usize).min(5000);
     let mut t: Vec<f64> = (0..reps)
         .map(|_| {
             let s = Instant::now();
