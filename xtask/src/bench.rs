@@ -211,7 +211,7 @@ fn bench_dt_epoch(a: &BenchArgs) -> Result<()> {
             "--threads",
             "2",
             "--epochs",
-            &a.epochs.to_string(),
+            &a.peer_epochs.to_string(),
         ]),
         "noprop_dt_torch.py epoch",
     )?;
