@@ -1,0 +1,391 @@
+//! The back-propagation baseline of the paper's Table 1 (Eqs. 17–19; PAPER.md
+//! §6.5, decision 15).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use noprop_models::{
+    ClassEmbedding, ClassifierKind, DenoiseBlock, EmbeddingKind, OutputClassifier,
+};
+use noprop_nn::io;
+use noprop_nn::layers::mix_stream;
+use noprop_nn::optim::{Adam, Optimizer};
+use noprop_nn::{Mode, ParamMut};
+use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::philox::RngStream;
+use noprop_tensor::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Configuration of the back-propagation baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackpropConfig {
+    /// Image `(C, H, W)`.
+    pub image: (usize, usize, usize),
+    /// Number of classes.
+    pub classes: usize,
+    /// The class embedding.
+    pub embedding: EmbeddingKind,
+    /// Number of blocks `T` (10).
+    pub steps: usize,
+    /// Learning rate (1e-3).
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW, 1e-3).
+    pub weight_decay: f64,
+    /// Master seed.
+    pub seed: u64,
+}
+
+impl BackpropConfig {
+    /// The paper's settings (Table 4: AdamW, lr 1e-3, wd 1e-3, T = 10).
+    pub fn paper(
+        image: (usize, usize, usize),
+        classes: usize,
+        embedding: EmbeddingKind,
+        seed: u64,
+    ) -> Self {
+        BackpropConfig {
+            image,
+            classes,
+            embedding,
+            steps: 10,
+            lr: 1e-3,
+            weight_decay: 1e-3,
+            seed,
+        }
+    }
+
+    /// The embedding dimension `d`.
+    pub fn embed_dim(&self) -> usize {
+        match self.embedding {
+            EmbeddingKind::OneHot => self.classes,
+            EmbeddingKind::Learned { dim } => dim,
+            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
+        }
+    }
+}
+
+/// What one block's forward leaves for the backward pass.
+struct StepCache {
+    z_prev: Tensor,
+    p: Tensor,
+    u_hat: Tensor,
+}
+
+/// T DT blocks chained by Eq. 18 and trained end to end.
+///
+/// Forward (Eqs. 17–19): `z_0 ~ N(0, I)`, for t = 1…T
+/// `z_t = (1 − α_t)·z_{t−1} + α_t·û_θt(z_{t−1}, x)` with
+/// `û = softmax(logits)·W_Embed` and `α_t = tanh(w_t)`; `ŷ = argmax p̂_θout(y|z_T)`.
+/// The loss is the cross-entropy of `p̂_θout(y | z_T)`; one AdamW updates
+/// every block, every `w_t`, the classifier and (when learned) `W_Embed`.
+/// `w_t` starts at `atanh(0.5)` so that `α_t = 0.5` (decision 15).
+pub struct Backprop {
+    /// The configuration.
+    pub config: BackpropConfig,
+    blocks: Vec<DenoiseBlock>,
+    /// `w_t`, one scalar per block, as a `[T]` tensor.
+    w: Tensor,
+    grad_w: Tensor,
+    /// `p̂_θout`.
+    pub classifier: OutputClassifier,
+    /// `W_Embed`.
+    pub embedding: ClassEmbedding,
+    opt: Adam,
+    /// Mini-batches trained so far.
+    pub step: u64,
+}
+
+impl std::fmt::Debug for Backprop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backprop")
+            .field("config", &self.config)
+            .field("step", &self.step)
+            .finish()
+    }
+}
+
+const Z0: u64 = 11;
+const DROPOUT: u64 = 12;
+const INFER: u64 = 13;
+
+impl Backprop {
+    /// Build the baseline; `embedding` must match the config.
+    pub fn new(config: BackpropConfig, embedding: ClassEmbedding) -> Result<Self> {
+        if embedding.kind != config.embedding || embedding.dim() != config.embed_dim() {
+            return Err(Error::Config {
+                what: format!(
+                    "embedding {} (d = {}) does not match the config",
+                    embedding.kind,
+                    embedding.dim()
+                ),
+            });
+        }
+        let d = config.embed_dim();
+        let blocks = (1..=config.steps)
+            .map(|t| DenoiseBlock::new(config.image, config.classes, d, t, config.seed, true))
+            .collect::<noprop_models::Result<Vec<_>>>()?;
+        let w0 = 0.5f64.atanh();
+        let w = Tensor::full(&[config.steps], w0, DType::F32);
+        Ok(Backprop {
+            grad_w: w.zeros_like(),
+            w,
+            classifier: OutputClassifier::new(
+                d,
+                config.classes,
+                ClassifierKind::Softmax,
+                config.seed,
+            ),
+            opt: Adam::adamw(config.lr, config.weight_decay),
+            blocks,
+            embedding,
+            config,
+            step: 0,
+        })
+    }
+
+    /// `α_t = tanh(w_t)` for `t ∈ 1..=T`.
+    pub fn alpha(&self, t: usize) -> f64 {
+        self.w.to_vec_f64()[t - 1].tanh()
+    }
+
+    fn z0(&self, b: usize, key: u64) -> Result<Tensor> {
+        let mut rng = RngStream::new(self.config.seed, mix_stream(Z0, key));
+        Ok(ops::randn(
+            &[b, self.config.embed_dim()],
+            DType::F32,
+            &mut rng,
+        )?)
+    }
+
+    /// Forward through the chain; returns `z_T` and, in training, the caches.
+    fn forward(&mut self, x: &Tensor, z0: Tensor, mode: Mode) -> Result<(Tensor, Vec<StepCache>)> {
+        let mut z = z0;
+        let mut caches = Vec::new();
+        let w = self.w.to_vec_f64();
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            let alpha = w[i].tanh();
+            if mode == Mode::Train {
+                blk.set_rng_key(mix_stream(mix_stream(DROPOUT, i as u64 + 1), self.step));
+            }
+            let logits = blk.forward(x, &z, mode)?;
+            let p = ops::softmax(&logits)?;
+            let u_hat = ops::matmul(&p, Transpose::No, &self.embedding.weight, Transpose::No)?;
+            let next = ops::add_scaled(1.0 - alpha, &z, alpha, &u_hat)?;
+            if mode == Mode::Train {
+                caches.push(StepCache {
+                    z_prev: z,
+                    p,
+                    u_hat,
+                });
+            }
+            z = next;
+        }
+        Ok((z, caches))
+    }
+
+    /// One end-to-end step on a mini-batch; returns the cross-entropy.
+    pub fn train_batch(&mut self, x: &Tensor, labels: &[usize], epoch: usize) -> Result<f64> {
+        let b = labels.len();
+        let z0 = self.z0(b, self.step)?;
+        let (z_t, caches) = self.forward(x, z0, Mode::Train)?;
+        let logits = self.classifier.logits(&z_t, &self.embedding, Mode::Train)?;
+        let (ce, dlogits) = ops::softmax_cross_entropy(&logits, labels)?;
+        if !ce.is_finite() {
+            return Err(Error::NonFiniteLoss {
+                epoch,
+                step: self.step,
+                value: ce,
+            });
+        }
+        let g = self.classifier.backward(&dlogits, &self.embedding)?;
+        let mut dz = g.dz;
+        let w = self.w.to_vec_f64();
+        let mut dw = vec![0.0f64; w.len()];
+        let mut dembed = self.embedding.weight.zeros_like();
+        for (i, c) in caches.into_iter().enumerate().rev() {
+            let alpha = w[i].tanh();
+            // z_t = (1−α)z_{t−1} + α·û: ∂α = Σ (û − z_{t−1})·∂z_t; ∂w = ∂α·(1 − tanh²w).
+            let diff = ops::sub(&c.u_hat, &c.z_prev)?;
+            dw[i] = ops::dot(&diff, &dz)? * (1.0 - alpha * alpha);
+            let du_hat = ops::scale(&dz, alpha)?;
+            // û = p·W: ∂W += pᵀ·∂û, ∂p = ∂û·Wᵀ, then through the softmax and the block.
+            ops::gemm_into(
+                &mut dembed,
+                true,
+                &c.p,
+                Transpose::Yes,
+                &du_hat,
+                Transpose::No,
+            )?;
+            let dp = ops::matmul(
+                &du_hat,
+                Transpose::No,
+                &self.embedding.weight,
+                Transpose::Yes,
+            )?;
+            let dl = ops::softmax_backward(&c.p, &dp)?;
+            let dz_block = self.blocks[i].backward(&dl)?;
+            let mut dz_prev = ops::scale(&dz, 1.0 - alpha)?;
+            ops::add_assign(&mut dz_prev, &dz_block)?;
+            dz = dz_prev;
+        }
+        self.grad_w =
+            Tensor::from_vec(dw.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[w.len()])?;
+        if self.embedding.trainable() {
+            ops::add_assign(self.embedding.grad_mut(), &dembed)?;
+        }
+        let mut params: Vec<ParamMut<'_>> = Vec::new();
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            params.extend(noprop_nn::prefixed(
+                &format!("block{}", i + 1),
+                blk.params(),
+            ));
+        }
+        params.push(ParamMut {
+            name: "alpha.w".into(),
+            value: &mut self.w,
+            grad: &mut self.grad_w,
+        });
+        params.extend(self.classifier.params());
+        if let Some(p) = self.embedding.param() {
+            params.push(p);
+        }
+        self.opt.step(params)?;
+        for blk in &mut self.blocks {
+            blk.zero_grad();
+        }
+        for p in self.classifier.params() {
+            p.grad.fill(0.0);
+        }
+        self.embedding.zero_grad();
+        self.step += 1;
+        Ok(ce)
+    }
+
+    /// `argmax p̂_θout(y | z_T)` after the chain from `z_0 ~ N(0, I)` keyed by `key`.
+    pub fn predict(&mut self, x: &Tensor, key: u64) -> Result<Vec<usize>> {
+        let mut rng = RngStream::new(self.config.seed, mix_stream(INFER, key));
+        let z0 = ops::randn(&[x.dim(0), self.config.embed_dim()], DType::F32, &mut rng)?;
+        let (z_t, _) = self.forward(x, z0, Mode::Eval)?;
+        let logits = self.classifier.logits(&z_t, &self.embedding, Mode::Eval)?;
+        Ok(noprop_models::dt::argmax_rows(&logits)?)
+    }
+
+    /// Every tensor of the model and optimiser, named for a checkpoint.
+    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            let t = i + 1;
+            out.extend(
+                blk.params()
+                    .into_iter()
+                    .map(|p| (format!("block{t}.{}", p.name), p.value.clone())),
+            );
+            out.extend(
+                blk.buffers()
+                    .into_iter()
+                    .map(|(n, v)| (format!("block{t}.{n}"), v.clone())),
+            );
+        }
+        out.push(("alpha.w".into(), self.w.clone()));
+        out.extend(
+            self.classifier
+                .params()
+                .into_iter()
+                .map(|p| (p.name, p.value.clone())),
+        );
+        out.push(("embed.weight".into(), self.embedding.weight.clone()));
+        out.extend(
+            self.opt
+                .state()
+                .into_iter()
+                .map(|(n, v)| (format!("opt.{n}"), v)),
+        );
+        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
+        out
+    }
+
+    /// Write an atomic safetensors checkpoint (config in the metadata).
+    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+        metadata.insert(
+            "config".into(),
+            serde_json::to_string(&self.config).map_err(|e| Error::Config {
+                what: e.to_string(),
+            })?,
+        );
+        metadata.insert("method".into(), "backprop".into());
+        io::save(path, &self.state_tensors(), &metadata)?;
+        Ok(())
+    }
+
+    /// Rebuild from a checkpoint written by [`Backprop::save`].
+    pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
+        let (tensors, meta) = io::load(path)?;
+        let bad = |what: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            what,
+        };
+        let cfg: BackpropConfig = serde_json::from_str(
+            meta.get("config")
+                .ok_or_else(|| bad("no `config` in the metadata".into()))?,
+        )
+        .map_err(|e| bad(format!("bad config: {e}")))?;
+        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+        let get = |k: &str| {
+            tensors
+                .get(k)
+                .ok_or_else(|| bad(format!("missing tensor `{k}`")))
+        };
+        let mut embedding = match cfg.embedding {
+            EmbeddingKind::OneHot => ClassEmbedding::one_hot(cfg.classes),
+            EmbeddingKind::Learned { dim } => ClassEmbedding::learned(cfg.classes, dim, cfg.seed),
+            EmbeddingKind::Prototype => {
+                let w = get("embed.weight")?.to_dtype(DType::F32);
+                ClassEmbedding::prototype(
+                    &w,
+                    &(0..cfg.classes).collect::<Vec<_>>(),
+                    cfg.classes,
+                    1,
+                    cfg.seed,
+                )?
+            }
+        };
+        embedding.weight = get("embed.weight")?.to_dtype(DType::F32);
+        let mut m = Backprop::new(cfg, embedding)?;
+        let take = |k: &str, dst: &mut Tensor| -> Result<()> {
+            let src = get(k)?;
+            if src.shape() != dst.shape() {
+                return Err(bad(format!(
+                    "tensor `{k}` has shape {:?}, the model needs {:?}",
+                    src.shape(),
+                    dst.shape()
+                )));
+            }
+            *dst = src.to_dtype(dst.dtype());
+            Ok(())
+        };
+        for (i, blk) in m.blocks.iter_mut().enumerate() {
+            let t = i + 1;
+            for p in blk.params() {
+                take(&format!("block{t}.{}", p.name), p.value)?;
+            }
+            for (n, v) in blk.buffers() {
+                take(&format!("block{t}.{n}"), v)?;
+            }
+        }
+        take("alpha.w", &mut m.w)?;
+        for p in m.classifier.params() {
+            take(&p.name, p.value)?;
+        }
+        m.opt.load_state(
+            tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.clone())))
+                .collect(),
+        )?;
+        m.step = get("step")?.item()? as u64;
+        Ok((m, meta))
+    }
+}
