@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! noprop train --method noprop-dt --dataset mnist-test-split --embedding one-hot --epochs 2 --seed 0
+//! noprop train --method noprop-ct --dataset mnist-test-split --epochs 10 --steps 1000 --sampler ancestral
+//! noprop train --method noprop-fm --dataset mnist-test-split --embedding dim20 --epochs 10 --sampler euler
 //! noprop eval --checkpoint results/checkpoints/<run>/last.safetensors
 //! ```
 //!
@@ -11,6 +13,7 @@
 //! mode and run it.
 
 mod alloc;
+mod cont;
 mod run;
 
 use std::io::IsTerminal;

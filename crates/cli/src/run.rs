@@ -22,7 +22,7 @@ use crate::alloc;
 /// Options of `noprop train`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Method: noprop-dt.
+    /// Method: noprop-dt, noprop-ct or noprop-fm.
     #[arg(long, default_value = "noprop-dt")]
     pub method: String,
     /// Dataset: mnist, fashion-mnist, cifar10, cifar100, mnist-test-split.
@@ -43,12 +43,28 @@ pub struct TrainArgs {
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
-    /// Number of blocks T.
-    #[arg(long, default_value_t = 10)]
-    pub steps: usize,
-    /// η, the weight of the L2 terms.
-    #[arg(long, default_value_t = 0.1)]
-    pub eta: f64,
+    /// DT: number of blocks T (default 10). CT/FM: inference steps of the
+    /// final test evaluation (default 1000, as in the paper).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// η, the weight of the L2 terms (default: 0.1 for DT, 1 for CT).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// CT/FM inference: ancestral (CT default), euler (FM default) or heun.
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// CT/FM: inference steps of the per-epoch evaluations (default: --steps).
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// FM: σ of the path of Eq. 10 (decision 11: 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub fm_sigma: f64,
+    /// FM: the anchor cross-entropy of Eq. 13: auto (on with a learned embedding), on or off.
+    #[arg(long, default_value = "auto")]
+    pub anchor_ce: String,
+    /// CT/FM: run the image path once per image at inference (decision 17): on or off.
+    #[arg(long, default_value = "on")]
+    pub image_cache: String,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
@@ -120,6 +136,15 @@ pub struct EvalArgs {
     /// Fresh noise at inference: on or off.
     #[arg(long, default_value = "on")]
     pub inference_noise: String,
+    /// CT/FM: inference steps (default 1000).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// CT/FM: ancestral (CT default), euler (FM default) or heun.
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// CT/FM: run the image path once per image at inference: on or off.
+    #[arg(long, default_value = "on")]
+    pub image_cache: String,
     /// Dataset root searched first.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -147,7 +172,7 @@ pub struct EpochMetrics {
     pub images_per_second: f64,
 }
 
-fn on_off(s: &str) -> Result<bool> {
+pub(crate) fn on_off(s: &str) -> Result<bool> {
     match s {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
@@ -155,7 +180,7 @@ fn on_off(s: &str) -> Result<bool> {
     }
 }
 
-fn load_data(
+pub(crate) fn load_data(
     name: &str,
     data_dir: &Option<PathBuf>,
     no_verify: bool,
@@ -181,7 +206,7 @@ fn load_data(
     Ok((ds, data))
 }
 
-fn bar(len: u64, template: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if !std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::hidden());
@@ -192,7 +217,7 @@ fn bar(len: u64, template: &str) -> ProgressBar {
     pb
 }
 
-fn to_tensor(buf: &BatchBuf) -> Result<(Tensor, Vec<usize>)> {
+pub(crate) fn to_tensor(buf: &BatchBuf) -> Result<(Tensor, Vec<usize>)> {
     let x = Tensor::from_slice(buf.images(), &buf.shape())?;
     Ok((x, buf.labels().iter().map(|&l| l as usize).collect()))
 }
@@ -205,6 +230,16 @@ fn accuracy(
     noise: bool,
     key: u64,
 ) -> Result<f64> {
+    accuracy_with(data, norm, key, |x, k| Ok(model.predict(x, noise, k)?))
+}
+
+/// Accuracy of `predict(x, batch_key)` on `data` (batches of 500, no shuffle).
+pub(crate) fn accuracy_with(
+    data: &Dataset,
+    norm: &Normalization,
+    key: u64,
+    mut predict: impl FnMut(&Tensor, u64) -> Result<Vec<usize>>,
+) -> Result<f64> {
     if data.is_empty() {
         return Ok(0.0);
     }
@@ -213,14 +248,14 @@ fn accuracy(
     let (mut correct, mut i) = (0usize, 0u64);
     while batches.next_into(&mut buf) {
         let (x, y) = to_tensor(&buf)?;
-        let pred = model.predict(&x, noise, key.wrapping_mul(1_000_003).wrapping_add(i))?;
+        let pred = predict(&x, key.wrapping_mul(1_000_003).wrapping_add(i))?;
         correct += pred.iter().zip(&y).filter(|(a, b)| a == b).count();
         i += 1;
     }
     Ok(correct as f64 / data.len() as f64)
 }
 
-fn flat_images(data: &Dataset, norm: &Normalization) -> Result<(Tensor, Vec<usize>)> {
+pub(crate) fn flat_images(data: &Dataset, norm: &Normalization) -> Result<(Tensor, Vec<usize>)> {
     let mut batches = data.batches(BatchOptions::new(data.len().max(1)).normalize(norm.clone()))?;
     let mut buf = BatchBuf::new();
     if !batches.next_into(&mut buf) {
@@ -232,7 +267,7 @@ fn flat_images(data: &Dataset, norm: &Normalization) -> Result<(Tensor, Vec<usiz
     Ok((x, buf.labels().iter().map(|&l| l as usize).collect()))
 }
 
-fn git_revision() -> String {
+pub(crate) fn git_revision() -> String {
     if let Ok(r) = std::env::var("NOPROP_GIT_REV") {
         return r;
     }
@@ -245,7 +280,7 @@ fn git_revision() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn host_info() -> serde_json::Value {
+pub(crate) fn host_info() -> serde_json::Value {
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
@@ -268,17 +303,17 @@ fn host_info() -> serde_json::Value {
 
 /// Where a run stands; stored in checkpoint metadata so `--resume` continues exactly.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Progress {
+pub(crate) struct Progress {
     /// Epoch in progress (0-based).
-    epoch: usize,
+    pub(crate) epoch: usize,
     /// Block in progress (paper order only, 1-based; 0 in batch order).
-    block: usize,
+    pub(crate) block: usize,
     /// Next mini-batch index within the epoch (or within the block pass).
-    batch: usize,
+    pub(crate) batch: usize,
     /// Finished epochs' metrics.
-    history: Vec<EpochMetrics>,
+    pub(crate) history: Vec<EpochMetrics>,
     /// Training seconds accumulated by earlier invocations.
-    train_seconds: f64,
+    pub(crate) train_seconds: f64,
 }
 
 fn save_ckpt(model: &mut NoPropDt, path: &Path, progress: &Progress) -> Result<()> {
@@ -290,11 +325,13 @@ fn save_ckpt(model: &mut NoPropDt, path: &Path, progress: &Progress) -> Result<(
 
 /// `noprop train`.
 pub fn train(a: TrainArgs) -> Result<()> {
-    if a.method != "noprop-dt" {
-        bail!(
-            "method `{}` is not implemented yet (available: noprop-dt)",
-            a.method
-        );
+    match a.method.as_str() {
+        "noprop-dt" => {}
+        "noprop-ct" | "noprop-fm" => return crate::cont::train(a),
+        m => bail!("unknown method `{m}` (noprop-dt, noprop-ct, noprop-fm)"),
+    }
+    if a.sampler.is_some() || a.eval_steps.is_some() {
+        bail!("--sampler and --eval-steps apply to noprop-ct and noprop-fm only");
     }
     let (device, why) = noprop_tensor::Device::parse(&a.device)?;
     if !device.is_cpu() {
@@ -312,8 +349,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let classes = data.train.num_classes();
     let embedding: EmbeddingKind = a.embedding.parse()?;
     let mut cfg = DtConfig::paper(image, classes, embedding, a.seed);
-    cfg.steps = a.steps;
-    cfg.eta = a.eta;
+    cfg.steps = a.steps.unwrap_or(10);
+    cfg.eta = a.eta.unwrap_or(0.1);
     cfg.lr = a.lr;
     cfg.weight_decay = a.weight_decay;
     cfg.concurrent_blocks = !a.sequential_blocks;
@@ -575,6 +612,12 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 /// `noprop eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if crate::cont::is_cont_checkpoint(&a.checkpoint)? {
+        return crate::cont::eval(a);
+    }
+    if a.sampler.is_some() || a.steps.is_some() {
+        bail!("--sampler and --steps apply to noprop-ct and noprop-fm checkpoints only");
+    }
     let started = Instant::now();
     let (mut model, meta) = NoPropDt::load(&a.checkpoint)
         .with_context(|| format!("loading {}", a.checkpoint.display()))?;

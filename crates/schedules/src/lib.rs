@@ -16,10 +16,25 @@
 //! assert_eq!(p.b, 0.0);
 //! # Ok::<(), noprop_schedules::Error>(())
 //! ```
+//!
+//! NoProp-CT learns its schedule ([`LearnableSchedule`], decision 9):
+//!
+//! ```
+//! use noprop_schedules::LearnableSchedule;
+//! let s = LearnableSchedule::new(0, 0)?;
+//! assert!((s.gamma(0.0) - 7.0).abs() < 1e-12 && (s.gamma(1.0) + 7.0).abs() < 1e-12);
+//! assert!(s.alpha_bar(0.3) < s.alpha_bar(0.7));      // ᾱ increases with t
+//! assert!(s.snr_prime(0.5) > 0.0);
+//! # Ok::<(), noprop_schedules::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 mod cosine;
 mod error;
+pub mod learnable;
+pub mod ode;
 
 pub use cosine::{noisy_latent, CosineSchedule, Posterior};
 pub use error::{Error, Result};
+pub use learnable::{LearnableSchedule, ScheduleAt};
+pub use ode::{ancestral_step, euler_step, fm_extrapolate, fm_path, fm_target, Stepper};

@@ -1,0 +1,218 @@
+//! The single shared network `û_θ(z_t, x, t)` / `v̂_θ(z_t, x, t)` of
+//! NoProp-CT and NoProp-FM (PAPER.md §6.2, Figure 6 right), with the
+//! image-path cache of decision 17.
+
+use noprop_nn::layers::{mix_stream, Linear, Sequential, SinusoidalTimeEmbedding};
+use noprop_nn::{prefixed, Mode, Module, ParamMut};
+use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::{DType, Tensor};
+
+use crate::block::{image_path, ImageDims};
+use crate::Result;
+
+/// Width of the sinusoidal time embedding (decision 8).
+pub const TIME_EMBED_DIM: usize = 64;
+
+/// The noised-label path: one FC(256) + ReLU, or (prototype embedding) its
+/// own copy of the conv image path.
+#[derive(Debug)]
+enum LabelPath {
+    Fc(Linear),
+    Conv(Sequential, ImageDims),
+}
+
+/// The CT/FM network of PAPER.md §6.2. It outputs `m` logits; CT forms
+/// `û = softmax(logits)·W_Embed`, FM `v̂ = logits·W_Embed`.
+///
+/// * image path: conv stack (dropout 0.2, no batch-norm) → FC 256 → ReLU;
+/// * label path: FC(d → 256) → ReLU, or the prototype conv path;
+/// * time path: 64-d sinusoidal embedding → FC 256 → ReLU;
+/// * fusion: concat (768) → FC 256 → ReLU → FC 128 → ReLU → FC m.
+///
+/// The image path depends on `x` only, so inference runs it once per image
+/// ([`CtNet::prepare`]) and each ODE step only runs the label, time and
+/// fusion layers ([`CtNet::forward_cached`]).
+#[derive(Debug)]
+pub struct CtNet {
+    img: Sequential,
+    label: LabelPath,
+    temb: SinusoidalTimeEmbedding,
+    time_fc: Linear,
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
+}
+
+/// What the image path leaves for the per-step layers (decision 17): the
+/// image features already projected by the image block of the first fusion
+/// layer, `P = f(x)·W1[:, 0:256]ᵀ`, and that layer's other two blocks.
+#[derive(Clone, Debug)]
+pub struct ImageCache {
+    proj: Tensor,
+    w_label: Tensor,
+    w_time: Tensor,
+}
+
+impl ImageCache {
+    /// Number of images cached.
+    pub fn len(&self) -> usize {
+        self.proj.dim(0)
+    }
+
+    /// Whether no image is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CtNet {
+    /// The network for images `dims`, `classes` classes and embedding
+    /// dimension `d` (the prototype conv label path when `d = C·H·W`),
+    /// parameters drawn from `(seed, "net.…")`.
+    pub fn new(dims: ImageDims, classes: usize, d: usize, seed: u64) -> Result<Self> {
+        let img = image_path(dims, false, false, seed, "net.img", mix_stream(0xC7, 1))?;
+        let label = if d == dims.0 * dims.1 * dims.2 {
+            LabelPath::Conv(
+                image_path(dims, false, true, seed, "net.label", mix_stream(0xC7, 2))?,
+                dims,
+            )
+        } else {
+            LabelPath::Fc(Linear::new(d, 256, seed, "net.label.fc").with_relu())
+        };
+        Ok(CtNet {
+            img,
+            label,
+            temb: SinusoidalTimeEmbedding::new(TIME_EMBED_DIM),
+            time_fc: Linear::new(TIME_EMBED_DIM, 256, seed, "net.time.fc").with_relu(),
+            fc1: Linear::new(768, 256, seed, "net.head.fc1").with_relu(),
+            fc2: Linear::new(256, 128, seed, "net.head.fc2").with_relu(),
+            fc3: Linear::new(128, classes, seed, "net.head.fc3"),
+        })
+    }
+
+    fn label_forward(&mut self, z: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(match &mut self.label {
+            LabelPath::Fc(fc) => fc.forward(z, mode)?,
+            LabelPath::Conv(path, (c, h, w)) => {
+                let zi = z.clone().reshape(&[z.dim(0), *c, *h, *w])?;
+                path.forward(&zi, mode)?
+            }
+        })
+    }
+
+    fn time_features(&mut self, t: &[f64], mode: Mode, dtype: DType) -> Result<Tensor> {
+        let tt = Tensor::from_vec(t.to_vec(), &[t.len()])?.to_dtype(dtype);
+        let e = self.temb.forward(&tt, Mode::Eval)?;
+        Ok(self.time_fc.forward(&e, mode)?)
+    }
+
+    /// Logits `[B, m]` from images `x: [B, C, H, W]`, latents `z: [B, d]` and
+    /// one time per row (the full network, as in training).
+    pub fn forward(&mut self, x: &Tensor, z: &Tensor, t: &[f64], mode: Mode) -> Result<Tensor> {
+        let fx = self.img.forward(x, mode)?;
+        let fz = self.label_forward(z, mode)?;
+        let ft = self.time_features(t, mode, z.dtype())?;
+        let cat = ops::concat_cols(&[&fx, &fz, &ft])?;
+        let h1 = self.fc1.forward(&cat, mode)?;
+        let h2 = self.fc2.forward(&h1, mode)?;
+        Ok(self.fc3.forward(&h2, mode)?)
+    }
+
+    /// Backward from `∂L/∂logits` after a training [`CtNet::forward`]:
+    /// accumulates every parameter gradient and returns `∂L/∂z` (`[B, d]`).
+    pub fn backward(&mut self, dlogits: &Tensor) -> Result<Tensor> {
+        let d2 = self.fc3.backward(dlogits)?;
+        let d1 = self.fc2.backward(&d2)?;
+        let dcat = self.fc1.backward(&d1)?;
+        let parts = ops::split_cols(&dcat, &[256, 256, 256])?;
+        self.img.backward(&parts[0])?;
+        self.time_fc.backward(&parts[2])?;
+        let dz = match &mut self.label {
+            LabelPath::Fc(fc) => fc.backward(&parts[1])?,
+            LabelPath::Conv(path, _) => {
+                let dz = path.backward(&parts[1])?;
+                let b = dz.dim(0);
+                let rest = dz.numel() / b.max(1);
+                dz.reshape(&[b, rest])?
+            }
+        };
+        Ok(dz)
+    }
+
+    /// Run the image path once (evaluation mode) and keep what every later
+    /// step needs (decision 17).
+    pub fn prepare(&mut self, x: &Tensor) -> Result<ImageCache> {
+        let fx = self.img.forward(x, Mode::Eval)?;
+        let w = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
+        let proj = ops::matmul(&fx, Transpose::No, &w[0], Transpose::Yes)?;
+        Ok(ImageCache {
+            proj,
+            w_label: w[1].clone(),
+            w_time: w[2].clone(),
+        })
+    }
+
+    /// Evaluation-mode logits from a cached image path: only the label path,
+    /// the time path (one row, shared by the batch) and the fusion MLP run.
+    /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
+    pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
+        let fz = self.label_forward(z, Mode::Eval)?;
+        let ft = self.time_features(&[t], Mode::Eval, z.dtype())?;
+        let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
+        ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
+        let tb = tb.reshape(&[256])?;
+        let mut h1 = cache.proj.clone();
+        ops::gemm_into(
+            &mut h1,
+            true,
+            &fz,
+            Transpose::No,
+            &cache.w_label,
+            Transpose::Yes,
+        )?;
+        ops::bias_relu_rows(&mut h1, &tb)?;
+        let h2 = self.fc2.forward(&h1, Mode::Eval)?;
+        Ok(self.fc3.forward(&h2, Mode::Eval)?)
+    }
+
+    /// The same computation as [`CtNet::forward_cached`] but re-running the
+    /// image path for this call (the uncached reference of decision 17).
+    pub fn forward_uncached(&mut self, x: &Tensor, z: &Tensor, t: f64) -> Result<Tensor> {
+        let cache = self.prepare(x)?;
+        self.forward_cached(&cache, z, t)
+    }
+
+    /// Re-key the dropout masks for step `key`.
+    pub fn set_rng_key(&mut self, key: u64) {
+        self.img.set_rng_key(key);
+        if let LabelPath::Conv(p, _) = &mut self.label {
+            p.set_rng_key(key);
+        }
+    }
+
+    /// Parameters, named `img.…`, `label.…`, `time.fc.…`, `head.fc{1,2,3}.…`.
+    pub fn params(&mut self) -> Vec<ParamMut<'_>> {
+        let mut p = prefixed("img", self.img.params());
+        match &mut self.label {
+            LabelPath::Fc(fc) => p.extend(prefixed("label.fc", fc.params())),
+            LabelPath::Conv(path, _) => p.extend(prefixed("label", path.params())),
+        }
+        p.extend(prefixed("time.fc", self.time_fc.params()));
+        p.extend(prefixed("head.fc1", self.fc1.params()));
+        p.extend(prefixed("head.fc2", self.fc2.params()));
+        p.extend(prefixed("head.fc3", self.fc3.params()));
+        p
+    }
+
+    /// Zero every gradient.
+    pub fn zero_grad(&mut self) {
+        for p in self.params() {
+            p.grad.fill(0.0);
+        }
+    }
+
+    /// Trainable scalars (the CT column of Table 5).
+    pub fn num_params(&mut self) -> usize {
+        self.params().iter().map(|p| p.value.numel()).sum()
+    }
+}

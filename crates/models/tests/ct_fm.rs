@@ -1,0 +1,313 @@
+//! NoProp-CT / NoProp-FM: Table 5 parameter counts, image-path caching
+//! (decision 17), finite-difference checks of the full Eq. 9 / Eq. 11+13
+//! gradients (network, W_Embed and the learnable schedule), and checkpoints.
+
+use noprop_models::{ClassEmbedding, ContConfig, ContMethod, EmbeddingKind, NoPropCont, Sampler};
+use noprop_nn::Mode;
+use noprop_tensor::philox::RngStream;
+use noprop_tensor::{ops, DType, Tensor};
+
+fn embedding(kind: EmbeddingKind, classes: usize, d_img: usize, seed: u64) -> ClassEmbedding {
+    match kind {
+        EmbeddingKind::OneHot => ClassEmbedding::one_hot(classes),
+        EmbeddingKind::Learned { dim } => ClassEmbedding::learned(classes, dim, seed),
+        EmbeddingKind::Prototype => {
+            let x = ops::randn(
+                &[classes * 2, d_img],
+                DType::F32,
+                &mut RngStream::new(seed, 9),
+            )
+            .unwrap();
+            let y: Vec<usize> = (0..classes * 2).map(|i| i % classes).collect();
+            ClassEmbedding::prototype(&x, &y, classes, 10, seed).unwrap()
+        }
+    }
+}
+
+fn model(
+    method: ContMethod,
+    image: (usize, usize, usize),
+    classes: usize,
+    kind: EmbeddingKind,
+    seed: u64,
+) -> NoPropCont {
+    let cfg = ContConfig::paper(method, image, classes, kind, seed);
+    let emb = embedding(kind, classes, image.0 * image.1 * image.2, seed);
+    NoPropCont::new(cfg, emb).unwrap()
+}
+
+#[test]
+fn parameter_counts_match_table5_ct_column() {
+    let cases = [
+        ((1, 28, 28), 10, EmbeddingKind::OneHot, 867_722),
+        ((1, 28, 28), 10, EmbeddingKind::Learned { dim: 20 }, 870_282),
+        ((1, 28, 28), 10, EmbeddingKind::Prototype, 1_482_122),
+        ((3, 32, 32), 10, EmbeddingKind::OneHot, 1_163_210),
+        (
+            (3, 32, 32),
+            10,
+            EmbeddingKind::Learned { dim: 20 },
+            1_165_770,
+        ),
+        ((3, 32, 32), 10, EmbeddingKind::Prototype, 2_073_098),
+        ((3, 32, 32), 100, EmbeddingKind::OneHot, 1_197_860),
+        (
+            (3, 32, 32),
+            100,
+            EmbeddingKind::Learned { dim: 20 },
+            1_177_380,
+        ),
+        ((3, 32, 32), 100, EmbeddingKind::Prototype, 2_084_708),
+    ];
+    for (image, classes, kind, want) in cases {
+        for method in [ContMethod::Ct, ContMethod::Fm] {
+            let mut m = model(method, image, classes, kind, 0);
+            assert_eq!(
+                m.num_params(),
+                want,
+                "{image:?} {classes} {kind} {method:?}"
+            );
+        }
+    }
+}
+
+fn images(b: usize, seed: u64) -> Tensor {
+    ops::randn(&[b, 1, 28, 28], DType::F32, &mut RngStream::new(seed, 1)).unwrap()
+}
+
+#[test]
+fn cached_and_uncached_inference_are_identical() {
+    let x = images(6, 3);
+    let labels = [0usize, 1, 2, 3, 4, 5];
+    for (method, kind, samplers) in [
+        (
+            ContMethod::Ct,
+            EmbeddingKind::OneHot,
+            vec![Sampler::Ancestral, Sampler::Euler, Sampler::Heun],
+        ),
+        (
+            ContMethod::Fm,
+            EmbeddingKind::Learned { dim: 20 },
+            vec![Sampler::Euler, Sampler::Heun],
+        ),
+        (
+            ContMethod::Fm,
+            EmbeddingKind::Prototype,
+            vec![Sampler::Euler],
+        ),
+    ] {
+        let mut m = model(method, (1, 28, 28), 10, kind, 1);
+        // A couple of training steps so that nothing is at its initial value.
+        for _ in 0..2 {
+            m.train_batch(&x, &labels, 0).unwrap();
+        }
+        for s in samplers {
+            let a = m.sample(&x, s, 7, true, 5, true).unwrap();
+            let b = m.sample(&x, s, 7, true, 5, false).unwrap();
+            assert!(
+                a.bit_eq(&b),
+                "{method:?} {kind} {s}: cached and uncached differ"
+            );
+            assert!(a.to_vec_f64().iter().all(|v| v.is_finite()));
+            // A different key gives different noise.
+            let c = m.sample(&x, s, 7, true, 6, true).unwrap();
+            assert!(!a.bit_eq(&c));
+        }
+        // The cached per-step forward equals the plain full forward (evaluation mode).
+        let z = ops::randn(
+            &[6, m.config.embed_dim()],
+            DType::F32,
+            &mut RngStream::new(2, 2),
+        )
+        .unwrap();
+        let cache = m.prepare(&x).unwrap();
+        let fast = m
+            .net_mut()
+            .forward_cached(&cache, &z, 0.37)
+            .unwrap()
+            .to_vec_f64();
+        let full = m
+            .net_mut()
+            .forward(&x, &z, &[0.37; 6], Mode::Eval)
+            .unwrap()
+            .to_vec_f64();
+        for (a, b) in fast.iter().zip(&full) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "cached {a} vs full {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fm_rejects_the_ancestral_sampler_and_zero_steps() {
+    let mut m = model(ContMethod::Fm, (1, 28, 28), 10, EmbeddingKind::OneHot, 0);
+    let x = images(2, 0);
+    assert!(m.predict(&x, Sampler::Ancestral, 10, true, 0).is_err());
+    assert!(m.predict(&x, Sampler::Euler, 0, true, 0).is_err());
+    assert!("midpoint".parse::<Sampler>().is_err());
+}
+
+/// Central finite differences of the batch loss against the accumulated
+/// gradients, everything in f64 (dropout masks are keyed by the step, so the
+/// loss is a deterministic function of the parameters).
+fn check_gradients(method: ContMethod, kind: EmbeddingKind) {
+    let mut m = model(method, (1, 28, 28), 10, kind, 4);
+    m.to_dtype(DType::F64);
+    let x = images(5, 8).to_dtype(DType::F64);
+    let labels = [3usize, 1, 4, 1, 5];
+    let loss_at = |m: &mut NoPropCont| -> f64 {
+        let l = m.accumulate_grads(&x, &labels).unwrap();
+        m.net_mut().zero_grad();
+        m.embedding.zero_grad();
+        if let Some(s) = m.schedule.as_mut() {
+            s.zero_grad();
+        }
+        for p in m.classifier.params() {
+            p.grad.fill(0.0);
+        }
+        l.total()
+    };
+    // Analytic gradients.
+    m.accumulate_grads(&x, &labels).unwrap();
+    let sched_grad = m.schedule.as_ref().map(|s| s.grad());
+    let emb_grad = m.embedding.grad_mut().to_vec_f64();
+    let net_grads: Vec<(String, Vec<f64>)> = m
+        .net_mut()
+        .params()
+        .into_iter()
+        .map(|p| (p.name.clone(), p.grad.to_vec_f64()))
+        .collect();
+    m.net_mut().zero_grad();
+    m.embedding.zero_grad();
+    if let Some(s) = m.schedule.as_mut() {
+        s.zero_grad();
+    }
+    let close = |fd: f64, an: f64, what: &str| {
+        assert!(
+            (fd - an).abs() <= 1e-5 * (1.0 + an.abs().max(fd.abs())),
+            "{method:?} {kind} {what}: finite difference {fd} vs analytic {an}"
+        );
+    };
+    // Schedule parameters: ψ entries and both endpoints.
+    if let Some(g) = sched_grad {
+        let w = m.schedule.as_ref().unwrap().width();
+        for k in [0usize, 5, w + 3, 2 * w + 7, 3 * w + 1, 3 * w + 2] {
+            let h = 1e-6;
+            let p0 = m.schedule.as_ref().unwrap().params();
+            let mut pp = p0.clone();
+            pp[k] += h;
+            let mut pm = p0.clone();
+            pm[k] -= h;
+            *m.schedule.as_mut().unwrap() =
+                noprop_schedules::LearnableSchedule::from_params(w, pp).unwrap();
+            let lp = loss_at(&mut m);
+            *m.schedule.as_mut().unwrap() =
+                noprop_schedules::LearnableSchedule::from_params(w, pm).unwrap();
+            let lm = loss_at(&mut m);
+            *m.schedule.as_mut().unwrap() =
+                noprop_schedules::LearnableSchedule::from_params(w, p0).unwrap();
+            close((lp - lm) / (2.0 * h), g[k], &format!("schedule param {k}"));
+        }
+    }
+    // W_Embed entries of classes in the batch.
+    if m.embedding.trainable() {
+        let d = m.embedding.dim();
+        for (r, c) in [(1usize, 0usize), (3, 2), (5, d - 1), (4, d / 2)] {
+            let k = r * d + c;
+            let h = 1e-6;
+            let base = m.embedding.weight.clone();
+            let mut v = base.to_vec_f64();
+            v[k] += h;
+            m.embedding.weight = Tensor::from_vec(v.clone(), base.shape()).unwrap();
+            let lp = loss_at(&mut m);
+            v[k] -= 2.0 * h;
+            m.embedding.weight = Tensor::from_vec(v, base.shape()).unwrap();
+            let lm = loss_at(&mut m);
+            m.embedding.weight = base;
+            close(
+                (lp - lm) / (2.0 * h),
+                emb_grad[k],
+                &format!("W_Embed[{r},{c}]"),
+            );
+        }
+    }
+    // A few network parameters: label path, time path, fusion, image FC.
+    for (name, idx) in [
+        ("label", 3usize),
+        ("time.fc.weight", 100),
+        ("head.fc1.weight", 600),
+        ("head.fc3.bias", 2),
+        ("img.fc.weight", 4242),
+    ] {
+        let (pname, grad) = net_grads
+            .iter()
+            .find(|(n, _)| n.starts_with(name))
+            .expect("parameter");
+        let h = 1e-6;
+        let set = |m: &mut NoPropCont, delta: f64| {
+            for p in m.net_mut().params() {
+                if &p.name == pname {
+                    let mut v = p.value.to_vec_f64();
+                    v[idx] += delta;
+                    *p.value = Tensor::from_vec(v, p.value.shape()).unwrap();
+                }
+            }
+        };
+        set(&mut m, h);
+        let lp = loss_at(&mut m);
+        set(&mut m, -2.0 * h);
+        let lm = loss_at(&mut m);
+        set(&mut m, h);
+        close((lp - lm) / (2.0 * h), grad[idx], &format!("{pname}[{idx}]"));
+    }
+}
+
+#[test]
+fn ct_gradients_match_finite_differences() {
+    check_gradients(ContMethod::Ct, EmbeddingKind::Learned { dim: 20 });
+    check_gradients(ContMethod::Ct, EmbeddingKind::OneHot);
+}
+
+#[test]
+fn fm_gradients_match_finite_differences() {
+    check_gradients(ContMethod::Fm, EmbeddingKind::Learned { dim: 20 });
+    check_gradients(ContMethod::Fm, EmbeddingKind::OneHot);
+}
+
+#[test]
+fn checkpoint_round_trip_continues_bit_exactly() {
+    let x = images(8, 11);
+    let labels: Vec<usize> = (0..8).map(|i| i % 10).collect();
+    for (method, kind) in [
+        (ContMethod::Ct, EmbeddingKind::Learned { dim: 20 }),
+        (ContMethod::Fm, EmbeddingKind::Learned { dim: 20 }),
+    ] {
+        let mut a = model(method, (1, 28, 28), 10, kind, 2);
+        for _ in 0..2 {
+            a.train_batch(&x, &labels, 0).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ct.safetensors");
+        a.save(&path, Default::default()).unwrap();
+        let (mut b, meta) = NoPropCont::load(&path).unwrap();
+        assert_eq!(meta.get("method").map(String::as_str), Some(method.name()));
+        assert_eq!(b.config, a.config);
+        assert_eq!(b.step, 2);
+        let la = a.train_batch(&x, &labels, 0).unwrap();
+        let lb = b.train_batch(&x, &labels, 0).unwrap();
+        assert_eq!(la, lb);
+        let sa = a.state_tensors();
+        let sb = b.state_tensors();
+        assert_eq!(sa.len(), sb.len());
+        for ((na, ta), (nb, tb)) in sa.iter().zip(&sb) {
+            assert_eq!(na, nb);
+            assert!(ta.bit_eq(tb), "{na} differs after resuming");
+        }
+        if method == ContMethod::Ct {
+            assert!(sa.iter().any(|(n, _)| n == "schedule.params"));
+            assert!(sa.iter().any(|(n, _)| n == "opt.schedule.params.exp_avg"));
+        }
+    }
+}
