@@ -354,18 +354,8 @@ impl Backprop {
         };
         embedding.weight = get("embed.weight")?.to_dtype(DType::F32);
         let mut m = Backprop::new(cfg, embedding)?;
-        let take = |k: &str, dst: &mut Tensor| -> Result<()> {
-            let src = get(k)?;
-            if src.shape() != dst.shape() {
-                return Err(bad(format!(
-                    "tensor `{k}` has shape {:?}, the model needs {:?}",
-                    src.shape(),
-                    dst.shape()
-                )));
-            }
-            *dst = src.to_dtype(dst.dtype());
-            Ok(())
-        };
+        let take =
+            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
         for (i, blk) in m.blocks.iter_mut().enumerate() {
             let t = i + 1;
             for p in blk.params() {

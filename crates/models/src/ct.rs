@@ -713,21 +713,8 @@ impl NoPropCont {
             path: path.to_path_buf(),
             what: format!("missing tensor `{k}`"),
         };
-        let take = |k: &str, dst: &mut Tensor| -> Result<()> {
-            let src = tensors.get(k).ok_or_else(|| missing(k))?;
-            if src.shape() != dst.shape() {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    what: format!(
-                        "tensor `{k}` has shape {:?}, the model needs {:?}",
-                        src.shape(),
-                        dst.shape()
-                    ),
-                });
-            }
-            *dst = src.to_dtype(dst.dtype());
-            Ok(())
-        };
+        let take =
+            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
         for p in noprop_nn::prefixed("net", self.net.params()) {
             take(&p.name, p.value)?;
         }

@@ -514,21 +514,8 @@ impl NoPropDt {
             path: path.to_path_buf(),
             what: format!("missing tensor `{k}`"),
         };
-        let take = |k: &str, dst: &mut Tensor| -> Result<()> {
-            let src = tensors.get(k).ok_or_else(|| missing(k))?;
-            if src.shape() != dst.shape() {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    what: format!(
-                        "tensor `{k}` has shape {:?}, the model needs {:?}",
-                        src.shape(),
-                        dst.shape()
-                    ),
-                });
-            }
-            *dst = src.to_dtype(dst.dtype());
-            Ok(())
-        };
+        let take =
+            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
         for (i, blk) in self.blocks.iter_mut().enumerate() {
             let t = i + 1;
             for p in blk.params() {

@@ -158,31 +158,39 @@ pub fn load_into(
             format!("{prefix}.{n}")
         }
     };
-    let copy = |name: &str, dst: &mut Tensor| -> Result<()> {
-        let key = full(name);
-        let src = tensors.get(&key).ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!("missing tensor `{key}`"),
-        })?;
-        if src.shape() != dst.shape() {
-            return Err(Error::Checkpoint {
-                path: path.to_path_buf(),
-                what: format!(
-                    "tensor `{key}` has shape {:?}, the model needs {:?}",
-                    src.shape(),
-                    dst.shape()
-                ),
-            });
-        }
-        *dst = src.to_dtype(dst.dtype());
-        Ok(())
-    };
+    let copy = |name: &str, dst: &mut Tensor| restore(path, tensors, &full(name), dst);
     for p in module.params() {
         copy(&p.name, p.value)?;
     }
     for (name, dst) in module.buffers() {
         copy(&name, dst)?;
     }
+    Ok(())
+}
+
+/// Copy `tensors[key]` into `dst`, converted to `dst`'s dtype; a missing
+/// tensor or a shape that differs from `dst`'s is an error naming `path` and `key`.
+pub fn restore(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    key: &str,
+    dst: &mut Tensor,
+) -> Result<()> {
+    let src = tensors.get(key).ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        what: format!("missing tensor `{key}`"),
+    })?;
+    if src.shape() != dst.shape() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            what: format!(
+                "tensor `{key}` has shape {:?}, the model needs {:?}",
+                src.shape(),
+                dst.shape()
+            ),
+        });
+    }
+    *dst = src.to_dtype(dst.dtype());
     Ok(())
 }
 
