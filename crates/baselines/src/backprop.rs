@@ -338,21 +338,7 @@ impl Backprop {
                 .get(k)
                 .ok_or_else(|| bad(format!("missing tensor `{k}`")))
         };
-        let mut embedding = match cfg.embedding {
-            EmbeddingKind::OneHot => ClassEmbedding::one_hot(cfg.classes),
-            EmbeddingKind::Learned { dim } => ClassEmbedding::learned(cfg.classes, dim, cfg.seed),
-            EmbeddingKind::Prototype => {
-                let w = get("embed.weight")?.to_dtype(DType::F32);
-                ClassEmbedding::prototype(
-                    &w,
-                    &(0..cfg.classes).collect::<Vec<_>>(),
-                    cfg.classes,
-                    1,
-                    cfg.seed,
-                )?
-            }
-        };
-        embedding.weight = get("embed.weight")?.to_dtype(DType::F32);
+        let embedding = ClassEmbedding::from_saved(cfg.embedding, get("embed.weight")?)?;
         let mut m = Backprop::new(cfg, embedding)?;
         let take =
             |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };

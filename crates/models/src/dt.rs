@@ -587,18 +587,7 @@ impl NoPropDt {
                 path: path.to_path_buf(),
                 what: "missing tensor `embed.weight`".into(),
             })?;
-        let mut embedding = match cfg.embedding {
-            EmbeddingKind::OneHot => ClassEmbedding::one_hot(cfg.classes),
-            EmbeddingKind::Learned { dim } => ClassEmbedding::learned(cfg.classes, dim, cfg.seed),
-            EmbeddingKind::Prototype => ClassEmbedding::prototype(
-                &emb.to_dtype(DType::F32),
-                &(0..cfg.classes).collect::<Vec<_>>(),
-                cfg.classes,
-                1,
-                cfg.seed,
-            )?,
-        };
-        embedding.weight = emb.to_dtype(DType::F32);
+        let embedding = ClassEmbedding::from_saved(cfg.embedding, emb)?;
         let mut model = NoPropDt::new(cfg, embedding)?;
         model.load_state_tensors(path, tensors)?;
         Ok((model, meta))

@@ -180,6 +180,17 @@ impl ClassEmbedding {
         Ok(Self::from_weight(EmbeddingKind::Prototype, w))
     }
 
+    /// An embedding of `kind` with a given `W_Embed` (`[m, d]`), e.g. restored
+    /// from a checkpoint; converted to f32.
+    pub fn from_saved(kind: EmbeddingKind, weight: &Tensor) -> Result<Self> {
+        if weight.rank() != 2 {
+            return Err(Error::Config {
+                what: format!("W_Embed must be [m, d], got {:?}", weight.shape()),
+            });
+        }
+        Ok(Self::from_weight(kind, weight.to_dtype(DType::F32)))
+    }
+
     fn from_weight(kind: EmbeddingKind, weight: Tensor) -> Self {
         ClassEmbedding {
             kind,
