@@ -9,6 +9,8 @@
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
 //!   run it with the given arguments.
+//! * `cargo xtask reproduce [--quick|--full]` trains every cell of the
+//!   paper's tables as subprocesses and renders `docs/REPRODUCTION.md`.
 //! * `cargo xtask bench [gemm|dt|all]` times our kernels and training next to
 //!   their peers (NumPy/OpenBLAS, PyTorch) in one sitting and renders
 //!   `docs/BENCHMARKS.md` from the JSON it writes under `docs/results/`.
@@ -16,6 +18,7 @@
 mod bench;
 mod ci;
 mod fetch_data;
+mod reproduce;
 mod run_bin;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +42,8 @@ enum Command {
     Eval(run_bin::PassThrough),
     /// Run benchmarks and peers in one sitting and render docs/BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Reproduce the paper's tables and figure (quick CPU preset or --full).
+    Reproduce(Box<reproduce::ReproduceArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Train(args) => run_bin::run("train", args),
         Command::Eval(args) => run_bin::run("eval", args),
         Command::Bench(args) => bench::run(args),
+        Command::Reproduce(args) => reproduce::run(*args),
     }
 }

@@ -1,0 +1,666 @@
+//! `cargo xtask reproduce`: the paper's tables and figure, side by side
+//! with ours.
+//!
+//! 1. Choose the datasets (found locally, else fetched; `--quick` falls back
+//!    from MNIST to Fashion-MNIST and says so).
+//! 2. Plan the cells (dataset × method × embedding × seed) that the asked-for
+//!    tables need, with Table 4's budgets (`--full`) or a reduced preset
+//!    (`--quick`), and write `plan.json` into the run directory.
+//! 3. Run each cell as a subprocess of the release `noprop train`. A crashed
+//!    cell is recorded (`<cell>.failed.json`, log in `logs/`) and the rest go
+//!    on; a finished cell (its `<cell>.json` exists for the same flags) is
+//!    skipped on a re-run; an interrupted cell continues from its checkpoint
+//!    with `--resume`.
+//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory and
+//!    copy it to `docs/REPRODUCTION.md`.
+
+pub mod figure;
+pub mod paper;
+pub mod params;
+pub mod plan;
+pub mod report;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use noprop_datasets::{fetch, locate, DatasetName, FetchOptions, LoadOptions};
+
+use crate::run_bin::{build_release, workspace_root};
+use plan::{Cell, DatasetChoice, Mode, PlanRequest, RunPlan, EMBEDDINGS, METHODS, TABLES};
+
+/// Options of `cargo xtask reproduce`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReproduceArgs {
+    /// CPU preset: every method and embedding on one dataset, at most 30
+    /// minutes on 2 cores; labelled QUICK everywhere (the default).
+    #[arg(long, conflicts_with_all = ["full", "micro"])]
+    pub quick: bool,
+    /// The paper's Table 4 hyper-parameters exactly (GPU recommended).
+    #[arg(long, conflicts_with = "micro")]
+    pub full: bool,
+    /// Smoke-test preset: one epoch on 256 images (used by the tests).
+    #[arg(long, hide = true)]
+    pub micro: bool,
+    /// Artefacts: table1, table3, table5, fig4 (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Option<Vec<String>>,
+    /// Datasets (default: full: mnist,cifar10,cifar100; quick: mnist, else fashion-mnist).
+    #[arg(long, value_delimiter = ',')]
+    pub datasets: Option<Vec<String>>,
+    /// Methods: backprop, noprop-dt, adjoint, noprop-ct, noprop-fm (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// Embeddings: one-hot, dim20, prototype (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub embeddings: Option<Vec<String>>,
+    /// Seeds per cell (default: full 3, quick 1).
+    #[arg(long)]
+    pub seeds: Option<u64>,
+    /// Stochastic inference runs per cell (default: full 5, quick 1).
+    #[arg(long)]
+    pub inference_runs: Option<usize>,
+    /// Device for every cell: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Continue interrupted cells from their checkpoints (finished cells are
+    /// always skipped; without this flag an interrupted cell starts over).
+    #[arg(long)]
+    pub resume: bool,
+    /// Run directory (default: results/<mode>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Do not copy the report to docs/REPRODUCTION.md.
+    #[arg(long)]
+    pub no_docs: bool,
+    /// Only render the report of an existing run directory.
+    #[arg(long)]
+    pub render_only: bool,
+    /// Dataset root searched first (and where fetched data goes).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use this `noprop` binary instead of building it.
+    #[arg(long, hide = true)]
+    pub noprop_bin: Option<PathBuf>,
+}
+
+impl ReproduceArgs {
+    fn mode(&self) -> Mode {
+        if self.full {
+            Mode::Full
+        } else if self.micro {
+            Mode::Micro
+        } else {
+            Mode::Quick
+        }
+    }
+}
+
+/// Runs `cargo xtask reproduce`.
+pub fn run(args: ReproduceArgs) -> Result<()> {
+    let mode = args.mode();
+    let root = workspace_root();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("results").join(mode.as_str()));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    if !args.render_only {
+        let plan = make_plan(&args, mode)?;
+        let path = out.join("plan.json");
+        write_atomic(&path, serde_json::to_string_pretty(&plan)?.as_bytes())?;
+        let bin = match &args.noprop_bin {
+            Some(b) => b.clone(),
+            None => build_release("noprop", "noprop")?,
+        };
+        run_cells(&plan, &out, &bin, &args)?;
+    }
+    let report = render_report(&out, !args.no_docs, &root)?;
+    eprintln!("report: {}", report.display());
+    Ok(())
+}
+
+/// Renders `<out>/REPORT.md` (and, with `docs`, `docs/REPRODUCTION.md`
+/// with its figure under `docs/reproduction/`); returns the report's path.
+pub fn render_report(out: &Path, docs: bool, root: &Path) -> Result<PathBuf> {
+    let rows = params::table5()?;
+    let md = report::render(out, Some(&rows))?;
+    let path = out.join("REPORT.md");
+    write_atomic(&path, md.as_bytes())?;
+    if docs {
+        let fig_dir = root.join("docs").join("reproduction");
+        std::fs::create_dir_all(&fig_dir)?;
+        for f in ["fig4.svg", "fig4.csv"] {
+            let src = out.join(f);
+            if src.exists() {
+                std::fs::copy(&src, fig_dir.join(f))
+                    .with_context(|| format!("copying {}", src.display()))?;
+            }
+        }
+        let md = md.replace("](fig4.", "](reproduction/fig4.");
+        write_atomic(&root.join("docs").join("REPRODUCTION.md"), md.as_bytes())?;
+    }
+    Ok(path)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+fn check_names(what: &str, given: &[String], known: &[&str]) -> Result<()> {
+    for g in given {
+        if !known.contains(&g.as_str()) {
+            bail!(
+                "unknown {what} `{g}` (expected one of: {})",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Finds `name` locally or fetches it; `Err` carries the reason it is unusable.
+fn find_or_fetch(name: DatasetName, args: &ReproduceArgs) -> Result<String, String> {
+    let opts = match &args.data_dir {
+        Some(d) => LoadOptions::with_data_dir(d),
+        None => LoadOptions::default(),
+    };
+    if let Ok(found) = locate(name, &opts) {
+        return Ok(format!("found in {}", found.dir.display()));
+    }
+    if name == DatasetName::MnistTestSplit {
+        return Err("the MNIST test set was not found".into());
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("datasets"));
+    eprintln!(
+        "{name}: not found locally; trying to download it into {}",
+        data_dir.display()
+    );
+    match fetch(name, &FetchOptions::new(data_dir)) {
+        Ok(dir) => Ok(format!("downloaded into {}", dir.display())),
+        Err(e) => Err(format!(
+            "not found locally and the download failed ({e}); fetch it with `{}`",
+            name.fetch_command()
+        )),
+    }
+}
+
+fn parse_dataset(s: &str) -> Result<DatasetName> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("unknown dataset `{s}`: {e}"))
+}
+
+/// Decides datasets and cells.
+fn make_plan(args: &ReproduceArgs, mode: Mode) -> Result<RunPlan> {
+    let tables = args
+        .tables
+        .clone()
+        .unwrap_or_else(|| TABLES.iter().map(|s| s.to_string()).collect());
+    check_names("table", &tables, &TABLES)?;
+    let methods = args
+        .methods
+        .clone()
+        .unwrap_or_else(|| METHODS.iter().map(|s| s.to_string()).collect());
+    check_names("method", &methods, &METHODS)?;
+    let embeddings = args
+        .embeddings
+        .clone()
+        .unwrap_or_else(|| EMBEDDINGS.iter().map(|s| s.to_string()).collect());
+    check_names("embedding", &embeddings, &EMBEDDINGS)?;
+
+    let mut choices: Vec<DatasetChoice> = Vec::new();
+    match (&args.datasets, mode) {
+        (Some(list), _) => {
+            for d in list {
+                let name = parse_dataset(d)?;
+                let r = find_or_fetch(name, args);
+                choices.push(DatasetChoice {
+                    name: name.as_str().into(),
+                    used: r.is_ok(),
+                    note: r.unwrap_or_else(|e| e),
+                });
+            }
+        }
+        (None, Mode::Full) => {
+            for name in [
+                DatasetName::Mnist,
+                DatasetName::Cifar10,
+                DatasetName::Cifar100,
+            ] {
+                let r = find_or_fetch(name, args);
+                choices.push(DatasetChoice {
+                    name: name.as_str().into(),
+                    used: r.is_ok(),
+                    note: r.unwrap_or_else(|e| e),
+                });
+            }
+        }
+        (None, _) => {
+            // MNIST if present or fetchable, else Fashion-MNIST, else the
+            // real MNIST test set split 8,000 / 2,000.
+            let mnist = find_or_fetch(DatasetName::Mnist, args);
+            let mnist_ok = mnist.is_ok();
+            choices.push(DatasetChoice {
+                name: "mnist".into(),
+                used: mnist_ok,
+                note: mnist.unwrap_or_else(|e| e),
+            });
+            if !mnist_ok {
+                for fallback in [DatasetName::FashionMnist, DatasetName::MnistTestSplit] {
+                    let r = find_or_fetch(fallback, args);
+                    let ok = r.is_ok();
+                    choices.push(DatasetChoice {
+                        name: fallback.as_str().into(),
+                        used: ok,
+                        note: match r {
+                            Ok(n) => format!("{n}; used because MNIST is unavailable"),
+                            Err(e) => e,
+                        },
+                    });
+                    if ok {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for c in &choices {
+        eprintln!(
+            "dataset {}: {} — {}",
+            c.name,
+            if c.used { "used" } else { "not used" },
+            c.note
+        );
+    }
+    let (seeds, runs) = match mode {
+        Mode::Full => (3, 5),
+        _ => (1, 1),
+    };
+    let req = PlanRequest {
+        mode,
+        tables: tables.clone(),
+        datasets: choices
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    if c.used {
+                        Ok(())
+                    } else {
+                        Err(format!("dataset {}: {}", c.name, c.note))
+                    },
+                )
+            })
+            .collect(),
+        methods,
+        embeddings,
+        seeds: args.seeds.unwrap_or(seeds),
+        inference_runs: args.inference_runs.unwrap_or(runs),
+        device: args.device.clone(),
+    };
+    let (mut cells, skipped) = plan::plan(&req);
+    if let Some(d) = &args.data_dir {
+        for c in &mut cells {
+            c.args.push("--data-dir".into());
+            c.args.push(d.display().to_string());
+        }
+    }
+    let command = std::iter::once("cargo xtask reproduce".to_string())
+        .chain(std::env::args().skip(2))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(RunPlan {
+        mode,
+        command,
+        tables,
+        seeds: req.seeds,
+        inference_runs: req.inference_runs,
+        device: args.device.clone(),
+        datasets: choices,
+        cells,
+        skipped,
+        host: host_info(),
+        git_revision: git_revision(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    })
+}
+
+fn host_info() -> serde_json::Value {
+    let hostname = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    serde_json::json!({"hostname": hostname, "cpu": cpu, "threads": threads})
+}
+
+fn git_revision() -> String {
+    Command::new("git")
+        .current_dir(workspace_root())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Runs every unfinished cell in order.
+fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, args: &ReproduceArgs) -> Result<()> {
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let multi = MultiProgress::new();
+    if !std::io::stderr().is_terminal() {
+        multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let overall = multi.add(ProgressBar::new(plan.cells.len() as u64));
+    overall.set_style(bar_style(
+        "cells {pos}/{len} [{elapsed_precise}] {wide_bar} {msg}",
+    ));
+    let started = Instant::now();
+    let (mut ran, mut skipped, mut failed) = (0, 0, 0);
+    for cell in &plan.cells {
+        overall.set_message(cell.id.clone());
+        match run_cell(cell, out, &logs, bin, args, &multi)? {
+            CellRun::AlreadyDone => skipped += 1,
+            CellRun::Finished(secs) => {
+                ran += 1;
+                multi.suspend(|| eprintln!("cell {} finished in {secs:.0}s", cell.id));
+            }
+            CellRun::Failed(why) => {
+                failed += 1;
+                multi.suspend(|| eprintln!("cell {} FAILED: {why}", cell.id));
+            }
+        }
+        overall.inc(1);
+    }
+    overall.finish_and_clear();
+    eprintln!(
+        "{} cells: {ran} run, {skipped} already finished, {failed} failed, in {:.0}s",
+        plan.cells.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+enum CellRun {
+    AlreadyDone,
+    Finished(f64),
+    Failed(String),
+}
+
+/// The flags a cell's files were made with, stored beside them so a re-run
+/// with different flags does not mistake old results for new ones.
+fn args_path(out: &Path, id: &str) -> PathBuf {
+    out.join(format!("{id}.args.json"))
+}
+
+fn run_cell(
+    cell: &Cell,
+    out: &Path,
+    logs: &Path,
+    bin: &Path,
+    args: &ReproduceArgs,
+    multi: &MultiProgress,
+) -> Result<CellRun> {
+    let result = report::result_path(out, &cell.id);
+    let failed = report::failure_path(out, &cell.id);
+    let args_file = args_path(out, &cell.id);
+    let ckpt_dir = out.join("checkpoints").join(&cell.id);
+    let same_args = std::fs::read_to_string(&args_file)
+        .ok()
+        .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
+        .is_some_and(|a| a == cell.args);
+    if same_args && result.exists() {
+        return Ok(CellRun::AlreadyDone);
+    }
+    // Stale files (other flags), a previous failure, or (without --resume)
+    // an interrupted run's checkpoint: start clean.
+    let _ = std::fs::remove_file(&failed);
+    let _ = std::fs::remove_file(&result);
+    if !same_args || !args.resume {
+        if ckpt_dir.exists() {
+            if same_args {
+                multi.suspend(|| {
+                    eprintln!(
+                        "cell {}: starting over (pass --resume to continue from {})",
+                        cell.id,
+                        ckpt_dir.display()
+                    )
+                });
+            }
+            std::fs::remove_dir_all(&ckpt_dir)
+                .with_context(|| format!("removing {}", ckpt_dir.display()))?;
+        }
+    }
+    write_atomic(&args_file, serde_json::to_string(&cell.args)?.as_bytes())?;
+
+    let log_path = logs.join(format!("{}.log", cell.id));
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let epoch_bar = multi.add(ProgressBar::new(cell.budget.epochs as u64));
+    epoch_bar.set_style(bar_style(
+        "  {msg} epoch {pos}/{len} [{elapsed_precise}] {wide_bar}",
+    ));
+    epoch_bar.set_message(cell.id.clone());
+    let t0 = Instant::now();
+    let mut cmd = Command::new(bin);
+    cmd.arg("train")
+        .args(&cell.args)
+        .arg("--results-dir")
+        .arg(out)
+        .arg("--name")
+        .arg(&cell.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if args.resume {
+        cmd.arg("--resume");
+    }
+    let _ = writeln!(log, "$ {} train {}", bin.display(), cell.args.join(" "));
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            epoch_bar.finish_and_clear();
+            bail!("could not start {}: {e}", bin.display());
+        }
+    };
+    // stdout carries only the RESULT line; drain it on a thread so the
+    // child never blocks on a full pipe.
+    let stdout = child.stdout.take();
+    let drain = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut o) = stdout {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
+        }
+        s
+    });
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(30);
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+            let _ = writeln!(log, "{line}");
+            if let Some(k) = finished_epoch(&line) {
+                epoch_bar.set_position(k);
+            }
+            if tail.len() == 30 {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+    }
+    let status = child.wait().context("waiting for noprop")?;
+    let stdout = drain.join().unwrap_or_default();
+    let _ = write!(log, "{stdout}");
+    epoch_bar.finish_and_clear();
+    let why = if !status.success() {
+        Some(status.to_string())
+    } else if !result.exists() {
+        Some(format!(
+            "exited successfully but wrote no {}",
+            result.display()
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(CellRun::Finished(t0.elapsed().as_secs_f64())),
+        Some(status) => {
+            let record = serde_json::json!({
+                "status": status,
+                "log": log_path.display().to_string(),
+                "tail": tail.iter().collect::<Vec<_>>(),
+            });
+            write_atomic(&failed, serde_json::to_string_pretty(&record)?.as_bytes())?;
+            let last = tail
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .cloned()
+                .unwrap_or_default();
+            Ok(CellRun::Failed(format!(
+                "{status}: {last} (log: {})",
+                log_path.display()
+            )))
+        }
+    }
+}
+
+/// `Some(k)` when a `noprop train` log line reports that epoch `k` ended
+/// (`… epoch k/N: loss …`).
+fn finished_epoch(line: &str) -> Option<u64> {
+    let at = line.find("epoch ")?;
+    let rest = &line[at + 6..];
+    let (k, rest) = rest.split_once('/')?;
+    let (_, rest) = rest.split_once(':')?;
+    let _ = rest;
+    k.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_lines_are_recognised() {
+        let l = "2026-11-29T22:00:00Z  INFO noprop::run: epoch 3/10: loss 0.1, train acc 0.9";
+        assert_eq!(finished_epoch(l), Some(3));
+        assert_eq!(
+            finished_epoch("loaded mnist (8000 train / 2000 test)"),
+            None
+        );
+    }
+
+    /// The CI smoke test: the micro preset on the real-digit split runs
+    /// every method and embedding through the release `noprop` binary and
+    /// produces every artefact. It needs `target/release/noprop`, which
+    /// `cargo test --workspace --release` builds (the `noprop` package's
+    /// integration tests require it).
+    #[test]
+    fn micro_preset_produces_every_artefact() {
+        let exe = std::env::current_exe().expect("current exe");
+        // target/release/deps/xtask-<hash> → target/release/noprop
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("noprop"))
+            .expect("target dir");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --release -p noprop` (or the whole \
+             `cargo test --workspace --release`) first",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = ReproduceArgs {
+            quick: false,
+            full: false,
+            micro: true,
+            tables: None,
+            datasets: Some(vec!["mnist-test-split".into()]),
+            methods: None,
+            // One embedding keeps the test near a minute; the prototype
+            // cells (a second conv path per step) would add minutes.
+            embeddings: Some(vec!["one-hot".into()]),
+            seeds: None,
+            inference_runs: Some(2),
+            device: "cpu".into(),
+            resume: false,
+            out: Some(dir.path().to_path_buf()),
+            no_docs: true,
+            render_only: false,
+            data_dir: None,
+            noprop_bin: Some(bin),
+        };
+        run(args.clone()).expect("reproduce --micro");
+        let report = std::fs::read_to_string(dir.path().join("REPORT.md")).expect("report");
+        assert!(report.contains("MICRO"), "{report}");
+        for section in ["## Table 1", "## Table 3", "## Table 5", "## Figure 4"] {
+            assert!(report.contains(section), "{section} missing:\n{report}");
+        }
+        assert!(dir.path().join("fig4.svg").exists());
+        assert!(dir.path().join("fig4.csv").exists());
+        let plan: RunPlan = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("plan.json")).expect("plan"),
+        )
+        .expect("plan json");
+        assert_eq!(plan.cells.len(), 5, "five one-hot rows");
+        assert_eq!(plan.skipped.len(), 8, "eight rows left out by --embeddings");
+        assert!(report.contains("--embeddings leaves out dim20"), "{report}");
+        // Every finished cell's JSON has the fields the report reads.
+        let mut finished = 0;
+        for c in &plan.cells {
+            let p = report::result_path(dir.path(), &c.id);
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("result json");
+                assert_eq!(v["test_accuracy_runs"].as_array().map(Vec::len), Some(2));
+                assert!(v["peak_memory_bytes"].as_f64().is_some_and(|b| b > 0.0));
+                finished += 1;
+            }
+        }
+        assert_eq!(finished, 5, "only {finished} cells finished:\n{report}");
+        // A re-run skips every finished cell: their results stay untouched.
+        let dt = report::result_path(dir.path(), "mnist-test-split-noprop-dt-one-hot-s0");
+        let before = std::fs::read(&dt).expect("DT result");
+        let mtime = std::fs::metadata(&dt)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        run(args).expect("re-run");
+        assert_eq!(std::fs::read(&dt).expect("DT result"), before);
+        assert_eq!(
+            std::fs::metadata(&dt)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
+            mtime
+        );
+        let again = std::fs::read_to_string(dir.path().join("REPORT.md")).expect("report");
+        assert!(again.contains("## Table 1"));
+    }
+}

@@ -1,0 +1,204 @@
+//! The paper's published numbers (arXiv 2503.24322 v2), transcribed from
+//! `PAPER.md` §8, to print beside ours.
+
+/// A published mean ± standard error, in percent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Published {
+    /// Mean (%).
+    pub mean: f64,
+    /// Standard error (%).
+    pub se: f64,
+}
+
+const fn p(mean: f64, se: f64) -> Published {
+    Published { mean, se }
+}
+
+/// One row of Table 1: method, embedding, then (train, test) for MNIST,
+/// CIFAR-10 and CIFAR-100.
+type Row = (&'static str, &'static str, [(Published, Published); 3]);
+
+/// Table 1 — classification accuracy (%), mean ± s.e. over 3 seeds × 5
+/// inference runs.
+const TABLE1: [Row; 13] = [
+    (
+        "backprop",
+        "one-hot",
+        [
+            (p(100.0, 0.0), p(99.46, 0.06)),
+            (p(99.98, 0.01), p(79.92, 0.14)),
+            (p(98.63, 1.34), p(45.85, 2.07)),
+        ],
+    ),
+    (
+        "backprop",
+        "dim20",
+        [
+            (p(99.99, 0.0), p(99.43, 0.03)),
+            (p(99.96, 0.02), p(79.3, 0.52)),
+            (p(94.28, 7.43), p(46.57, 0.87)),
+        ],
+    ),
+    (
+        "backprop",
+        "prototype",
+        [
+            (p(99.99, 0.01), p(99.44, 0.05)),
+            (p(99.97, 0.01), p(79.58, 0.44)),
+            (p(99.19, 0.71), p(47.8, 0.19)),
+        ],
+    ),
+    (
+        "noprop-dt",
+        "one-hot",
+        [
+            (p(99.92, 0.01), p(99.47, 0.05)),
+            (p(95.02, 0.19), p(79.25, 0.28)),
+            (p(84.97, 0.67), p(45.93, 0.46)),
+        ],
+    ),
+    (
+        "noprop-dt",
+        "dim20",
+        [
+            (p(99.93, 0.01), p(99.49, 0.04)),
+            (p(94.95, 0.09), p(79.12, 0.37)),
+            (p(83.25, 0.39), p(45.19, 0.22)),
+        ],
+    ),
+    (
+        "noprop-dt",
+        "prototype",
+        [
+            (p(99.97, 0.0), p(99.54, 0.04)),
+            (p(97.23, 0.11), p(80.54, 0.2)),
+            (p(90.7, 0.14), p(46.06, 0.25)),
+        ],
+    ),
+    (
+        "adjoint",
+        "one-hot",
+        [
+            (p(98.7, 0.13), p(98.62, 0.14)),
+            (p(70.64, 0.49), p(66.78, 0.76)),
+            (p(26.72, 0.81), p(25.03, 0.7)),
+        ],
+    ),
+    (
+        "noprop-ct",
+        "one-hot",
+        [
+            (p(97.88, 0.61), p(97.84, 0.71)),
+            (p(97.31, 0.84), p(73.35, 0.55)),
+            (p(75.1, 3.43), p(33.66, 0.5)),
+        ],
+    ),
+    (
+        "noprop-ct",
+        "dim20",
+        [
+            (p(97.7, 0.42), p(97.7, 0.51)),
+            (p(94.88, 3.08), p(71.77, 2.47)),
+            (p(74.22, 2.33), p(33.99, 1.08)),
+        ],
+    ),
+    (
+        "noprop-ct",
+        "prototype",
+        [
+            (p(97.18, 1.02), p(97.17, 0.94)),
+            (p(86.2, 7.34), p(66.54, 3.63)),
+            (p(40.88, 10.72), p(21.31, 4.17)),
+        ],
+    ),
+    (
+        "noprop-fm",
+        "one-hot",
+        [
+            (p(99.97, 0.0), p(99.21, 0.09)),
+            (p(98.46, 0.4), p(73.14, 0.9)),
+            (p(12.69, 10.4), p(6.38, 4.9)),
+        ],
+    ),
+    (
+        "noprop-fm",
+        "dim20",
+        [
+            (p(99.99, 0.0), p(99.29, 0.05)),
+            (p(99.49, 0.15), p(73.5, 0.28)),
+            (p(83.49, 4.62), p(31.14, 0.52)),
+        ],
+    ),
+    (
+        "noprop-fm",
+        "prototype",
+        [
+            (p(99.27, 0.09), p(98.52, 0.16)),
+            (p(99.8, 0.03), p(75.18, 0.57)),
+            (p(96.37, 1.09), p(37.57, 0.32)),
+        ],
+    ),
+];
+
+fn dataset_column(dataset: &str) -> Option<usize> {
+    match dataset {
+        "mnist" => Some(0),
+        "cifar10" => Some(1),
+        "cifar100" => Some(2),
+        _ => None,
+    }
+}
+
+/// Table 1's (train, test) accuracy for a cell, if the paper reports it.
+pub fn table1(dataset: &str, method: &str, embedding: &str) -> Option<(Published, Published)> {
+    let col = dataset_column(dataset)?;
+    TABLE1
+        .iter()
+        .find(|(m, e, _)| *m == method && *e == embedding)
+        .map(|(_, _, v)| v[col])
+}
+
+/// Table 3: process GPU memory allocated (GB), one-hot, per method and dataset.
+pub fn table3_gb(dataset: &str, method: &str) -> Option<f64> {
+    let col = dataset_column(dataset)?;
+    let row: [f64; 3] = match method {
+        "backprop" => [0.87, 1.17, 1.73],
+        "noprop-dt" => [0.49, 0.64, 1.23],
+        "adjoint" => [2.32, 6.23, 6.45],
+        "noprop-ct" => [1.05, 0.45, 0.50],
+        "noprop-fm" => [1.06, 0.44, 0.49],
+        _ => return None,
+    };
+    Some(row[col])
+}
+
+/// Table 5: parameters per block in millions, (DT, CT) columns, for the
+/// dataset and embedding.
+pub fn table5_millions(dataset: &str, embedding: &str) -> Option<(f64, f64)> {
+    Some(match (dataset, embedding) {
+        ("mnist", "one-hot") | ("mnist", "dim20") => (0.92, 0.87),
+        ("mnist", "prototype") => (1.40, 1.48),
+        ("cifar10", "one-hot") => (1.22, 1.16),
+        ("cifar10", "dim20") => (1.22, 1.17),
+        ("cifar10", "prototype") => (1.99, 2.07),
+        ("cifar100", "one-hot") => (1.25, 1.20),
+        ("cifar100", "dim20") => (1.23, 1.18),
+        ("cifar100", "prototype") => (2.00, 2.08),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_match_paper_md() {
+        let (tr, te) = table1("cifar10", "noprop-dt", "prototype").expect("row");
+        assert_eq!((tr.mean, te.mean, te.se), (97.23, 80.54, 0.2));
+        assert!(table1("fashion-mnist", "noprop-dt", "one-hot").is_none());
+        assert!(table1("mnist", "adjoint", "dim20").is_none());
+        assert_eq!(table3_gb("cifar100", "adjoint"), Some(6.45));
+        assert_eq!(table5_millions("mnist", "prototype"), Some((1.40, 1.48)));
+    }
+}

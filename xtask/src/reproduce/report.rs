@@ -1,0 +1,677 @@
+//! Renders a run directory (its `plan.json` and the JSON each cell wrote)
+//! into `REPORT.md`: Table 1 beside the paper's values, Table 3 (peak
+//! memory), Table 5 (parameter counts), Figure 4 (SVG + CSV) and every
+//! cell that did not run, with the reason.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::figure::{self, Point};
+use super::paper;
+use super::params::ParamRow;
+use super::plan::{Cell, Mode, RunPlan};
+
+/// What became of one planned cell.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Finished: the result JSON `noprop train` wrote.
+    Done(Box<Value>),
+    /// The subprocess failed: its exit status and the last lines of its log.
+    Failed {
+        /// Exit status as text.
+        status: String,
+        /// Last lines of stderr.
+        tail: Vec<String>,
+    },
+    /// Not finished (not started yet, or interrupted: a re-run resumes it).
+    Pending,
+}
+
+/// Path of a cell's result JSON.
+pub fn result_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.json"))
+}
+
+/// Path of a cell's failure record.
+pub fn failure_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.failed.json"))
+}
+
+/// Reads the outcome of `cell` from `dir`.
+pub fn outcome(dir: &Path, cell: &Cell) -> Result<Outcome> {
+    let done = result_path(dir, &cell.id);
+    if done.exists() {
+        let text = std::fs::read_to_string(&done)
+            .with_context(|| format!("reading {}", done.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a result JSON", done.display()))?;
+        return Ok(Outcome::Done(Box::new(v)));
+    }
+    let failed = failure_path(dir, &cell.id);
+    if failed.exists() {
+        let text = std::fs::read_to_string(&failed)
+            .with_context(|| format!("reading {}", failed.display()))?;
+        let v: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a failure record", failed.display()))?;
+        return Ok(Outcome::Failed {
+            status: v["status"].as_str().unwrap_or("?").to_string(),
+            tail: v["tail"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    Ok(Outcome::Pending)
+}
+
+/// Mean and standard error (sample standard deviation / √n; `None` for n < 2).
+pub fn mean_se(values: &[f64]) -> Option<(f64, Option<f64>)> {
+    if values.is_empty() {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return Some((mean, None));
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    Some((mean, Some((var / n).sqrt())))
+}
+
+fn fmt_pct(ms: Option<(f64, Option<f64>)>) -> String {
+    match ms {
+        None => "—".into(),
+        Some((m, Some(se))) => format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * se),
+        Some((m, None)) => format!("{:.2}", 100.0 * m),
+    }
+}
+
+fn fmt_diff(ours: Option<(f64, Option<f64>)>, paper: Option<paper::Published>) -> String {
+    match (ours, paper) {
+        (Some((m, _)), Some(p)) => format!("{:+.2}", 100.0 * m - p.mean),
+        _ => "—".into(),
+    }
+}
+
+fn fmt_paper(p: Option<paper::Published>) -> String {
+    p.map_or("—".into(), |p| format!("{} ± {}", p.mean, p.se))
+}
+
+fn gb(bytes: Option<f64>) -> String {
+    bytes.map_or("—".into(), |b| format!("{:.2}", b / 1e9))
+}
+
+fn method_title(m: &str) -> &str {
+    match m {
+        "backprop" => "Backprop",
+        "noprop-dt" => "NoProp-DT",
+        "adjoint" => "Adjoint",
+        "noprop-ct" => "NoProp-CT",
+        "noprop-fm" => "NoProp-FM",
+        other => other,
+    }
+}
+
+/// The cells of one table row, with their outcomes.
+struct Group<'a> {
+    cells: Vec<(&'a Cell, &'a Outcome)>,
+}
+
+impl Group<'_> {
+    fn done(&self) -> impl Iterator<Item = &Value> {
+        self.cells.iter().filter_map(|(_, o)| match o {
+            Outcome::Done(v) => Some(v.as_ref()),
+            _ => None,
+        })
+    }
+
+    fn test_values(&self) -> Vec<f64> {
+        self.done()
+            .flat_map(|v| match v["test_accuracy_runs"].as_array() {
+                Some(runs) => runs.iter().filter_map(Value::as_f64).collect::<Vec<_>>(),
+                None => v["test_accuracy"].as_f64().into_iter().collect(),
+            })
+            .collect()
+    }
+
+    fn train_values(&self) -> Vec<f64> {
+        self.done()
+            .filter_map(|v| v["train_accuracy"].as_f64())
+            .collect()
+    }
+
+    fn status(&self) -> String {
+        let n = self.cells.len();
+        let done = self.done().count();
+        let failed = self
+            .cells
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+            .count();
+        let mut s = format!("{done}/{n} done");
+        if failed > 0 {
+            let _ = write!(s, ", {failed} failed");
+        }
+        if done + failed < n {
+            let _ = write!(s, ", {} pending", n - done - failed);
+        }
+        s
+    }
+
+    fn max_of(&self, key: &str) -> Option<f64> {
+        self.done()
+            .filter_map(|v| v[key].as_f64())
+            .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
+    }
+}
+
+/// Renders the report of the run in `dir`. Writes `fig4.svg` and `fig4.csv`
+/// there when Figure 4 is asked for; returns the Markdown.
+pub fn render(dir: &Path, params: Option<&[ParamRow]>) -> Result<String> {
+    let plan_path = dir.join("plan.json");
+    let plan: RunPlan = serde_json::from_str(
+        &std::fs::read_to_string(&plan_path)
+            .with_context(|| format!("reading {}", plan_path.display()))?,
+    )
+    .with_context(|| format!("{}: not a reproduction plan", plan_path.display()))?;
+    let outcomes: Vec<Outcome> = plan
+        .cells
+        .iter()
+        .map(|c| outcome(dir, c))
+        .collect::<Result<_>>()?;
+    let mut md = String::new();
+    header(&mut md, &plan, &outcomes);
+    let wants = |t: &str| plan.tables.iter().any(|x| x == t);
+    if wants("table1") {
+        table1(&mut md, &plan, &outcomes);
+    }
+    if wants("table3") {
+        table3(&mut md, &plan, &outcomes);
+    }
+    if wants("table5") {
+        table5(&mut md, params);
+    }
+    if wants("fig4") {
+        fig4(&mut md, dir, &plan, &outcomes)?;
+    }
+    not_run(&mut md, &plan, &outcomes);
+    Ok(md)
+}
+
+fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
+    let banner = plan.mode.banner();
+    if banner.is_empty() {
+        let _ = writeln!(md, "# NoProp reproduction — the paper's setting (full)\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "# NoProp reproduction — {banner}\n\n> **{banner}**: reduced epochs, steps and training \
+             set (below). These numbers are NOT the paper's setting and must not be compared \
+             with Table 1 as equals; run `cargo xtask reproduce --full` on a GPU for that.\n"
+        );
+    }
+    let host = &plan.host;
+    let done = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Done(_)))
+        .count();
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| mode | {} |", plan.mode.as_str());
+    let _ = writeln!(
+        md,
+        "| machine | {} — {}, {} threads |",
+        host["hostname"].as_str().unwrap_or("?"),
+        host["cpu"].as_str().unwrap_or("?"),
+        host["threads"]
+    );
+    let _ = writeln!(md, "| device | {} |", plan.device);
+    for d in &plan.datasets {
+        let _ = writeln!(
+            md,
+            "| dataset {} | {} — {} |",
+            d.name,
+            if d.used { "used" } else { "not used" },
+            d.note
+        );
+    }
+    let mut budgets: BTreeMap<&str, String> = BTreeMap::new();
+    for c in &plan.cells {
+        let b = &c.budget;
+        let steps = match c.method.as_str() {
+            "backprop" | "noprop-dt" => format!("T = {}", b.steps),
+            "adjoint" => format!("{} Euler steps", b.steps),
+            _ => match b.eval_steps {
+                Some(e) => format!("{} inference steps ({e} per-epoch)", b.steps),
+                None => format!("{} inference steps", b.steps),
+            },
+        };
+        let subset = b.limit_train.map_or("all training images".into(), |n| {
+            format!("first {n} training images")
+        });
+        budgets
+            .entry(c.method.as_str())
+            .or_insert(format!("{} epochs, {steps}, {subset}", b.epochs));
+    }
+    for (m, b) in budgets {
+        let _ = writeln!(md, "| {} | {b} |", method_title(m));
+    }
+    let _ = writeln!(
+        md,
+        "| statistics | {} seed(s) × {} inference run(s) per cell (paper: 3 × 5) |",
+        plan.seeds, plan.inference_runs
+    );
+    let _ = writeln!(md, "| cells | {done} of {} finished |", plan.cells.len());
+    let _ = writeln!(md, "| git revision | {} |", plan.git_revision);
+    let _ = writeln!(md, "| command | `{}` |\n", plan.command);
+}
+
+fn groups<'a>(
+    plan: &'a RunPlan,
+    outcomes: &'a [Outcome],
+) -> BTreeMap<(String, usize, usize), Group<'a>> {
+    let order = |m: &str| {
+        super::plan::METHODS
+            .iter()
+            .position(|x| *x == m)
+            .unwrap_or(99)
+    };
+    let eorder = |e: &str| {
+        super::plan::EMBEDDINGS
+            .iter()
+            .position(|x| *x == e)
+            .unwrap_or(99)
+    };
+    let mut g: BTreeMap<(String, usize, usize), Group> = BTreeMap::new();
+    for (c, o) in plan.cells.iter().zip(outcomes) {
+        g.entry((c.dataset.clone(), order(&c.method), eorder(&c.embedding)))
+            .or_insert(Group { cells: vec![] })
+            .cells
+            .push((c, o));
+    }
+    g
+}
+
+fn table1(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
+    let _ = writeln!(md, "## Table 1 — classification accuracy (%)\n");
+    let _ = writeln!(
+        md,
+        "Mean ± standard error. Test: over seeds × inference runs; train: over seeds \
+         (one inference run each, on the train subset named above). Δ = ours − paper, in \
+         percentage points.{}\n",
+        if plan.mode == Mode::Full {
+            ""
+        } else {
+            " **Reduced setting: Δ measures how far a short run is from the converged paper \
+             value, not a reproduction gap.**"
+        }
+    );
+    let gs = groups(plan, outcomes);
+    let mut current = String::new();
+    for ((dataset, _, _), g) in &gs {
+        let (c0, _) = g.cells[0];
+        if !table_row_wanted(&c0.method, &c0.embedding) {
+            continue;
+        }
+        if *dataset != current {
+            current = dataset.clone();
+            let note = if paper::table1(dataset, "noprop-dt", "one-hot").is_none() {
+                " (not in the paper: no paper column)"
+            } else {
+                ""
+            };
+            let _ = writeln!(md, "### {dataset}{note}\n");
+            let _ = writeln!(
+                md,
+                "| method | embedding | train (ours) | train (paper) | Δ | test (ours) | test (paper) | Δ | cells |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        }
+        let published = paper::table1(dataset, &c0.method, &c0.embedding);
+        let train = mean_se(&g.train_values());
+        let test = mean_se(&g.test_values());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            method_title(&c0.method),
+            c0.embedding,
+            fmt_pct(train),
+            fmt_paper(published.map(|p| p.0)),
+            fmt_diff(train, published.map(|p| p.0)),
+            fmt_pct(test),
+            fmt_paper(published.map(|p| p.1)),
+            fmt_diff(test, published.map(|p| p.1)),
+            g.status()
+        );
+    }
+    md.push('\n');
+}
+
+fn table_row_wanted(method: &str, embedding: &str) -> bool {
+    method != "adjoint" || embedding == "one-hot"
+}
+
+fn table3(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
+    let _ = writeln!(md, "## Table 3 — peak training memory, one-hot (GB)\n");
+    let _ = writeln!(
+        md,
+        "Ours: the training process's peak heap (a counting global allocator's high-water \
+         mark) and peak RSS (VmHWM) at batch 128 on the CPU; on a CUDA device, peak device \
+         memory. The paper's figure is \"process GPU memory allocated\" on its GPU — a \
+         different quantity, printed for scale. Max over seeds.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| dataset | method | heap peak (ours) | RSS peak (ours) | device peak (ours) | paper (GPU) |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+    for ((dataset, _, _), g) in groups(plan, outcomes) {
+        let (c0, _) = g.cells[0];
+        if c0.embedding != "one-hot" {
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "| {dataset} | {} | {} | {} | {} | {} |",
+            method_title(&c0.method),
+            gb(g.max_of("peak_memory_bytes")),
+            gb(g.max_of("peak_rss_bytes")),
+            gb(g.max_of("peak_device_memory_bytes")),
+            paper::table3_gb(&dataset, &c0.method).map_or("—".into(), |v| format!("{v:.2}"))
+        );
+    }
+    md.push('\n');
+}
+
+fn table5(md: &mut String, params: Option<&[ParamRow]>) {
+    let _ = writeln!(md, "## Table 5 — parameters per block\n");
+    let Some(rows) = params else {
+        let _ = writeln!(md, "(not computed)\n");
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Counted on the models as built (trainable scalars of one DT block; of the CT/FM \
+         network), beside the paper's rounded millions.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| dataset | embedding | label dim | DT (ours) | DT (paper) | CT (ours) | CT (paper) |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let p = paper::table5_millions(r.dataset, r.embedding);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} ({:.2}M) | {} | {} ({:.2}M) | {} |",
+            r.dataset,
+            r.embedding,
+            r.label_dim,
+            r.dt,
+            r.dt as f64 / 1e6,
+            p.map_or("—".into(), |p| format!("{:.2}M", p.0)),
+            r.ct,
+            r.ct as f64 / 1e6,
+            p.map_or("—".into(), |p| format!("{:.2}M", p.1)),
+        );
+    }
+    md.push('\n');
+}
+
+fn fig4(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "## Figure 4 — test accuracy vs cumulative training time (one-hot)\n"
+    );
+    let mut points = Vec::new();
+    for (c, o) in plan.cells.iter().zip(outcomes) {
+        let Outcome::Done(v) = o else { continue };
+        if c.embedding != "one-hot"
+            || !matches!(c.method.as_str(), "noprop-ct" | "noprop-fm" | "adjoint")
+        {
+            continue;
+        }
+        for e in v["per_epoch"].as_array().into_iter().flatten() {
+            if let (Some(epoch), Some(t), Some(acc)) = (
+                e["epoch"].as_u64(),
+                e["cumulative_train_seconds"].as_f64(),
+                e["test_accuracy"].as_f64(),
+            ) {
+                points.push(Point {
+                    dataset: c.dataset.clone(),
+                    method: c.method.clone(),
+                    seed: c.seed,
+                    epoch: epoch as usize,
+                    seconds: t,
+                    test_accuracy: acc,
+                });
+            }
+        }
+    }
+    if points.is_empty() {
+        let _ = writeln!(md, "No finished CT, FM or adjoint cell: nothing to plot.\n");
+        return Ok(());
+    }
+    let csv_path = dir.join("fig4.csv");
+    std::fs::write(&csv_path, figure::csv(&points))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let title = match plan.mode.banner() {
+        "" => "Figure 4 (full)".to_string(),
+        b => format!("Figure 4 — {b}, not the paper's setting"),
+    };
+    figure::svg(&points, &title, &dir.join("fig4.svg"))?;
+    let _ = writeln!(
+        md,
+        "![Figure 4](fig4.svg)\n\nLine: mean over seeds after each epoch; band: lowest to \
+         highest seed. Per-epoch points: [fig4.csv](fig4.csv) ({} rows). Time excludes \
+         evaluation.\n",
+        points.len()
+    );
+    Ok(())
+}
+
+fn not_run(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
+    let _ = writeln!(md, "## Cells not run\n");
+    let mut any = false;
+    let mut rows = String::new();
+    for s in &plan.skipped {
+        any = true;
+        let _ = writeln!(rows, "| {} | not run | {} |", s.id, s.reason);
+    }
+    for (c, o) in plan.cells.iter().zip(outcomes) {
+        match o {
+            Outcome::Done(_) => {}
+            Outcome::Pending => {
+                any = true;
+                let _ = writeln!(
+                    rows,
+                    "| {} | pending | not finished (interrupted or not started); \
+                     re-running the same command resumes it |",
+                    c.id
+                );
+            }
+            Outcome::Failed { status, tail } => {
+                any = true;
+                let last = tail
+                    .iter()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| l.replace('|', "\\|"))
+                    .unwrap_or_default();
+                let _ = writeln!(rows, "| {} | failed ({status}) | {last} |", c.id);
+            }
+        }
+    }
+    if any {
+        let _ = writeln!(md, "| cell | state | reason |\n|---|---|---|");
+        md.push_str(&rows);
+    } else {
+        let _ = writeln!(md, "Every planned cell finished.");
+    }
+    md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::plan::{Budget, DatasetChoice, Skipped};
+    use super::*;
+    use serde_json::json;
+
+    fn cell(dataset: &str, method: &str, embedding: &str, seed: u64) -> Cell {
+        Cell {
+            id: format!("{dataset}-{method}-{embedding}-s{seed}"),
+            dataset: dataset.into(),
+            method: method.into(),
+            embedding: embedding.into(),
+            seed,
+            budget: Budget {
+                epochs: 2,
+                steps: 10,
+                eval_steps: None,
+                limit_train: Some(1000),
+                train_eval_limit: 500,
+            },
+            args: vec![],
+        }
+    }
+
+    fn result(method: &str, runs: &[f64], train: f64, heap: f64) -> Value {
+        json!({
+            "method": method,
+            "test_accuracy": runs.iter().sum::<f64>() / runs.len() as f64,
+            "test_accuracy_runs": runs,
+            "train_accuracy": train,
+            "peak_memory_bytes": heap,
+            "peak_rss_bytes": heap * 2.0,
+            "per_epoch": [
+                {"epoch": 1, "cumulative_train_seconds": 5.0, "test_accuracy": runs[0] - 0.1},
+                {"epoch": 2, "cumulative_train_seconds": 10.0, "test_accuracy": runs[0]},
+            ],
+        })
+    }
+
+    /// A fixture run: DT one-hot with two seeds (done), FM one-hot done,
+    /// CT one-hot failed, backprop one-hot pending, CIFAR-10 skipped.
+    fn fixture(dir: &Path) {
+        let cells = vec![
+            cell("mnist", "noprop-dt", "one-hot", 0),
+            cell("mnist", "noprop-dt", "one-hot", 1),
+            cell("mnist", "noprop-fm", "one-hot", 0),
+            cell("mnist", "noprop-ct", "one-hot", 0),
+            cell("mnist", "backprop", "one-hot", 0),
+        ];
+        let plan = RunPlan {
+            mode: Mode::Quick,
+            command: "cargo xtask reproduce --quick".into(),
+            tables: ["table1", "table3", "table5", "fig4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            seeds: 2,
+            inference_runs: 2,
+            device: "cpu".into(),
+            datasets: vec![DatasetChoice {
+                name: "mnist".into(),
+                used: true,
+                note: "found in datasets/mnist".into(),
+            }],
+            cells,
+            skipped: vec![Skipped {
+                id: "cifar10-noprop-dt-one-hot".into(),
+                reason: "cifar10 not found (cargo xtask fetch-data cifar10)".into(),
+            }],
+            host: json!({"hostname": "fixture", "cpu": "test cpu", "threads": 2}),
+            git_revision: "abc123".into(),
+            created_unix: 0,
+        };
+        let w = |name: String, v: Value| {
+            std::fs::write(dir.join(name), serde_json::to_string(&v).expect("json")).expect("write")
+        };
+        w(
+            "plan.json".into(),
+            serde_json::to_value(&plan).expect("plan"),
+        );
+        w(
+            "mnist-noprop-dt-one-hot-s0.json".into(),
+            result("noprop-dt", &[0.99, 0.98], 0.995, 4e8),
+        );
+        w(
+            "mnist-noprop-dt-one-hot-s1.json".into(),
+            result("noprop-dt", &[0.97, 0.96], 0.985, 5e8),
+        );
+        w(
+            "mnist-noprop-fm-one-hot-s0.json".into(),
+            result("noprop-fm", &[0.95, 0.95], 0.96, 3e8),
+        );
+        w(
+            "mnist-noprop-ct-one-hot-s0.failed.json".into(),
+            json!({"status": "exit status: 1", "tail": ["error: NaN loss at epoch 1, step 7", ""]}),
+        );
+    }
+
+    #[test]
+    fn renders_fixture_with_differences_failures_and_skips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fixture(dir.path());
+        let rows = vec![ParamRow {
+            dataset: "mnist",
+            embedding: "one-hot",
+            label_dim: 10,
+            dt: 919_946,
+            ct: 867_722,
+        }];
+        let md = render(dir.path(), Some(&rows)).expect("render");
+        // QUICK label in the title.
+        assert!(md.starts_with("# NoProp reproduction — QUICK"), "{md}");
+        // DT test: mean of [.99,.98,.97,.96] = 97.50, s.e. = sd/2 = 0.6455.. → 0.65;
+        // paper 99.47 → Δ −1.97.
+        assert!(
+            md.contains("| NoProp-DT | one-hot | 99.00 ± 0.50 | 99.92 ± 0.01 | -0.92 | 97.50 ± 0.65 | 99.47 ± 0.05 | -1.97 | 2/2 done |"),
+            "{md}"
+        );
+        // The failed CT cell: in the table and in "not run" with its last log line.
+        assert!(md.contains("| NoProp-CT | one-hot | — | 97.88 ± 0.61 | — | — | 97.84 ± 0.71 | — | 0/1 done, 1 failed |"), "{md}");
+        assert!(md.contains("| mnist-noprop-ct-one-hot-s0 | failed (exit status: 1) | error: NaN loss at epoch 1, step 7 |"), "{md}");
+        assert!(
+            md.contains("| mnist-backprop-one-hot-s0 | pending |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| cifar10-noprop-dt-one-hot | not run | cifar10 not found"),
+            "{md}"
+        );
+        // Table 3: max heap over the two DT seeds, paper 0.49 GB.
+        assert!(
+            md.contains("| mnist | NoProp-DT | 0.50 | 1.00 | — | 0.49 |"),
+            "{md}"
+        );
+        // Table 5 row.
+        assert!(
+            md.contains(
+                "| mnist | one-hot | 10 | 919946 (0.92M) | 0.92M | 867722 (0.87M) | 0.87M |"
+            ),
+            "{md}"
+        );
+        // Figure 4 from FM only (CT failed): 2 epochs → 2 CSV rows.
+        let csv = std::fs::read_to_string(dir.path().join("fig4.csv")).expect("csv");
+        assert_eq!(csv.lines().count(), 3, "{csv}");
+        assert!(dir.path().join("fig4.svg").exists());
+    }
+
+    #[test]
+    fn mean_se_matches_hand_values() {
+        let (m, se) = mean_se(&[1.0, 2.0, 3.0, 4.0]).expect("some");
+        assert!((m - 2.5).abs() < 1e-12);
+        // sd = sqrt(5/3), se = sd/2.
+        assert!((se.expect("se") - (5.0f64 / 3.0).sqrt() / 2.0).abs() < 1e-12);
+        assert_eq!(mean_se(&[0.5]), Some((0.5, None)));
+        assert_eq!(mean_se(&[]), None);
+    }
+}
