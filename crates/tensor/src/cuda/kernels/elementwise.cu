@@ -42,9 +42,9 @@ extern "C" __global__ void relu_f32(float* x, unsigned int n) {
     }
 }
 
-// dy *= [y > 0] (ReLU backward from its output).
+// dy *= [y > 0] (ReLU backward from its output; a NaN y keeps dy, as on the CPU).
 extern "C" __global__ void relu_backward_f32(float* dy, const float* y, unsigned int n) {
     NP_FOR(i, n) {
-        if (!(y[i] > 0.0f)) dy[i] = 0.0f;
+        if (y[i] <= 0.0f) dy[i] = 0.0f;
     }
 }
