@@ -205,3 +205,11 @@ impl CudaTensor {
         &mut self.buf
     }
 }
+
+impl Tensor {
+    /// Copy to the GPU of `device` (f32 only): [`CudaTensor::from_host`].
+    /// Back with [`CudaTensor::to_host`].
+    pub fn to_cuda(&self, device: &CudaDevice) -> Result<CudaTensor> {
+        CudaTensor::from_host(self, device)
+    }
+}
