@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 /// Options of `cargo xtask ci`.
 #[derive(clap::Args, Debug)]
 pub struct CiArgs {
-    /// Skip `cargo fmt --check` and clippy (run the tests only).
+    /// Skip `cargo fmt --check`, clippy and docs (run the test steps only).
     #[arg(long)]
     pub tests_only: bool,
 }
@@ -30,22 +30,65 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    // The CUDA backend compiles without a toolkit (cudarc loads the
+    // libraries at run time), so it is linted like the rest.
+    (
+        "clippy-cuda",
+        &[
+            "clippy",
+            "-p",
+            "noprop-tensor",
+            "--features",
+            "cuda",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     ("docs", &["doc", "--workspace", "--no-deps", "--release"]),
+    (
+        "docs-cuda",
+        &[
+            "doc",
+            "-p",
+            "noprop-tensor",
+            "--features",
+            "cuda",
+            "--no-deps",
+            "--release",
+        ],
+    ),
     // The README's test command.
     ("tests", &["test", "--workspace", "--release"]),
+    // The CUDA tests: `nvrtc_*` compile every kernel with NVRTC for sm_90
+    // (needs libnvrtc.so.13, which `.ci/run` installs); the parity tests
+    // skip, saying why, when there is no GPU.
+    (
+        "tests-cuda",
+        &[
+            "test",
+            "-p",
+            "noprop-tensor",
+            "--features",
+            "cuda",
+            "--release",
+        ],
+    ),
 ];
 
 /// Run every step, stopping at the first failure.
 pub fn run(args: CiArgs) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     for (name, cargo_args) in STEPS {
-        if args.tests_only && *name != "tests" {
+        if args.tests_only && !name.starts_with("tests") {
             continue;
         }
         eprintln!("==> ci step `{name}`: cargo {}", cargo_args.join(" "));
         let mut cmd = Command::new(&cargo);
         cmd.args(*cargo_args);
-        if *name == "docs" {
+        if name.starts_with("docs") {
             cmd.env("RUSTDOCFLAGS", "-D warnings");
         }
         let status = cmd

@@ -4,7 +4,8 @@
 //! `run --package xtask --`). Heavy work runs in release-built subprocesses.
 //!
 //! * `cargo xtask ci` runs exactly what `.ci/run` runs after its installs:
-//!   formatting, clippy and the README's test command.
+//!   formatting, clippy (also with `--features cuda`), docs, the README's
+//!   test command and the CUDA compile check.
 //! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
@@ -14,10 +15,13 @@
 //! * `cargo xtask bench [gemm|dt|all]` times our kernels and training next to
 //!   their peers (NumPy/OpenBLAS, PyTorch) in one sitting and renders
 //!   `docs/BENCHMARKS.md` from the JSON it writes under `docs/results/`.
+//! * `cargo xtask gpu-check` builds the CUDA parity test binaries and runs
+//!   them through `benches/gpu/gpu_check.sh` (CUDA vs CPU on a real GPU).
 
 mod bench;
 mod ci;
 mod fetch_data;
+mod gpu_check;
 mod reproduce;
 mod run_bin;
 
@@ -44,6 +48,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Reproduce the paper's tables and figure (quick CPU preset or --full).
     Reproduce(Box<reproduce::ReproduceArgs>),
+    /// Build the CUDA test binaries and run them (CUDA vs CPU parity) on this
+    /// machine's GPU; fails when the parity tests are skipped.
+    GpuCheck,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(args) => run_bin::run("eval", args),
         Command::Bench(args) => bench::run(args),
         Command::Reproduce(args) => reproduce::run(*args),
+        Command::GpuCheck => gpu_check::run(),
     }
 }

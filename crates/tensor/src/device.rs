@@ -27,7 +27,7 @@ impl Device {
             "auto" => match CudaDevice::new(0) {
                 Ok(d) => Ok((
                     Device::Cuda(d),
-                    "cuda:0 (auto: a CUDA device opened)".into(),
+                    "cuda:0 (auto: a CUDA device opened and its kernels can be compiled)".into(),
                 )),
                 Err(e) => Ok((Device::Cpu, format!("cpu (auto: no CUDA device: {e})"))),
             },
@@ -57,15 +57,20 @@ impl Device {
     }
 }
 
+#[cfg(feature = "cuda")]
+pub use crate::cuda::CudaDevice;
+
 /// A handle to one CUDA GPU.
 ///
 /// This build has no CUDA backend: [`CudaDevice::new`] always fails with
 /// [`Error::CudaNotCompiled`].
+#[cfg(not(feature = "cuda"))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CudaDevice {
     ordinal: usize,
 }
 
+#[cfg(not(feature = "cuda"))]
 impl CudaDevice {
     /// Open CUDA device `ordinal`.
     pub fn new(ordinal: usize) -> Result<Self> {

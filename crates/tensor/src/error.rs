@@ -71,6 +71,54 @@ pub enum Error {
     /// The crate was built without the `cuda` feature.
     #[error("CUDA support was not compiled in: rebuild with `--features cuda`")]
     CudaNotCompiled,
+    /// A CUDA library (the driver `libcuda`, NVRTC or cuBLAS) could not be loaded.
+    #[error("CUDA library `{lib}` could not be loaded: {why}")]
+    CudaLibraryMissing {
+        /// The library's short name (`cuda`, `nvrtc`, `cublas`).
+        lib: &'static str,
+        /// What to install or where it was looked for.
+        why: String,
+    },
+    /// The driver loaded but the requested device does not exist.
+    #[error("no CUDA device {ordinal}: the driver reports {count} device(s)")]
+    CudaNoDevice {
+        /// The ordinal asked for.
+        ordinal: usize,
+        /// Devices the driver sees.
+        count: usize,
+    },
+    /// A CUDA driver or cuBLAS call failed.
+    #[error("CUDA error in {op}: {why}")]
+    Cuda {
+        /// The operation that called CUDA.
+        op: &'static str,
+        /// The driver's message.
+        why: String,
+    },
+    /// NVRTC rejected a kernel source.
+    #[error("NVRTC could not compile {file}: {log}")]
+    NvrtcCompile {
+        /// The `.cu` file.
+        file: &'static str,
+        /// The compiler log (or the NVRTC error when there is no log).
+        log: String,
+    },
+    /// A kernel launch failed.
+    #[error("CUDA kernel `{kernel}` failed to launch: {why}")]
+    CudaLaunch {
+        /// The kernel's name.
+        kernel: &'static str,
+        /// The driver's message.
+        why: String,
+    },
+    /// The CUDA backend does not implement this operation or dtype.
+    #[error("{op} is not supported on CUDA: {why}")]
+    CudaUnsupported {
+        /// The operation.
+        op: &'static str,
+        /// Why (e.g. only f32 lives on the GPU).
+        why: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -11,6 +11,10 @@
 //! * [`philox`]: the counter-based Philox 4x32-10 generator, keyed by
 //!   `(seed, stream, offset)`, so no draw depends on thread scheduling.
 //!
+//! * `cuda` (feature `cuda`): the CUDA backend — hand-written kernels
+//!   compiled with NVRTC at first use, cuBLAS GEMM, a caching allocator, and
+//!   one CUDA twin of every op in [`ops`].
+//!
 //! CPU kernels run on rayon with work splits fixed by the shapes, so results
 //! are bit-for-bit identical for any `RAYON_NUM_THREADS`.
 //!
@@ -25,6 +29,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod device;
 mod dtype;
 mod error;

@@ -12,7 +12,7 @@ mod elementwise;
 mod gemm;
 mod optim;
 mod pool;
-mod random;
+pub(crate) mod random;
 mod reduce;
 mod shape;
 mod softmax;

@@ -34,7 +34,7 @@ fn check_p(op: &'static str, p: f64) -> Result<()> {
 /// Integer threshold: element `i` is kept when its uniform
 /// `u = ((w >> 8) + 0.5)/2²⁴` (see [`u32_to_open01`](crate::philox::u32_to_open01))
 /// is `≥ p`, i.e. when `w >> 8 ≥ ⌈p·2²⁴ − 0.5⌉` — exact, no float rounding.
-fn keep_threshold(p: f64) -> u32 {
+pub(crate) fn keep_threshold(p: f64) -> u32 {
     (p * 16_777_216.0 - 0.5).ceil().max(0.0) as u32
 }
 
