@@ -19,7 +19,7 @@ use crate::run_bin::{build_release, workspace_root};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: gemm, dt-step, dt-epoch, all, or render (only re-render the report).
+    /// Which benchmark: gemm, dt-step, dt-epoch, ct-fm, baselines, all, or render (only re-render the report).
     #[arg(default_value = "gemm")]
     pub what: String,
     /// Rounds of alternating ours/peer runs (the best median per side is kept).
@@ -221,6 +221,232 @@ fn bench_dt_epoch(a: &BenchArgs) -> Result<()> {
     )
 }
 
+/// `noprop train` on Fashion-MNIST with the release binary; returns its RESULT.
+fn train_fashion(bin: &Path, dir: &Path, extra: &[&str], what: &str) -> Result<Value> {
+    let out = run_capture(
+        Command::new(bin)
+            .env("RAYON_NUM_THREADS", "2")
+            .args([
+                "train",
+                "--dataset",
+                "fashion-mnist",
+                "--seed",
+                "0",
+                "--checkpoint-every",
+                "0",
+            ])
+            .args(extra)
+            .arg("--results-dir")
+            .arg(dir),
+        what,
+    )?;
+    out.into_iter()
+        .last()
+        .with_context(|| format!("no RESULT line from {what}"))
+}
+
+/// `noprop eval` of `checkpoint` on the Fashion-MNIST test set; returns its RESULT.
+fn eval_fashion(bin: &Path, checkpoint: &str, extra: &[&str], what: &str) -> Result<Value> {
+    let out = run_capture(
+        Command::new(bin)
+            .env("RAYON_NUM_THREADS", "2")
+            .args([
+                "eval",
+                "--dataset",
+                "fashion-mnist",
+                "--checkpoint",
+                checkpoint,
+            ])
+            .args(extra),
+        what,
+    )?;
+    out.into_iter()
+        .last()
+        .with_context(|| format!("no RESULT line from {what}"))
+}
+
+/// NoProp-CT and NoProp-FM (one-hot) on Fashion-MNIST: one epoch's wall
+/// time and test accuracy (1000-step inference), then inference time for
+/// the 10,000 test images at 1000 steps with the image path cached, and
+/// without it (timed at 10 steps and scaled ×100: the per-step cost does
+/// not depend on the step count; 1000 uncached steps take over an hour).
+fn bench_ct_fm(_a: &BenchArgs) -> Result<()> {
+    let bin = build_release("noprop", "noprop")?;
+    let tmp = std::env::temp_dir().join("noprop-bench-ct-fm");
+    let mut rows = Vec::new();
+    for method in ["noprop-ct", "noprop-fm"] {
+        eprintln!("ct-fm: {method}, one epoch");
+        let train = train_fashion(
+            &bin,
+            &tmp,
+            &[
+                "--method",
+                method,
+                "--embedding",
+                "one-hot",
+                "--epochs",
+                "1",
+                "--steps",
+                "1000",
+                "--train-eval-limit",
+                "1000",
+            ],
+            method,
+        )?;
+        let ckpt = train["checkpoint"]
+            .as_str()
+            .context("RESULT has no checkpoint")?
+            .to_string();
+        let timing = |steps: &str, cache: &str| -> Result<Value> {
+            eprintln!("ct-fm: {method} inference, {steps} steps, image cache {cache}");
+            eval_fashion(
+                &bin,
+                &ckpt,
+                &["--steps", steps, "--image-cache", cache],
+                "noprop eval",
+            )
+        };
+        let cached_1000 = timing("1000", "on")?;
+        let cached_10 = timing("10", "on")?;
+        let uncached_10 = timing("10", "off")?;
+        rows.push(json!({
+            "method": method,
+            "train": train,
+            "cached_1000": cached_1000,
+            "cached_10": cached_10,
+            "uncached_10": uncached_10,
+        }));
+    }
+    write_json(
+        "ct_fm.json",
+        &json!({"host": host(), "threads": 2, "rows": rows}),
+    )
+}
+
+/// The baselines next to NoProp: (a) one Fashion-MNIST epoch of backprop
+/// (NoProp-DT's is in dt_epoch.json); (b) peak training memory of all five
+/// methods at batch 128 on Fashion-MNIST shapes (10 mini-batches each:
+/// the peak is reached in the first); (c) adjoint seconds per epoch at 10,
+/// 100 and 1000 Euler steps on 1,280 images; (d) early training on the real
+/// digits (mnist-test-split), backprop vs NoProp-DT, accuracy against epochs
+/// and time.
+fn bench_baselines(a: &BenchArgs) -> Result<()> {
+    let bin = build_release("noprop", "noprop")?;
+    let tmp = std::env::temp_dir().join("noprop-bench-baselines");
+    eprintln!("baselines: backprop, one Fashion-MNIST epoch");
+    let backprop_epoch = train_fashion(
+        &bin,
+        &tmp,
+        &[
+            "--method",
+            "backprop",
+            "--embedding",
+            "one-hot",
+            "--epochs",
+            "1",
+        ],
+        "backprop epoch",
+    )?;
+    let mut memory = Vec::new();
+    for (method, steps) in [
+        ("backprop", "10"),
+        ("noprop-dt", "10"),
+        ("adjoint", "1000"),
+        ("noprop-ct", "1000"),
+        ("noprop-fm", "1000"),
+    ] {
+        eprintln!("baselines: {method} peak memory");
+        memory.push(train_fashion(
+            &bin,
+            &tmp,
+            &[
+                "--method",
+                method,
+                "--embedding",
+                "one-hot",
+                "--epochs",
+                "1",
+                "--steps",
+                steps,
+                "--eval-steps",
+                "10",
+                "--limit-train",
+                "1280",
+                "--train-eval-limit",
+                "500",
+                "--name",
+                &format!("memory-{method}"),
+            ],
+            method,
+        )?);
+    }
+    let mut adjoint_steps = Vec::new();
+    for steps in ["10", "100", "1000"] {
+        eprintln!("baselines: adjoint, {steps} steps");
+        adjoint_steps.push(train_fashion(
+            &bin,
+            &tmp,
+            &[
+                "--method",
+                "adjoint",
+                "--epochs",
+                "1",
+                "--steps",
+                steps,
+                "--eval-steps",
+                "10",
+                "--limit-train",
+                "1280",
+                "--train-eval-limit",
+                "500",
+                "--name",
+                &format!("adjoint-{steps}"),
+            ],
+            "adjoint",
+        )?);
+    }
+    let mut early = Vec::new();
+    for method in ["backprop", "noprop-dt"] {
+        eprintln!("baselines: {method}, early training on mnist-test-split");
+        let out = run_capture(
+            Command::new(&bin)
+                .env("RAYON_NUM_THREADS", "2")
+                .args([
+                    "train",
+                    "--method",
+                    method,
+                    "--dataset",
+                    "mnist-test-split",
+                    "--embedding",
+                    "one-hot",
+                    "--epochs",
+                    &a.epochs.max(3).to_string(),
+                    "--seed",
+                    "0",
+                    "--checkpoint-every",
+                    "0",
+                    "--name",
+                    &format!("early-{method}"),
+                    "--results-dir",
+                ])
+                .arg(&tmp),
+            method,
+        )?;
+        early.push(out.into_iter().last().context("no RESULT line")?);
+    }
+    write_json(
+        "baselines.json",
+        &json!({
+            "host": host(),
+            "threads": 2,
+            "backprop_epoch": backprop_epoch,
+            "memory": memory,
+            "adjoint_steps": adjoint_steps,
+            "early": early,
+        }),
+    )
+}
+
 fn read(name: &str) -> Option<Value> {
     let p = results_dir().join(name);
     serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
@@ -328,10 +554,150 @@ pub fn render() -> Result<()> {
             f(&ours["peak_rss_bytes"]) / 1e9
         );
     }
+    if let Some(g) = read("ct_fm.json") {
+        md += &render_ct_fm(&g);
+    }
+    if let Some(g) = read("baselines.json") {
+        md += &render_baselines(&g, read("dt_epoch.json"));
+    }
     let p = workspace_root().join("docs").join("BENCHMARKS.md");
     std::fs::write(&p, md).with_context(|| format!("writing {}", p.display()))?;
     eprintln!("wrote {}", p.display());
     Ok(())
+}
+
+fn host_line(g: &Value) -> String {
+    format!(
+        "Host: {}, revision {}, {}.",
+        g["host"]["cpu"].as_str().unwrap_or("?"),
+        g["host"]["git_revision"].as_str().unwrap_or("?"),
+        g["host"]["date"].as_str().unwrap_or("?")
+    )
+}
+
+fn render_ct_fm(g: &Value) -> String {
+    let mut md = format!(
+        "\n## NoProp-CT and NoProp-FM on Fashion-MNIST (60k images, batch 128, one-hot)\n\n{}\n\n\
+         | method | epoch 1 train s | img/s | test acc (1000 steps) | inference, 10k images × 1000 steps, cached s | uncached s (10 steps × 100) | cached / uncached |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        host_line(g)
+    );
+    for r in g["rows"].as_array().cloned().unwrap_or_default() {
+        let t = &r["train"];
+        let cached = f(&r["cached_1000"]["inference_seconds"]);
+        let uncached = 100.0 * f(&r["uncached_10"]["inference_seconds"]);
+        md += &format!(
+            "| {} | {:.1} | {:.0} | {:.4} | {:.1} | {:.0} | 1/{:.0} |\n",
+            r["method"].as_str().unwrap_or("?"),
+            f(&t["train_seconds"]),
+            f(&t["images_per_second"]),
+            f(&t["test_accuracy"]),
+            cached,
+            uncached,
+            uncached / cached
+        );
+    }
+    md += "\nInference times are the `inference_seconds` of `noprop eval` (data loading excluded). The uncached \
+           column re-runs the image path at every step (decision 17 off); it is timed at 10 steps \
+           and scaled by 100, since each step costs the same. At 10 steps, cached vs uncached: ";
+    let parts: Vec<String> = g["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:.1} s vs {:.1} s",
+                r["method"].as_str().unwrap_or("?"),
+                f(&r["cached_10"]["inference_seconds"]),
+                f(&r["uncached_10"]["inference_seconds"])
+            )
+        })
+        .collect();
+    md += &parts.join("; ");
+    md += ".\n";
+    md
+}
+
+fn render_baselines(g: &Value, dt_epoch: Option<Value>) -> String {
+    let mut md = format!(
+        "\n## Baselines: back-propagation and the adjoint method\n\n{}\n\n\
+         ### One Fashion-MNIST epoch (60k images, batch 128, one-hot)\n\n\
+         | method | train s | img/s | test acc |\n|---|---:|---:|---:|\n",
+        host_line(g)
+    );
+    let b = &g["backprop_epoch"];
+    md += &format!(
+        "| backprop (Eqs. 17–19) | {:.1} | {:.0} | {:.4} |\n",
+        f(&b["train_seconds"]),
+        f(&b["images_per_second"]),
+        f(&b["test_accuracy"])
+    );
+    if let Some(d) = dt_epoch {
+        let e = &d["ours"]["per_epoch"][0];
+        md += &format!(
+            "| NoProp-DT (from the DT epoch above; revision {}) | {:.1} | {:.0} | {:.4} |\n",
+            d["host"]["git_revision"].as_str().unwrap_or("?"),
+            f(&e["train_seconds"]),
+            f(&e["images_per_second"]),
+            f(&e["test_accuracy"])
+        );
+    }
+    md += "\n### Peak training memory, batch 128, Fashion-MNIST shapes (one-hot)\n\n\
+           Peak heap (counting allocator high-water mark) and peak RSS of the training process on \
+           10 mini-batches; the paper's Table 3 (GPU, MNIST) beside it for scale.\n\n\
+           | method | steps | heap peak GB | RSS peak GB | paper (GPU, MNIST) GB |\n|---|---:|---:|---:|---:|\n";
+    for m in g["memory"].as_array().cloned().unwrap_or_default() {
+        let method = m["method"].as_str().unwrap_or("?");
+        let paper = match method {
+            "backprop" => "0.87",
+            "noprop-dt" => "0.49",
+            "adjoint" => "2.32",
+            "noprop-ct" => "1.05",
+            "noprop-fm" => "1.06",
+            _ => "—",
+        };
+        let steps = m["config"]["steps"]
+            .as_u64()
+            .or_else(|| m["steps"].as_u64())
+            .map_or("—".to_string(), |s| s.to_string());
+        md += &format!(
+            "| {method} | {steps} | {:.3} | {:.3} | {paper} |\n",
+            f(&m["peak_memory_bytes"]) / 1e9,
+            f(&m["peak_rss_bytes"]) / 1e9
+        );
+    }
+    md += "\n### Adjoint: training time against the number of Euler steps (1,280 images, one epoch)\n\n\
+           | Euler steps | train s | img/s | heap peak GB |\n|---:|---:|---:|---:|\n";
+    for (r, steps) in g["adjoint_steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .zip([10, 100, 1000])
+    {
+        md += &format!(
+            "| {steps} | {:.1} | {:.1} | {:.3} |\n",
+            f(&r["train_seconds"]),
+            f(&r["images_per_second"]),
+            f(&r["peak_memory_bytes"]) / 1e9
+        );
+    }
+    md += "\n### Early training on real digits (mnist-test-split: 8,000 / 2,000), backprop vs NoProp-DT\n\n\
+           Not in the paper: end-to-end training through ten softmax bottlenecks starts slowly.\n\n\
+           | method | epoch | cumulative train s | test acc |\n|---|---:|---:|---:|\n";
+    for r in g["early"].as_array().cloned().unwrap_or_default() {
+        for e in r["per_epoch"].as_array().cloned().unwrap_or_default() {
+            md += &format!(
+                "| {} | {} | {:.1} | {:.4} |\n",
+                r["method"].as_str().unwrap_or("?"),
+                e["epoch"],
+                f(&e["cumulative_train_seconds"]),
+                f(&e["test_accuracy"])
+            );
+        }
+    }
+    md
 }
 
 /// `cargo xtask bench`.
@@ -340,13 +706,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "gemm" => bench_gemm(&a)?,
         "dt-step" => bench_dt_step(&a)?,
         "dt-epoch" => bench_dt_epoch(&a)?,
+        "ct-fm" => bench_ct_fm(&a)?,
+        "baselines" => bench_baselines(&a)?,
         "all" => {
             bench_gemm(&a)?;
             bench_dt_step(&a)?;
             bench_dt_epoch(&a)?;
+            bench_ct_fm(&a)?;
+            bench_baselines(&a)?;
         }
         "render" => {}
-        other => bail!("unknown benchmark `{other}` (gemm, dt-step, dt-epoch, all, render)"),
+        other => bail!(
+            "unknown benchmark `{other}` (gemm, dt-step, dt-epoch, ct-fm, baselines, all, render)"
+        ),
     }
     render()
 }

@@ -105,6 +105,14 @@ fn fmt_paper(p: Option<paper::Published>) -> String {
     p.map_or("—".into(), |p| format!("{} ± {}", p.mean, p.se))
 }
 
+/// `s` made safe for one Markdown table cell: one line, pipes escaped.
+fn cell_text(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
 fn gb(bytes: Option<f64>) -> String {
     bytes.map_or("—".into(), |b| format!("{:.2}", b / 1e9))
 }
@@ -239,7 +247,7 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
             "| dataset {} | {} — {} |",
             d.name,
             if d.used { "used" } else { "not used" },
-            d.note
+            cell_text(&d.note)
         );
     }
     let mut budgets: BTreeMap<&str, String> = BTreeMap::new();
@@ -270,7 +278,7 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
     );
     let _ = writeln!(md, "| cells | {done} of {} finished |", plan.cells.len());
     let _ = writeln!(md, "| git revision | {} |", plan.git_revision);
-    let _ = writeln!(md, "| command | `{}` |\n", plan.command);
+    let _ = writeln!(md, "| command | `{}` |\n", cell_text(&plan.command));
 }
 
 fn groups<'a>(
@@ -483,7 +491,7 @@ fn not_run(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
     let mut rows = String::new();
     for s in &plan.skipped {
         any = true;
-        let _ = writeln!(rows, "| {} | not run | {} |", s.id, s.reason);
+        let _ = writeln!(rows, "| {} | not run | {} |", s.id, cell_text(&s.reason));
     }
     for (c, o) in plan.cells.iter().zip(outcomes) {
         match o {
@@ -503,7 +511,7 @@ fn not_run(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
                     .iter()
                     .rev()
                     .find(|l| !l.trim().is_empty())
-                    .map(|l| l.replace('|', "\\|"))
+                    .map(|l| cell_text(l))
                     .unwrap_or_default();
                 let _ = writeln!(rows, "| {} | failed ({status}) | {last} |", c.id);
             }
