@@ -443,20 +443,18 @@ fn run_cell(
     // an interrupted run's checkpoint: start clean.
     let _ = std::fs::remove_file(&failed);
     let _ = std::fs::remove_file(&result);
-    if !same_args || !args.resume {
-        if ckpt_dir.exists() {
-            if same_args {
-                multi.suspend(|| {
-                    eprintln!(
-                        "cell {}: starting over (pass --resume to continue from {})",
-                        cell.id,
-                        ckpt_dir.display()
-                    )
-                });
-            }
-            std::fs::remove_dir_all(&ckpt_dir)
-                .with_context(|| format!("removing {}", ckpt_dir.display()))?;
+    if (!same_args || !args.resume) && ckpt_dir.exists() {
+        if same_args {
+            multi.suspend(|| {
+                eprintln!(
+                    "cell {}: starting over (pass --resume to continue from {})",
+                    cell.id,
+                    ckpt_dir.display()
+                )
+            });
         }
+        std::fs::remove_dir_all(&ckpt_dir)
+            .with_context(|| format!("removing {}", ckpt_dir.display()))?;
     }
     write_atomic(&args_file, serde_json::to_string(&cell.args)?.as_bytes())?;
 
