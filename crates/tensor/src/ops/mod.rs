@@ -10,7 +10,7 @@
 //! `cuda`) on the GPU through the twin of the same name in
 //! `crate::cuda::ops` — one match on the storage per op, the host path
 //! untouched. Inputs on different devices are an
-//! [`Error::DeviceMismatch`](crate::Error::DeviceMismatch). Functions that
+//! [`Error::DeviceMismatch`]. Functions that
 //! take no tensor input (`randn`, `rand_uniform`, `dropout_mask`) draw on
 //! the host; [`randn_on`] draws on a given device.
 
