@@ -12,6 +12,9 @@ step then one classifier step).
   python3 noprop_dt_torch.py epoch --epochs 1  # Fashion-MNIST epoch(s), test accuracy
 
 Prints one JSON object per line. Threads: torch.set_num_threads(--threads).
+--device cuda runs on the GPU (data, model and noise on the device; the
+timings synchronise it) and adds peak_device_memory_bytes
+(torch.cuda.max_memory_reserved) to the epoch record.
 """
 import argparse
 import gzip
@@ -53,13 +56,13 @@ class Block(nn.Module):
 
 
 class DT:
-    def __init__(self, c, hw, m, T=10, eta=0.1):
-        self.T, self.eta, self.m = T, eta, m
+    def __init__(self, c, hw, m, T=10, eta=0.1, device="cpu"):
+        self.T, self.eta, self.m, self.device = T, eta, m, device
         self.ab = alpha_bar(T)
-        self.W = torch.eye(m)
-        self.blocks = [Block(c, hw, m, m) for _ in range(T)]
+        self.W = torch.eye(m, device=device)
+        self.blocks = [Block(c, hw, m, m).to(device) for _ in range(T)]
         self.opts = [torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=1e-3) for b in self.blocks]
-        self.cls = nn.Linear(m, m)
+        self.cls = nn.Linear(m, m).to(device)
         self.copt = torch.optim.AdamW(self.cls.parameters(), lr=1e-3, weight_decay=1e-3)
 
     def snr(self, t):
@@ -88,7 +91,7 @@ class DT:
 
     @torch.no_grad()
     def predict(self, x):
-        z = torch.randn(x.shape[0], self.m)
+        z = torch.randn(x.shape[0], self.m, device=self.device)
         for t in range(1, self.T + 1):
             abt, abp = self.ab[t], self.ab[t - 1]
             alp = abp / abt
@@ -119,15 +122,16 @@ def find(d, stem):
 def cmd_step(args):
     for (c, hw) in [(1, 28), (3, 32)]:
         torch.manual_seed(0)
-        model = DT(c, hw, 10)
-        x = torch.randn(args.batch, c, hw, hw)
-        y = torch.randint(0, 10, (args.batch,))
+        model = DT(c, hw, 10, device=args.device)
+        x = torch.randn(args.batch, c, hw, hw, device=args.device)
+        y = torch.randint(0, 10, (args.batch,), device=args.device)
         for _ in range(3):
             model.block_step(5, x, y)
         times = []
         for _ in range(args.reps):
             s = time.perf_counter()
             model.block_step(5, x, y)
+            sync(args.device)
             times.append(time.perf_counter() - s)
         times.sort()
         med = times[len(times) // 2]
@@ -146,24 +150,37 @@ def cmd_epoch(args):
     xtr = torch.from_numpy((xtr - mean) / std).unsqueeze(1)
     xte = torch.from_numpy((xte - mean) / std).unsqueeze(1)
     ytr, yte = torch.from_numpy(ytr), torch.from_numpy(yte)
+    dev = args.device
+    xtr, xte, ytr, yte = xtr.to(dev), xte.to(dev), ytr.to(dev), yte.to(dev)
     torch.manual_seed(0)
-    model = DT(1, 28, 10)
+    model = DT(1, 28, 10, device=dev)
     total = 0.0
     for epoch in range(args.epochs):
-        perm = torch.randperm(len(ytr))
+        perm = torch.randperm(len(ytr), device=dev)
+        sync(dev)
         s = time.perf_counter()
         for i in range(0, len(ytr), args.batch):
             idx = perm[i:i + args.batch]
             for t in range(1, model.T + 1):
                 model.block_step(t, xtr[idx], ytr[idx])
+        sync(dev)
         secs = time.perf_counter() - s
         total += secs
         correct = sum((model.predict(xte[i:i + 500]) == yte[i:i + 500]).sum().item()
                       for i in range(0, len(yte), 500))
-        print(json.dumps({"bench": "dt_epoch", "dataset": "fashion-mnist", "impl": "pytorch",
-                          "epoch": epoch + 1, "train_seconds": secs, "cumulative_train_seconds": total,
-                          "images_per_second": len(ytr) / secs, "test_accuracy": correct / len(yte),
-                          "threads": torch.get_num_threads()}), flush=True)
+        rec = {"bench": "dt_epoch", "dataset": "fashion-mnist", "impl": "pytorch",
+               "epoch": epoch + 1, "train_seconds": secs, "cumulative_train_seconds": total,
+               "images_per_second": len(ytr) / secs, "test_accuracy": correct / len(yte),
+               "threads": torch.get_num_threads(), "device": dev}
+        if dev.startswith("cuda"):
+            rec["peak_device_memory_bytes"] = torch.cuda.max_memory_reserved()
+            rec["gpu"] = torch.cuda.get_device_name()
+        print(json.dumps(rec), flush=True)
+
+
+def sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def main():
@@ -174,6 +191,7 @@ def main():
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     {"step": cmd_step, "epoch": cmd_epoch}[args.what](args)

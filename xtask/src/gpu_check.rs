@@ -1,6 +1,8 @@
-//! `cargo xtask gpu-check`: build the CUDA test binaries of noprop-tensor
-//! (release, feature `cuda`) and run them through `benches/gpu/gpu_check.sh`,
-//! which fails if any parity test was skipped for want of a GPU.
+//! `cargo xtask gpu-check`: build the CUDA test binaries of noprop-tensor and
+//! noprop-models and the `noprop` binary (release, feature `cuda`), then run
+//! `benches/gpu/gpu_check.sh`: the parity tests (failing if any was skipped
+//! for want of a GPU), one NoProp-DT Fashion-MNIST epoch with `noprop` and
+//! with the PyTorch peer on the GPU, and `docs/GPU.md` with the timings.
 //!
 //! On a GPU machine without a Rust toolchain, bundle the binaries elsewhere
 //! (`benches/gpu/gpu_check.sh --bundle DIR`) and run `DIR/gpu_check.sh`.
@@ -12,22 +14,29 @@ use anyhow::{bail, Context, Result};
 /// Build the test binaries, then run the GPU check script.
 pub fn run() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let build = [
-        "test",
-        "--release",
-        "-p",
-        "noprop-tensor",
-        "--features",
-        "cuda",
-        "--no-run",
+    let builds: [&[&str]; 2] = [
+        &[
+            "test",
+            "--release",
+            "-p",
+            "noprop-tensor",
+            "-p",
+            "noprop-models",
+            "--features",
+            "noprop-models/cuda",
+            "--no-run",
+        ],
+        &["build", "--release", "-p", "noprop", "--features", "cuda"],
     ];
-    eprintln!("==> cargo {}", build.join(" "));
-    let status = Command::new(&cargo)
-        .args(build)
-        .status()
-        .context("could not start cargo")?;
-    if !status.success() {
-        bail!("building the CUDA test binaries failed ({status})");
+    for build in builds {
+        eprintln!("==> cargo {}", build.join(" "));
+        let status = Command::new(&cargo)
+            .args(build)
+            .status()
+            .context("could not start cargo")?;
+        if !status.success() {
+            bail!("building the CUDA binaries failed ({status})");
+        }
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../benches/gpu/gpu_check.sh");
     let status = Command::new("bash")

@@ -230,7 +230,10 @@ fn accuracy(
     noise: bool,
     key: u64,
 ) -> Result<f64> {
-    accuracy_with(data, norm, key, |x, k| Ok(model.predict(x, noise, k)?))
+    let device = model.device().clone();
+    accuracy_with(data, norm, key, |x, k| {
+        Ok(model.predict(&x.to_device(&device)?, noise, k)?)
+    })
 }
 
 /// Accuracy of `predict(x, batch_key)` on `data` (batches of 500, no shuffle).
@@ -334,9 +337,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
         bail!("--sampler and --eval-steps apply to noprop-ct and noprop-fm only");
     }
     let (device, why) = noprop_tensor::Device::parse(&a.device)?;
-    if !device.is_cpu() {
-        bail!("device {why} is not supported by this build's training loop yet");
-    }
     info!("device: {why}");
     let started = Instant::now();
     let (ds, mut data) = load_data(&a.dataset, &a.data_dir, a.no_verify)?;
@@ -414,6 +414,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         };
         (NoPropDt::new(cfg.clone(), emb)?, Progress::default())
     };
+    model.to_device(&device)?;
     info!(
         "{} on {}: T = {}, {} params per block, embedding {}, order {:?}, batch {}",
         a.method,
@@ -479,6 +480,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
                     continue;
                 }
                 let (x, y) = to_tensor(&buf)?;
+                let x = x.to_device(&device)?;
                 match cfg.order {
                     Order::Batch => {
                         let losses = model.train_batch(&x, &y, epoch)?;
@@ -517,6 +519,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
             };
         }
         pb.finish_and_clear();
+        device.synchronize()?;
         let train_seconds = t_epoch.elapsed().as_secs_f64();
         cumulative += train_seconds;
         let ev = Instant::now();
@@ -590,7 +593,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         "train_images": n_train,
         "test_images": data.test.len(),
         "data_source": data.source.display().to_string(),
-        "device": "cpu",
+        "device": device.to_string(),
+        "peak_device_memory_bytes": device.peak_memory_bytes(),
         "git_revision": git_revision(),
         "host": host_info(),
         "per_epoch": progress.history,

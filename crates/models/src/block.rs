@@ -237,6 +237,14 @@ impl DenoiseBlock {
         Ok(dz)
     }
 
+    /// Move every parameter, gradient and running statistic to `device`.
+    pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
+        self.img.to_device(device)?;
+        self.label.to_device(device)?;
+        self.head.to_device(device)?;
+        Ok(())
+    }
+
     /// Number of classes (logits).
     pub fn classes(&self) -> usize {
         self.classes

@@ -100,7 +100,7 @@ impl OutputClassifier {
                 ops::scale_in_place(&mut dy, -inv)?;
                 let gty = ops::matmul(g, Transpose::Yes, &ytilde, Transpose::No)?;
                 let colsum = ops::sum_rows(g)?;
-                let mut dw = scale_rows(w, &colsum.to_vec_f64())?;
+                let mut dw = scale_rows(w, &colsum.try_to_vec_f64()?)?;
                 ops::scale_in_place(&mut dw, -1.0)?;
                 ops::add_assign(&mut dw, &gty)?;
                 ops::scale_in_place(&mut dw, inv)?;
@@ -114,6 +114,12 @@ impl OutputClassifier {
                 })
             }
         }
+    }
+
+    /// Move `f_θout` to `device`.
+    pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
+        self.cache = None;
+        Ok(self.fc.to_device(device)?)
     }
 
     /// Parameters `classifier.fc.weight`, `classifier.fc.bias`.
@@ -130,19 +136,22 @@ fn neg_sq_dist(a: &Tensor, w: &Tensor, sigma: f64) -> Result<Tensor> {
     let wn = row_sq_norms(w)?;
     let k = 1.0 / (2.0 * sigma * sigma);
     let mut out = vec![0f64; b * m];
-    let c = cross.to_vec_f64();
+    let c = cross.try_to_vec_f64()?;
     for i in 0..b {
         for y in 0..m {
             out[i * m + y] = -(an[i] + wn[y] - 2.0 * c[i * m + y]) * k;
         }
     }
-    cross = Tensor::from_vec(out, &[b, m])?.to_dtype(a.dtype());
+    // Computed on the host in f64 (small `[B, m]`); back to `a`'s device.
+    cross = Tensor::from_vec(out, &[b, m])?
+        .to_dtype(a.dtype())
+        .to_device(&a.device())?;
     Ok(cross)
 }
 
 fn row_sq_norms(a: &Tensor) -> Result<Vec<f64>> {
     let d = a.dim(1);
-    let v = a.to_vec_f64();
+    let v = a.try_to_vec_f64()?;
     Ok((0..a.dim(0))
         .map(|i| v[i * d..(i + 1) * d].iter().map(|x| x * x).sum())
         .collect())
@@ -150,7 +159,7 @@ fn row_sq_norms(a: &Tensor) -> Result<Vec<f64>> {
 
 fn row_sums(a: &Tensor) -> Result<Vec<f64>> {
     let d = a.dim(1);
-    let v = a.to_vec_f64();
+    let v = a.try_to_vec_f64()?;
     Ok((0..a.dim(0))
         .map(|i| v[i * d..(i + 1) * d].iter().sum())
         .collect())
@@ -159,11 +168,13 @@ fn row_sums(a: &Tensor) -> Result<Vec<f64>> {
 /// `out_i = k_i · a_i` (rows scaled).
 fn scale_rows(a: &Tensor, k: &[f64]) -> Result<Tensor> {
     let d = a.dim(1);
-    let v = a.to_vec_f64();
+    let v = a.try_to_vec_f64()?;
     let out: Vec<f64> = v
         .iter()
         .enumerate()
         .map(|(j, x)| x * k[j / d.max(1)])
         .collect();
-    Ok(Tensor::from_vec(out, a.shape())?.to_dtype(a.dtype()))
+    Ok(Tensor::from_vec(out, a.shape())?
+        .to_dtype(a.dtype())
+        .to_device(&a.device())?)
 }

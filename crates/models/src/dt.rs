@@ -12,7 +12,7 @@ use noprop_nn::{Mode, ParamMut};
 use noprop_schedules::{noisy_latent, CosineSchedule};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -162,6 +162,7 @@ pub struct NoPropDt {
     shared_opt: Adam,
     /// Mini-batches trained so far (the key of every random draw).
     pub step: u64,
+    device: Device,
 }
 
 impl std::fmt::Debug for NoPropDt {
@@ -215,7 +216,32 @@ impl NoPropDt {
             embedding,
             config,
             step: 0,
+            device: Device::Cpu,
         })
+    }
+
+    /// Move the whole model (blocks, classifier, `W_Embed` and every
+    /// optimiser state) to `device`; batches passed to the training and
+    /// inference methods must then live there too.
+    ///
+    /// On a GPU the blocks share the device handle's stream: block updates
+    /// run one after the other (the rayon-concurrent block schedule is a host
+    /// feature); per-block streams are not used yet.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for (blk, opt) in self.blocks.iter_mut().zip(&mut self.block_opts) {
+            blk.to_device(device)?;
+            opt.to_device(device)?;
+        }
+        self.classifier.to_device(device)?;
+        self.embedding.to_device(device)?;
+        self.shared_opt.to_device(device)?;
+        self.device = device.clone();
+        Ok(())
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Block `t` (1-based).
@@ -247,7 +273,7 @@ impl NoPropDt {
         let u = embedding.lookup(labels)?;
         let d = u.dim(1);
         let mut rng = RngStream::new(cfg.seed, stream(Purpose::ZPrev, t, step));
-        let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+        let eps = ops::randn_on(&u.device(), &[b, d], DType::F32, &mut rng)?;
         let ab_prev = schedule.alpha_bar(t - 1);
         let z_prev = noisy_latent(&u, ab_prev, &eps)?;
         block.set_rng_key(stream(Purpose::Dropout, t, step));
@@ -294,15 +320,17 @@ impl NoPropDt {
         let big_t = cfg.steps;
         let ab_t = self.schedule.alpha_bar(big_t);
         let mut rng = RngStream::new(cfg.seed, stream(Purpose::ZT, t, self.step));
-        let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+        let eps = ops::randn_on(&self.device, &[b, d], DType::F32, &mut rng)?;
         let z_t = noisy_latent(&u, ab_t, &eps)?;
         let logits = self.classifier.logits(&z_t, &self.embedding, Mode::Train)?;
         let (ce, dlogits) = ops::softmax_cross_entropy(&logits, x_labels)?;
         let g = self.classifier.backward(&dlogits, &self.embedding)?;
         // KL(q(z_0|y) ‖ N(0,I)) = ½[ᾱ_0‖u‖² − dᾱ_0 − d ln(1−ᾱ_0)], batch mean.
         let ab0 = self.schedule.alpha_bar(0);
+        // `u` is small ([B, d]); on a GPU this is one copy to the host.
+        let u_host = u.try_to_vec_f64()?;
         let kl = (0..b).map(|i| {
-            let row = &u.to_vec_f64()[i * d..(i + 1) * d];
+            let row = &u_host[i * d..(i + 1) * d];
             self.schedule.kl_z0(row.iter().map(|v| v * v).sum(), d)
         });
         let kl: f64 = if ab0 == 0.0 {
@@ -376,6 +404,7 @@ impl NoPropDt {
         let mut losses = Vec::with_capacity(t_steps);
         if !self.embedding.trainable()
             && self.config.concurrent_blocks
+            && self.device.is_cpu()
             && rayon::current_num_threads() > 1
         {
             let (cfg, schedule, embedding, step) =
@@ -445,9 +474,9 @@ impl NoPropDt {
         let d = self.config.embed_dim();
         let mut rng = RngStream::new(self.config.seed, stream(Purpose::Inference, 0, key));
         let mut z = if noise {
-            ops::randn(&[b, d], DType::F32, &mut rng)?
+            ops::randn_on(&self.device, &[b, d], DType::F32, &mut rng)?
         } else {
-            Tensor::zeros(&[b, d], DType::F32)
+            Tensor::zeros_on(&[b, d], DType::F32, &self.device)?
         };
         for t in 1..=self.config.steps {
             let post = self.schedule.posterior(t);
@@ -456,7 +485,7 @@ impl NoPropDt {
             let u_hat = ops::matmul(&p, Transpose::No, &self.embedding.weight, Transpose::No)?;
             let mut next = ops::add_scaled(post.a, &u_hat, post.b, &z)?;
             if noise {
-                let eps = ops::randn(&[b, d], DType::F32, &mut rng)?;
+                let eps = ops::randn_on(&self.device, &[b, d], DType::F32, &mut rng)?;
                 ops::axpy(&mut next, post.c.sqrt(), &eps)?;
             }
             z = next;
@@ -548,7 +577,9 @@ impl NoPropDt {
                 .collect(),
         )?;
         self.step = tensors.get("step").ok_or_else(|| missing("step"))?.item()? as u64;
-        Ok(())
+        // Restored optimiser state arrives on the host.
+        let device = self.device.clone();
+        self.to_device(&device)
     }
 
     /// Write an atomic safetensors checkpoint with `metadata` (the config is added as `config`).
@@ -602,7 +633,7 @@ impl NoPropDt {
 /// Index of the largest entry of each row.
 pub fn argmax_rows(x: &Tensor) -> Result<Vec<usize>> {
     let m = x.dim(1);
-    let v = x.to_vec_f64();
+    let v = x.try_to_vec_f64()?;
     Ok((0..x.dim(0))
         .map(|i| {
             let r = &v[i * m..(i + 1) * m];

@@ -240,4 +240,11 @@ impl ClassEmbedding {
     pub fn zero_grad(&mut self) {
         self.grad.fill(0.0);
     }
+
+    /// Move `W_Embed` and its gradient to `device`.
+    pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
+        self.weight = self.weight.to_device(device)?;
+        self.grad = self.grad.to_device(device)?;
+        Ok(())
+    }
 }

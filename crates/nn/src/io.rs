@@ -25,8 +25,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
-fn bytes_of(t: &Tensor) -> Vec<u8> {
-    match t.dtype() {
+fn bytes_of(t: &Tensor) -> Result<Vec<u8>> {
+    // A device tensor is copied to the host first.
+    let host;
+    let t = if t.is_on_host() {
+        t
+    } else {
+        host = t.to_device(&noprop_tensor::Device::Cpu)?;
+        &host
+    };
+    Ok(match t.dtype() {
         DType::F32 => t
             .as_slice::<f32>()
             .map(|s| s.iter().flat_map(|v| v.to_le_bytes()).collect())
@@ -35,7 +43,7 @@ fn bytes_of(t: &Tensor) -> Vec<u8> {
             .as_slice::<f64>()
             .map(|s| s.iter().flat_map(|v| v.to_le_bytes()).collect())
             .unwrap_or_default(),
-    }
+    })
 }
 
 /// Serialise named tensors plus string metadata to safetensors bytes.
@@ -45,8 +53,8 @@ pub fn to_bytes(
 ) -> Result<Vec<u8>> {
     let raw: Vec<(String, Vec<u8>, &Tensor)> = tensors
         .iter()
-        .map(|(n, t)| (n.clone(), bytes_of(t), t))
-        .collect();
+        .map(|(n, t)| Ok((n.clone(), bytes_of(t)?, t)))
+        .collect::<Result<_>>()?;
     let mut views = Vec::with_capacity(raw.len());
     for (n, b, t) in &raw {
         let dt = match t.dtype() {
@@ -190,7 +198,7 @@ pub fn restore(
             ),
         });
     }
-    *dst = src.to_dtype(dst.dtype());
+    *dst = src.to_dtype(dst.dtype()).to_device(&dst.device())?;
     Ok(())
 }
 

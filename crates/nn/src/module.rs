@@ -1,6 +1,6 @@
 //! The [`Module`] trait: explicit forward and backward, no global tape.
 
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{DType, Device, Tensor};
 
 use crate::Result;
 
@@ -59,6 +59,18 @@ pub trait Module: Send {
     /// Total number of trainable scalars.
     fn num_params(&mut self) -> usize {
         self.params().iter().map(|p| p.value.numel()).sum()
+    }
+    /// Move every parameter, gradient and buffer to `device` (forward caches
+    /// are dropped at the next forward; inputs must then live there too).
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        for p in self.params() {
+            *p.value = p.value.to_device(device)?;
+            *p.grad = p.grad.to_device(device)?;
+        }
+        for (_, b) in self.buffers() {
+            *b = b.to_device(device)?;
+        }
+        Ok(())
     }
     /// Convert every parameter, gradient and buffer to `dtype` (`F64` for
     /// finite-difference checks).

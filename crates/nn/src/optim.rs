@@ -71,6 +71,14 @@ impl Adam {
     pub fn steps(&self) -> u64 {
         self.t
     }
+
+    /// Move the moment estimates to `device` (where the parameters live).
+    pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
+        for t in self.m.values_mut().chain(self.v.values_mut()) {
+            *t = t.to_device(device)?;
+        }
+        Ok(())
+    }
 }
 
 impl Optimizer for Adam {
@@ -169,6 +177,16 @@ impl Sgd {
             weight_decay,
             buf: BTreeMap::new(),
         }
+    }
+}
+
+impl Sgd {
+    /// Move the momentum buffers to `device` (where the parameters live).
+    pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
+        for t in self.buf.values_mut() {
+            *t = t.to_device(device)?;
+        }
+        Ok(())
     }
 }
 

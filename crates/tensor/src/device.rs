@@ -55,6 +55,38 @@ impl Device {
     pub fn is_cpu(&self) -> bool {
         matches!(self, Device::Cpu)
     }
+
+    /// The most device memory held at once so far (the caching allocator's
+    /// high-water mark of reserved bytes); `None` for the CPU.
+    pub fn peak_memory_bytes(&self) -> Option<usize> {
+        match self {
+            Device::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => Some(d.pool_stats().peak_reserved_bytes),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => None,
+        }
+    }
+
+    /// Wait until the device has finished the work queued so far (a no-op
+    /// on the CPU); for wall-clock timings.
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => d.synchronize(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    /// `cpu` or `cuda:N`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(d) => write!(f, "cuda:{}", d.ordinal()),
+        }
+    }
 }
 
 #[cfg(feature = "cuda")]

@@ -68,6 +68,24 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// Operands of one operation live on different devices (move them with
+    /// [`Tensor::to_device`](crate::Tensor::to_device) first).
+    #[error("device mismatch in {op}: {why}")]
+    DeviceMismatch {
+        /// The operation.
+        op: &'static str,
+        /// Which devices were found.
+        why: String,
+    },
+    /// A host-only accessor (`as_slice`, views, `into_vec`, …) was called on a
+    /// tensor in device memory; copy it with `to_device(&Device::Cpu)` first.
+    #[error("{op} needs a host tensor, but this one lives on {device}")]
+    NotOnHost {
+        /// The accessor.
+        op: &'static str,
+        /// The device holding the tensor.
+        device: String,
+    },
     /// The crate was built without the `cuda` feature.
     #[error("CUDA support was not compiled in: rebuild with `--features cuda`")]
     CudaNotCompiled,

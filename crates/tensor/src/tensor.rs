@@ -6,11 +6,15 @@ use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
 
 use crate::{DType, Device, Elem, Error, Result};
 
-/// Host storage of a tensor.
+/// The storage of a tensor: host vectors, or (feature `cuda`) an `f32`
+/// buffer in device memory.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum CpuStorage {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    /// Device memory; its shape is kept equal to the tensor's.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaTensor),
 }
 
 /// A dense tensor: contiguous, row-major (NCHW for images), owning its storage.
@@ -21,7 +25,11 @@ pub(crate) enum CpuStorage {
 ///
 /// Layers and models only ever call tensor operations (the [`ops`](crate::ops)
 /// module and the methods here), never the storage directly, so a device
-/// backend can be swapped in underneath.
+/// backend can be swapped in underneath: with the `cuda` feature a tensor
+/// may live on a GPU ([`Tensor::to_device`]), every op in [`ops`](crate::ops)
+/// runs where its inputs live (mixed devices are an
+/// [`Error::DeviceMismatch`]), and the host-only accessors (`as_slice`,
+/// `view`, `into_vec`, …) return [`Error::NotOnHost`] for a device tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
@@ -53,8 +61,18 @@ impl Tensor {
         t
     }
 
-    /// Zeros with the shape and dtype of `self`.
+    /// Zeros with the shape, dtype and device of `self`.
+    ///
+    /// Should a device allocation fail, the zeros are on the host (the next
+    /// op then reports the device mismatch); [`Tensor::try_zeros_like`]
+    /// returns the error instead.
     pub fn zeros_like(&self) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if !self.is_on_host() {
+            return self
+                .try_zeros_like()
+                .unwrap_or_else(|_| Tensor::zeros(&self.shape, self.dtype()));
+        }
         Tensor::zeros(&self.shape, self.dtype())
     }
 
@@ -146,6 +164,8 @@ impl Tensor {
         match &*self.storage {
             CpuStorage::F32(v) => v.len(),
             CpuStorage::F64(v) => v.len(),
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(t) => t.numel(),
         }
     }
 
@@ -154,12 +174,130 @@ impl Tensor {
         match &*self.storage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(_) => DType::F32,
         }
     }
 
     /// The device holding the storage.
     pub fn device(&self) -> Device {
-        Device::Cpu
+        match &*self.storage {
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(t) => Device::Cuda(t.device().clone()),
+            _ => Device::Cpu,
+        }
+    }
+
+    /// True when the storage is in host memory.
+    pub fn is_on_host(&self) -> bool {
+        match &*self.storage {
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Fail with [`Error::NotOnHost`] unless the storage is in host memory.
+    pub fn expect_host(&self, op: &'static str) -> Result<()> {
+        if self.is_on_host() {
+            Ok(())
+        } else {
+            Err(Error::NotOnHost {
+                op,
+                device: self.device().to_string(),
+            })
+        }
+    }
+
+    /// The device tensor, when the storage is on a GPU (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    pub fn cuda(&self) -> Option<&crate::cuda::CudaTensor> {
+        match &*self.storage {
+            CpuStorage::Cuda(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Wrap a device tensor (feature `cuda`).
+    #[cfg(feature = "cuda")]
+    pub fn from_cuda(t: crate::cuda::CudaTensor) -> Tensor {
+        Tensor {
+            shape: t.shape().to_vec(),
+            storage: Arc::new(CpuStorage::Cuda(t)),
+        }
+    }
+
+    /// The device tensor for an in-place op (feature `cuda`); `None` for a
+    /// host tensor. Shared storage stays shared until the op writes (the
+    /// device buffer is copied on write).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_mut(&mut self) -> Option<&mut crate::cuda::CudaTensor> {
+        if !matches!(&*self.storage, CpuStorage::Cuda(_)) {
+            return None;
+        }
+        match Arc::make_mut(&mut self.storage) {
+            CpuStorage::Cuda(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Zeros of `shape` and `dtype` on `device` (only `f32` lives on a GPU).
+    pub fn zeros_on(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        match device {
+            Device::Cpu => Ok(Tensor::zeros(shape, dtype)),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(d) => {
+                if dtype != DType::F32 {
+                    return Err(Error::CudaUnsupported {
+                        op: "Tensor::zeros_on",
+                        why: format!("only f32 tensors live on the GPU, got {dtype:?}"),
+                    });
+                }
+                Ok(Tensor::from_cuda(crate::cuda::CudaTensor::zeros(d, shape)?))
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => Err(Error::CudaNotCompiled),
+        }
+    }
+
+    /// Zeros with the shape, dtype and device of `self`, or the device's error.
+    pub fn try_zeros_like(&self) -> Result<Tensor> {
+        match &*self.storage {
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(t) => Ok(Tensor::from_cuda(crate::cuda::CudaTensor::zeros(
+                t.device(),
+                &self.shape,
+            )?)),
+            _ => Ok(Tensor::zeros(&self.shape, self.dtype())),
+        }
+    }
+
+    /// A copy on `device` (a clone when it is already there; a new stream
+    /// handle on the same GPU only rebinds the stream, no copy). Only `f32`
+    /// tensors move to a GPU.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        match (&*self.storage, device) {
+            #[cfg(feature = "cuda")]
+            (CpuStorage::Cuda(t), Device::Cpu) => t.to_host(),
+            #[cfg(feature = "cuda")]
+            (CpuStorage::Cuda(t), Device::Cuda(d)) => {
+                if t.device() == d {
+                    Ok(Tensor::from_cuda(t.on_stream(d)?))
+                } else {
+                    Ok(Tensor::from_cuda(crate::cuda::CudaTensor::from_host(
+                        &t.to_host()?,
+                        d,
+                    )?))
+                }
+            }
+            (_, Device::Cpu) => Ok(self.clone()),
+            #[cfg(feature = "cuda")]
+            (_, Device::Cuda(d)) => Ok(Tensor::from_cuda(crate::cuda::CudaTensor::from_host(
+                self, d,
+            )?)),
+            #[cfg(not(feature = "cuda"))]
+            (_, Device::Cuda(_)) => Err(Error::CudaNotCompiled),
+        }
     }
 
     /// Bytes of storage.
@@ -169,6 +307,7 @@ impl Tensor {
 
     /// The elements as a slice of `T`; fails if `T` is not the tensor's dtype.
     pub fn as_slice<T: Elem>(&self) -> Result<&[T]> {
+        self.expect_host("Tensor::as_slice")?;
         get_vec::<T>(&self.storage)
             .map(|v| v.as_slice())
             .ok_or(Error::DTypeMismatch {
@@ -180,6 +319,7 @@ impl Tensor {
 
     /// The elements as a mutable slice of `T`; fails if `T` is not the tensor's dtype.
     pub fn as_mut_slice<T: Elem>(&mut self) -> Result<&mut [T]> {
+        self.expect_host("Tensor::as_mut_slice")?;
         let got = self.dtype();
         get_vec_mut::<T>(Arc::make_mut(&mut self.storage))
             .map(|v| v.as_mut_slice())
@@ -192,6 +332,7 @@ impl Tensor {
 
     /// Consume into the underlying vector.
     pub fn into_vec<T: Elem>(self) -> Result<Vec<T>> {
+        self.expect_host("Tensor::into_vec")?;
         let got = self.dtype();
         unwrap_vec::<T>(Arc::try_unwrap(self.storage).unwrap_or_else(|a| (*a).clone())).ok_or(
             Error::DTypeMismatch {
@@ -202,20 +343,41 @@ impl Tensor {
         )
     }
 
-    /// Copy the elements out as `f64` (any dtype).
+    /// Copy the elements out as `f64` (any dtype, any device).
+    ///
+    /// A device tensor is copied to the host; should that copy fail, the
+    /// result is `numel` NaNs (so the failure surfaces as a non-finite value,
+    /// never a panic) — use [`Tensor::try_to_vec_f64`] to get the error.
     pub fn to_vec_f64(&self) -> Vec<f64> {
-        match &*self.storage {
-            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
-        }
+        self.try_to_vec_f64()
+            .unwrap_or_else(|_| vec![f64::NAN; self.numel()])
     }
 
-    /// Copy the elements out as `f32` (any dtype; f64 is rounded).
+    /// Copy the elements out as `f64`, or the device's error.
+    pub fn try_to_vec_f64(&self) -> Result<Vec<f64>> {
+        Ok(match &*self.storage {
+            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(t) => t.to_vec()?.into_iter().map(|x| x as f64).collect(),
+        })
+    }
+
+    /// Copy the elements out as `f32` (any dtype, any device; f64 is
+    /// rounded). A failed device copy gives NaNs, as in [`Tensor::to_vec_f64`].
     pub fn to_vec_f32(&self) -> Vec<f32> {
-        match &*self.storage {
+        self.try_to_vec_f32()
+            .unwrap_or_else(|_| vec![f32::NAN; self.numel()])
+    }
+
+    /// Copy the elements out as `f32`, or the device's error.
+    pub fn try_to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(match &*self.storage {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
-        }
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(t) => t.to_vec()?,
+        })
     }
 
     /// The single element of a one-element tensor, as `f64`.
@@ -227,11 +389,20 @@ impl Tensor {
                 why: "item() needs exactly one element",
             });
         }
-        Ok(self.to_vec_f64()[0])
+        Ok(self.try_to_vec_f64()?[0])
     }
 
     /// Convert to another dtype (a copy; a clone when the dtype is the same).
+    /// A device tensor converted to `f64` comes back to the host (only f32
+    /// lives on a GPU; a failed copy gives NaNs as in [`Tensor::to_vec_f64`]).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        #[cfg(feature = "cuda")]
+        if let (CpuStorage::Cuda(_), DType::F64) = (&*self.storage, dtype) {
+            return Tensor {
+                shape: self.shape.clone(),
+                storage: Arc::new(CpuStorage::F64(self.to_vec_f64())),
+            };
+        }
         let storage = match (&*self.storage, dtype) {
             (CpuStorage::F32(v), DType::F64) => {
                 CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
@@ -264,13 +435,26 @@ impl Tensor {
                 len: self.numel(),
             });
         }
+        #[cfg(feature = "cuda")]
+        if let CpuStorage::Cuda(t) = &*self.storage {
+            self.storage = Arc::new(CpuStorage::Cuda(t.clone().reshape(shape)?));
+        }
         self.shape = shape.to_vec();
         Ok(())
     }
 
     /// Make `self` a zero tensor of `shape` and `dtype`, reusing the
     /// allocation when it is large enough (workspaces call this every step).
+    /// A device tensor stays on its device (a host tensor should the device
+    /// allocation fail; the next op then reports the mismatch).
     pub fn resize_zeroed(&mut self, shape: &[usize], dtype: DType) {
+        #[cfg(feature = "cuda")]
+        if !self.is_on_host() {
+            let dev = self.device();
+            *self = Tensor::zeros_on(shape, dtype, &dev)
+                .unwrap_or_else(|_| Tensor::zeros(shape, dtype));
+            return;
+        }
         let n = numel_of(shape);
         let Some(storage) = Arc::get_mut(&mut self.storage) else {
             // Shared: leave the other owners their values, start afresh.
@@ -286,6 +470,7 @@ impl Tensor {
                 v.clear();
                 v.resize(n, 0.0);
             }
+            #[allow(unreachable_patterns)]
             _ => *self = Tensor::zeros(shape, dtype),
         }
         self.shape = shape.to_vec();
@@ -303,14 +488,40 @@ impl Tensor {
     }
 
     /// Set every element to `value`.
+    ///
+    /// On a device tensor this launches a kernel; should that fail the tensor
+    /// becomes a host tensor full of `value` (the next op then reports the
+    /// device mismatch) — use [`Tensor::try_fill`] to get the error.
     pub fn fill(&mut self, value: f64) {
+        #[cfg(feature = "cuda")]
+        if !self.is_on_host() {
+            if self.try_fill(value).is_err() {
+                *self = Tensor::full(&self.shape.clone(), value, DType::F32);
+            }
+            return;
+        }
         if Arc::get_mut(&mut self.storage).is_none() {
             *self = Tensor::zeros(&self.shape.clone(), self.dtype());
         }
         match Arc::make_mut(&mut self.storage) {
             CpuStorage::F32(v) => v.iter_mut().for_each(|x| *x = value as f32),
             CpuStorage::F64(v) => v.iter_mut().for_each(|x| *x = value),
+            #[cfg(feature = "cuda")]
+            CpuStorage::Cuda(_) => {}
         }
+    }
+
+    /// Set every element to `value`, or the device's error.
+    pub fn try_fill(&mut self, value: f64) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(t) = self.cuda_mut() {
+            if value == 0.0 {
+                return t.zero();
+            }
+            return crate::cuda::ops::fill(t, value);
+        }
+        self.fill(value);
+        Ok(())
     }
 
     /// Copy `src` into `self` (same shape and dtype), keeping `self`'s allocation.
@@ -324,6 +535,18 @@ impl Tensor {
         }
         if Arc::ptr_eq(&self.storage, &src.storage) {
             return Ok(());
+        }
+        #[cfg(feature = "cuda")]
+        if !self.is_on_host() || !src.is_on_host() {
+            // Across devices (or device to device): copy on the destination's device.
+            let moved = src.to_dtype(self.dtype()).to_device(&self.device())?;
+            return match (Arc::make_mut(&mut self.storage), &*moved.storage) {
+                (CpuStorage::Cuda(d), CpuStorage::Cuda(s)) => d.copy_from(s),
+                _ => {
+                    *self = moved;
+                    Ok(())
+                }
+            };
         }
         match (Arc::make_mut(&mut self.storage), &*src.storage) {
             (CpuStorage::F32(d), CpuStorage::F32(s)) => d.copy_from_slice(s),
@@ -339,10 +562,18 @@ impl Tensor {
         Ok(())
     }
 
-    /// True when both tensors have the same shape, dtype and bit pattern.
+    /// True when both tensors have the same shape, dtype and bit pattern
+    /// (device tensors are compared by value after a copy to the host).
     pub fn bit_eq(&self, other: &Tensor) -> bool {
         if self.shape != other.shape {
             return false;
+        }
+        #[cfg(feature = "cuda")]
+        if !self.is_on_host() || !other.is_on_host() {
+            return match (self.to_device(&Device::Cpu), other.to_device(&Device::Cpu)) {
+                (Ok(a), Ok(b)) => a.bit_eq(&b),
+                _ => false,
+            };
         }
         match (&*self.storage, &*other.storage) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {

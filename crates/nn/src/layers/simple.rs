@@ -42,9 +42,9 @@ impl Module for ReLU {
 }
 
 /// 2×2 max-pooling, stride 2, floor rounding.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct MaxPool2d {
-    cache: Option<(Vec<u32>, Vec<usize>)>,
+    cache: Option<(ops::PoolIndices, Vec<usize>)>,
 }
 
 impl MaxPool2d {
@@ -56,7 +56,7 @@ impl MaxPool2d {
 
 impl Module for MaxPool2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (y, idx) = ops::max_pool2d_forward(x)?;
+        let (y, idx) = ops::max_pool2d(x)?;
         if mode == Mode::Train {
             self.cache = Some((idx, x.shape().to_vec()));
         }
@@ -68,7 +68,7 @@ impl Module for MaxPool2d {
             .cache
             .take()
             .ok_or(Error::NoForwardCache { layer: "MaxPool2d" })?;
-        Ok(ops::max_pool2d_backward(dy, &idx, &shape)?)
+        Ok(ops::max_pool2d_grad(dy, &idx, &shape)?)
     }
 
     fn params(&mut self) -> Vec<ParamMut<'_>> {

@@ -44,6 +44,9 @@ pub struct PoolStats {
     pub cached_bytes: usize,
     /// Bytes obtained from the driver and not released (in use + cached).
     pub reserved_bytes: usize,
+    /// The high-water mark of `reserved_bytes`: the most device memory this
+    /// pool has held at once (what `nvidia-smi` would show, less the context).
+    pub peak_reserved_bytes: usize,
 }
 
 /// Free lists of device buffers, keyed by size class in bytes.
@@ -126,6 +129,7 @@ impl Pool {
                 let mut st = lock(&self.stats);
                 st.device_allocations += 1;
                 st.reserved_bytes += class;
+                st.peak_reserved_bytes = st.peak_reserved_bytes.max(st.reserved_bytes);
                 s
             }
         };

@@ -106,7 +106,7 @@ fn binary(op: &'static str, a: &CudaTensor, b: &CudaTensor, code: i32) -> Result
     let mut out = CudaTensor::uninit(&dev, a.shape())?;
     let n = a.n32();
     launch!(dev, "elementwise.cu", "binary_f32", cfg_1d(a.numel());
-        a.buf().raw(), b.buf().raw(), out.buf_mut().raw_mut(), &n, &code);
+        a.buf().raw(), b.buf().raw(), out.buf_mut()?.raw_mut(), &n, &code);
     Ok(out)
 }
 
@@ -136,7 +136,7 @@ pub fn mul_assign(y: &mut CudaTensor, x: &CudaTensor) -> Result<()> {
     let dev = y.device().clone();
     let n = y.n32();
     launch!(dev, "elementwise.cu", "mul_assign_f32", cfg_1d(y.numel());
-        y.buf_mut().raw_mut(), x.buf().raw(), &n);
+        y.buf_mut()?.raw_mut(), x.buf().raw(), &n);
     Ok(())
 }
 
@@ -146,7 +146,7 @@ pub fn axpy(y: &mut CudaTensor, alpha: f64, x: &CudaTensor) -> Result<()> {
     let dev = y.device().clone();
     let (n, a) = (y.n32(), alpha as f32);
     launch!(dev, "elementwise.cu", "axpy_f32", cfg_1d(y.numel());
-        y.buf_mut().raw_mut(), x.buf().raw(), &n, &a);
+        y.buf_mut()?.raw_mut(), x.buf().raw(), &n, &a);
     Ok(())
 }
 
@@ -157,7 +157,7 @@ pub fn add_scaled(alpha: f64, a: &CudaTensor, beta: f64, b: &CudaTensor) -> Resu
     let mut out = CudaTensor::uninit(&dev, a.shape())?;
     let (n, al, be) = (a.n32(), alpha as f32, beta as f32);
     launch!(dev, "elementwise.cu", "add_scaled_f32", cfg_1d(a.numel());
-        a.buf().raw(), b.buf().raw(), out.buf_mut().raw_mut(), &n, &al, &be);
+        a.buf().raw(), b.buf().raw(), out.buf_mut()?.raw_mut(), &n, &al, &be);
     Ok(out)
 }
 
@@ -173,7 +173,7 @@ pub fn scale_in_place(x: &mut CudaTensor, alpha: f64) -> Result<()> {
     let dev = x.device().clone();
     let (n, a) = (x.n32(), alpha as f32);
     launch!(dev, "elementwise.cu", "scale_f32", cfg_1d(x.numel());
-        x.buf_mut().raw_mut(), &n, &a);
+        x.buf_mut()?.raw_mut(), &n, &a);
     Ok(())
 }
 
@@ -182,7 +182,7 @@ pub fn fill(x: &mut CudaTensor, value: f64) -> Result<()> {
     let dev = x.device().clone();
     let (n, v) = (x.n32(), value as f32);
     launch!(dev, "elementwise.cu", "fill_f32", cfg_1d(x.numel());
-        x.buf_mut().raw_mut(), &n, &v);
+        x.buf_mut()?.raw_mut(), &n, &v);
     Ok(())
 }
 
@@ -198,7 +198,7 @@ pub fn relu_in_place(x: &mut CudaTensor) -> Result<()> {
     let dev = x.device().clone();
     let n = x.n32();
     launch!(dev, "elementwise.cu", "relu_f32", cfg_1d(x.numel());
-        x.buf_mut().raw_mut(), &n);
+        x.buf_mut()?.raw_mut(), &n);
     Ok(())
 }
 
@@ -215,7 +215,7 @@ pub fn relu_backward_in_place(dy: &mut CudaTensor, y: &CudaTensor) -> Result<()>
     let dev = dy.device().clone();
     let n = dy.n32();
     launch!(dev, "elementwise.cu", "relu_backward_f32", cfg_1d(dy.numel());
-        dy.buf_mut().raw_mut(), y.buf().raw(), &n);
+        dy.buf_mut()?.raw_mut(), y.buf().raw(), &n);
     Ok(())
 }
 
@@ -227,7 +227,7 @@ fn bias_rows(op: &'static str, y: &mut CudaTensor, bias: &CudaTensor, relu: bool
     let dev = y.device().clone();
     let (r, c, flag) = (rows as u32, cols as u32, relu as i32);
     launch!(dev, "gemm.cu", "bias_rows_f32", cfg_1d(rows * cols);
-        y.buf_mut().raw_mut(), bias.buf().raw(), &r, &c, &flag);
+        y.buf_mut()?.raw_mut(), bias.buf().raw(), &r, &c, &flag);
     Ok(())
 }
 
@@ -391,7 +391,7 @@ pub fn gemm_into(
         b.buf(),
         tb,
         b_cols,
-        c.buf_mut(),
+        c.buf_mut()?,
         accumulate,
     )
 }
@@ -401,7 +401,7 @@ pub fn gemm_into(
 /// The CUDA twin of [`crate::ops::ConvWorkspace`]: the im2col matrix of the
 /// last forward and the GEMM output, kept between calls (no allocation in
 /// steady state).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ConvWorkspace {
     col: Option<CudaTensor>,
     tmp: Option<CudaTensor>,
@@ -513,7 +513,7 @@ pub fn im2col(x: &CudaTensor, kh: usize, kw: usize, pad: usize) -> Result<CudaTe
     let g = Geom::new("im2col", x.shape(), kh, kw, pad)?;
     let dev = x.device().clone();
     let mut col = CudaTensor::uninit(&dev, &[g.kk(), g.np()])?;
-    im2col_buf(&dev, x.buf(), &g, col.buf_mut())?;
+    im2col_buf(&dev, x.buf(), &g, col.buf_mut()?)?;
     Ok(col)
 }
 
@@ -529,7 +529,7 @@ pub fn col2im(
     col.expect_shape("col2im", &[g.kk(), g.np()])?;
     let dev = col.device().clone();
     let mut dx = CudaTensor::uninit(&dev, x_shape)?;
-    col2im_buf(&dev, col.buf(), &g, dx.buf_mut())?;
+    col2im_buf(&dev, col.buf(), &g, dx.buf_mut()?)?;
     Ok(dx)
 }
 
@@ -568,7 +568,7 @@ pub fn conv2d_forward(
     let mut col = take(&mut ws.col, &dev, &[kk, np])?;
     let mut tmp = take(&mut ws.tmp, &dev, &[oc, np])?;
     let mut y = CudaTensor::uninit(&dev, &[s[0], oc, g.oh as usize, g.ow as usize])?;
-    im2col_buf(&dev, x.buf(), &g, col.buf_mut())?;
+    im2col_buf(&dev, x.buf(), &g, col.buf_mut()?)?;
     // y'[oc, np] = w[oc, kk] · col[kk, np]
     gemm_buf(
         &dev,
@@ -581,7 +581,7 @@ pub fn conv2d_forward(
         col.buf(),
         Transpose::No,
         np,
-        tmp.buf_mut(),
+        tmp.buf_mut()?,
         false,
     )?;
     let (n32, oc32, p32) = (g.n, oc as u32, g.p() as u32);
@@ -589,7 +589,7 @@ pub fn conv2d_forward(
     // Without a bias the kernel never reads its bias argument; pass tmp.
     let bias_raw = b.map_or(tmp.buf().raw(), |b| b.buf().raw());
     launch!(dev, "conv.cu", "rows_to_nchw_f32", cfg_1d(y.numel());
-        tmp.buf().raw(), bias_raw, y.buf_mut().raw_mut(), &n32, &oc32, &p32, &has_bias, &relu32);
+        tmp.buf().raw(), bias_raw, y.buf_mut()?.raw_mut(), &n32, &oc32, &p32, &has_bias, &relu32);
     ws.col = Some(col);
     ws.tmp = Some(tmp);
     ws.x_shape = s;
@@ -649,13 +649,13 @@ pub fn conv2d_backward(
     }
     let mask_raw = relu_out.map_or(dy.buf().raw(), |y| y.buf().raw());
     launch!(dev, "conv.cu", "nchw_to_rows_f32", cfg_1d(dy.numel());
-        dy.buf().raw(), mask_raw, dy2.buf_mut().raw_mut(), &n32, &oc32, &p32, &has_mask);
+        dy.buf().raw(), mask_raw, dy2.buf_mut()?.raw_mut(), &n32, &oc32, &p32, &has_mask);
     let np32 = u32_of("conv2d_backward", np)?;
     if np == 0 {
         db.zero()?;
     }
     launch!(dev, "reduce.cu", "row_sums_f32", if np == 0 { None } else { cfg_rows(oc) };
-        dy2.buf().raw(), db.buf_mut().raw_mut(), &np32);
+        dy2.buf().raw(), db.buf_mut()?.raw_mut(), &np32);
     // dw[oc, kk] = dy'[oc, np] · col[kk, np]ᵀ
     gemm_buf(
         &dev,
@@ -668,7 +668,7 @@ pub fn conv2d_backward(
         col.buf(),
         Transpose::Yes,
         np,
-        dw.buf_mut(),
+        dw.buf_mut()?,
         false,
     )?;
     let mut dx = None;
@@ -686,11 +686,11 @@ pub fn conv2d_backward(
             dy2.buf(),
             Transpose::No,
             np,
-            dcol.buf_mut(),
+            dcol.buf_mut()?,
             false,
         )?;
         let mut dxt = CudaTensor::uninit(&dev, &s)?;
-        col2im_buf(&dev, dcol.buf(), &g, dxt.buf_mut())?;
+        col2im_buf(&dev, dcol.buf(), &g, dxt.buf_mut()?)?;
         dx = Some(dxt);
         ws.col = Some(dcol);
     } else {
@@ -713,7 +713,7 @@ pub fn max_pool2d_forward(x: &CudaTensor) -> Result<(CudaTensor, DeviceBuffer<u3
     let mut idx = dev.alloc::<u32>(y.numel())?;
     let (planes, h32, w32) = ((s[0] * s[1]) as u32, h as u32, w as u32);
     launch!(dev, "pool.cu", "max_pool2_fwd_f32", cfg_1d(y.numel());
-        x.buf().raw(), y.buf_mut().raw_mut(), idx.raw_mut(), &planes, &h32, &w32);
+        x.buf().raw(), y.buf_mut()?.raw_mut(), idx.raw_mut(), &planes, &h32, &w32);
     Ok((y, idx))
 }
 
@@ -748,7 +748,7 @@ pub fn max_pool2d_backward(
     let mut dx = CudaTensor::zeros(&dev, x_shape)?;
     let (planes, h32, w32) = ((x_shape[0] * x_shape[1]) as u32, h as u32, w as u32);
     launch!(dev, "pool.cu", "max_pool2_bwd_f32", cfg_1d(dy.numel());
-        dy.buf().raw(), idx.raw(), dx.buf_mut().raw_mut(), &planes, &h32, &w32);
+        dy.buf().raw(), idx.raw(), dx.buf_mut()?.raw_mut(), &planes, &h32, &w32);
     Ok(dx)
 }
 
@@ -756,7 +756,7 @@ pub fn max_pool2d_backward(
 
 /// What the training forward keeps for the backward pass (GPU twin of
 /// [`crate::ops::BatchNormSaved`]).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct BatchNormSaved {
     /// The normalised input `x̂`, same shape as `x`.
     pub x_hat: CudaTensor,
@@ -819,13 +819,13 @@ pub fn batch_norm_train(
     let (n32, c32, p32) = (n as u32, c as u32, p as u32);
     let (mom, eps32) = (momentum as f32, eps as f32);
     launch!(dev, "batchnorm.cu", "bn_stats_f32", cfg_rows(c);
-        x.buf().raw(), mean.buf_mut().raw_mut(), var.buf_mut().raw_mut(),
-        inv_std.buf_mut().raw_mut(), running_mean.buf_mut().raw_mut(),
-        running_var.buf_mut().raw_mut(), &n32, &c32, &p32, &mom, &eps32, &unbias);
+        x.buf().raw(), mean.buf_mut()?.raw_mut(), var.buf_mut()?.raw_mut(),
+        inv_std.buf_mut()?.raw_mut(), running_mean.buf_mut()?.raw_mut(),
+        running_var.buf_mut()?.raw_mut(), &n32, &c32, &p32, &mom, &eps32, &unbias);
     let total = x.n32();
     launch!(dev, "batchnorm.cu", "bn_apply_train_f32", cfg_1d(x.numel());
         x.buf().raw(), gamma.buf().raw(), beta.buf().raw(), mean.buf().raw(),
-        inv_std.buf().raw(), y.buf_mut().raw_mut(), x_hat.buf_mut().raw_mut(),
+        inv_std.buf().raw(), y.buf_mut()?.raw_mut(), x_hat.buf_mut()?.raw_mut(),
         &total, &c32, &p32);
     Ok((
         y,
@@ -858,7 +858,7 @@ pub fn batch_norm_eval(
     let (total, c32, p32, eps32) = (x.n32(), c as u32, p as u32, eps as f32);
     launch!(dev, "batchnorm.cu", "bn_eval_f32", cfg_1d(x.numel());
         x.buf().raw(), gamma.buf().raw(), beta.buf().raw(), running_mean.buf().raw(),
-        running_var.buf().raw(), y.buf_mut().raw_mut(), &total, &c32, &p32, &eps32);
+        running_var.buf().raw(), y.buf_mut()?.raw_mut(), &total, &c32, &p32, &eps32);
     Ok(y)
 }
 
@@ -879,13 +879,13 @@ pub fn batch_norm_backward(
     let mut dbeta = CudaTensor::zeros(&dev, &[c])?;
     let (n32, c32, p32) = (n as u32, c as u32, p as u32);
     launch!(dev, "batchnorm.cu", "bn_bwd_sums_f32", cfg_rows(c);
-        dy.buf().raw(), saved.x_hat.buf().raw(), dgamma.buf_mut().raw_mut(),
-        dbeta.buf_mut().raw_mut(), &n32, &c32, &p32);
+        dy.buf().raw(), saved.x_hat.buf().raw(), dgamma.buf_mut()?.raw_mut(),
+        dbeta.buf_mut()?.raw_mut(), &n32, &c32, &p32);
     let inv_m = (1.0 / (n * p).max(1) as f64) as f32;
     let total = dy.n32();
     launch!(dev, "batchnorm.cu", "bn_bwd_dx_f32", cfg_1d(dy.numel());
         dy.buf().raw(), saved.x_hat.buf().raw(), gamma.buf().raw(), saved.inv_std.buf().raw(),
-        dgamma.buf().raw(), dbeta.buf().raw(), dx.buf_mut().raw_mut(), &total, &c32, &p32,
+        dgamma.buf().raw(), dbeta.buf().raw(), dx.buf_mut()?.raw_mut(), &total, &c32, &p32,
         &inv_m);
     Ok((dx, dgamma, dbeta))
 }
@@ -901,10 +901,10 @@ fn softmax_like(op: &'static str, x: &CudaTensor, log: bool) -> Result<CudaTenso
     let cfg = if cols == 0 { None } else { cfg_rows(rows) };
     if log {
         launch!(dev, "softmax.cu", "log_softmax_rows_f32", cfg;
-            x.buf().raw(), y.buf_mut().raw_mut(), &c32);
+            x.buf().raw(), y.buf_mut()?.raw_mut(), &c32);
     } else {
         launch!(dev, "softmax.cu", "softmax_rows_f32", cfg;
-            x.buf().raw(), y.buf_mut().raw_mut(), &c32);
+            x.buf().raw(), y.buf_mut()?.raw_mut(), &c32);
     }
     Ok(y)
 }
@@ -930,7 +930,7 @@ pub fn softmax_backward(p: &CudaTensor, dp: &CudaTensor) -> Result<CudaTensor> {
     let c32 = cols as u32;
     launch!(dev, "softmax.cu", "softmax_backward_rows_f32",
         if cols == 0 { None } else { cfg_rows(rows) };
-        p.buf().raw(), dp.buf().raw(), dx.buf_mut().raw_mut(), &c32);
+        p.buf().raw(), dp.buf().raw(), dx.buf_mut()?.raw_mut(), &c32);
     Ok(dx)
 }
 
@@ -967,7 +967,7 @@ pub fn softmax_cross_entropy(logits: &CudaTensor, labels: &[usize]) -> Result<(f
     let inv_b = 1.0f32 / b as f32;
     let c32 = m as u32;
     launch!(dev, "softmax.cu", "softmax_xent_rows_f32", cfg_rows(b);
-        logits.buf().raw(), lab.raw(), grad.buf_mut().raw_mut(), losses.buf_mut().raw_mut(),
+        logits.buf().raw(), lab.raw(), grad.buf_mut()?.raw_mut(), losses.buf_mut()?.raw_mut(),
         &c32, &inv_b);
     let mut total = 0f32;
     for l in losses.to_vec()? {
@@ -997,7 +997,7 @@ fn reduce(op: &'static str, a: &CudaTensor, b: Option<&CudaTensor>, mode: i32) -
     let n32 = a.n32();
     let b_raw = b.map_or(a.buf().raw(), |b| b.buf().raw());
     launch!(dev, "reduce.cu", "reduce_partials_f32", Some(cfg);
-        a.buf().raw(), b_raw, partials.buf_mut().raw_mut(), &n32, &mode);
+        a.buf().raw(), b_raw, partials.buf_mut()?.raw_mut(), &n32, &mode);
     let _ = op;
     let mut s = 0f32;
     for v in partials.to_vec()? {
@@ -1037,7 +1037,7 @@ pub fn sum_rows(x: &CudaTensor) -> Result<CudaTensor> {
     let mut out = CudaTensor::uninit(&dev, &[n])?;
     let (m32, n32) = (m as u32, n as u32);
     launch!(dev, "reduce.cu", "col_sums_f32", cfg_1d(n);
-        x.buf().raw(), out.buf_mut().raw_mut(), &m32, &n32);
+        x.buf().raw(), out.buf_mut()?.raw_mut(), &m32, &n32);
     Ok(out)
 }
 
@@ -1076,8 +1076,8 @@ pub fn adam_update(
     let dev = param.device().clone();
     let n = param.n32();
     launch!(dev, "optim.cu", "adam_f32", cfg_1d(param.numel());
-        param.buf_mut().raw_mut(), grad.buf().raw(), m.buf_mut().raw_mut(),
-        v.buf_mut().raw_mut(), &n, &b1, &b2, &eps, &step, &sqrt_bc2, &wd, &decay, &decoupled);
+        param.buf_mut()?.raw_mut(), grad.buf().raw(), m.buf_mut()?.raw_mut(),
+        v.buf_mut()?.raw_mut(), &n, &b1, &b2, &eps, &step, &sqrt_bc2, &wd, &decay, &decoupled);
     Ok(())
 }
 
@@ -1096,7 +1096,7 @@ pub fn sgd_momentum_update(
     let dev = param.device().clone();
     let (n, lr, mu, wd) = (param.n32(), lr as f32, momentum as f32, weight_decay as f32);
     launch!(dev, "optim.cu", "sgd_momentum_f32", cfg_1d(param.numel());
-        param.buf_mut().raw_mut(), grad.buf().raw(), buf.buf_mut().raw_mut(), &n, &lr, &mu, &wd);
+        param.buf_mut()?.raw_mut(), grad.buf().raw(), buf.buf_mut()?.raw_mut(), &n, &lr, &mu, &wd);
     Ok(())
 }
 
@@ -1113,7 +1113,7 @@ pub fn randn(dev: &CudaDevice, shape: &[usize], rng: &mut RngStream) -> Result<C
     let mut t = CudaTensor::uninit(dev, shape)?;
     let (n, seed, stream, offset) = (t.n32(), rng.seed, rng.stream, rng.offset());
     launch!(dev, "random.cu", "philox_normal_f32", philox_cfg(t.numel());
-        t.buf_mut().raw_mut(), &n, &seed, &stream, &offset);
+        t.buf_mut()?.raw_mut(), &n, &seed, &stream, &offset);
     rng.skip(blocks_for(t.numel()));
     Ok(t)
 }
@@ -1124,7 +1124,7 @@ pub fn rand_uniform(dev: &CudaDevice, shape: &[usize], rng: &mut RngStream) -> R
     let mut t = CudaTensor::uninit(dev, shape)?;
     let (n, seed, stream, offset) = (t.n32(), rng.seed, rng.stream, rng.offset());
     launch!(dev, "random.cu", "philox_uniform_f32", philox_cfg(t.numel());
-        t.buf_mut().raw_mut(), &n, &seed, &stream, &offset);
+        t.buf_mut()?.raw_mut(), &n, &seed, &stream, &offset);
     rng.skip(blocks_for(t.numel()));
     Ok(t)
 }
@@ -1155,7 +1155,7 @@ fn dropout_launch(
     match (x, y) {
         (Some(x), Some(y)) => {
             launch!(dev, "random.cu", "dropout_f32", philox_cfg(numel);
-                x.buf().raw(), y.buf_mut().raw_mut(), mask.buf_mut().raw_mut(), &n, &seed,
+                x.buf().raw(), y.buf_mut()?.raw_mut(), mask.buf_mut()?.raw_mut(), &n, &seed,
                 &stream, &offset, &thr, &keep, &has_x);
         }
         _ => {
@@ -1163,7 +1163,7 @@ fn dropout_launch(
             let mut dummy = dev.alloc::<f32>(0)?;
             let dummy_x = dev.alloc::<f32>(0)?;
             launch!(dev, "random.cu", "dropout_f32", philox_cfg(numel);
-                dummy_x.raw(), dummy.raw_mut(), mask.buf_mut().raw_mut(), &n, &seed, &stream,
+                dummy_x.raw(), dummy.raw_mut(), mask.buf_mut()?.raw_mut(), &n, &seed, &stream,
                 &offset, &thr, &keep, &has_x);
         }
     }
@@ -1248,7 +1248,7 @@ pub fn concat_cols(parts: &[&CudaTensor]) -> Result<CudaTensor> {
     let mut o = 0;
     for p in parts {
         let w = p.dim(1);
-        copy_cols(&dev, p.buf(), out.buf_mut(), b, (w, 0), (total, o), w)?;
+        copy_cols(&dev, p.buf(), out.buf_mut()?, b, (w, 0), (total, o), w)?;
         o += w;
     }
     Ok(out)
@@ -1269,7 +1269,7 @@ pub fn split_cols(x: &CudaTensor, widths: &[usize]) -> Result<Vec<CudaTensor>> {
     let mut o = 0;
     for &w in widths {
         let mut t = CudaTensor::uninit(&dev, &[b, w])?;
-        copy_cols(&dev, x.buf(), t.buf_mut(), b, (total, o), (w, 0), w)?;
+        copy_cols(&dev, x.buf(), t.buf_mut()?, b, (total, o), (w, 0), w)?;
         o += w;
         outs.push(t);
     }
@@ -1293,7 +1293,7 @@ pub fn gather_rows(table: &CudaTensor, idx: &[usize]) -> Result<CudaTensor> {
     let ib = upload_u32(&dev, "gather_rows", idx)?;
     let (r, d32) = (idx.len() as u32, d as u32);
     launch!(dev, "shape.cu", "gather_rows_f32", cfg_1d(idx.len() * d);
-        table.buf().raw(), ib.raw(), out.buf_mut().raw_mut(), &r, &d32);
+        table.buf().raw(), ib.raw(), out.buf_mut()?.raw_mut(), &r, &d32);
     Ok(out)
 }
 
@@ -1323,7 +1323,7 @@ pub fn scatter_add_rows(src: &CudaTensor, idx: &[usize], m: usize) -> Result<Cud
     let ib = upload_u32(&dev, "scatter_add_rows", idx)?;
     let (b32, m32, d32) = (idx.len() as u32, m as u32, d as u32);
     launch!(dev, "shape.cu", "scatter_add_rows_f32", cfg_1d(m * d);
-        src.buf().raw(), ib.raw(), out.buf_mut().raw_mut(), &b32, &m32, &d32);
+        src.buf().raw(), ib.raw(), out.buf_mut()?.raw_mut(), &b32, &m32, &d32);
     Ok(out)
 }
 
@@ -1344,6 +1344,6 @@ pub fn transpose2d(x: &CudaTensor) -> Result<CudaTensor> {
     };
     let (r32, c32) = (r as u32, c as u32);
     launch!(dev, "shape.cu", "transpose2d_f32", cfg;
-        x.buf().raw(), out.buf_mut().raw_mut(), &r32, &c32);
+        x.buf().raw(), out.buf_mut()?.raw_mut(), &r32, &c32);
     Ok(out)
 }

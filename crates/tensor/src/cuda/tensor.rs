@@ -1,5 +1,7 @@
 //! [`CudaTensor`]: an `f32` tensor in device memory.
 
+use std::sync::Arc;
+
 use super::{CudaDevice, DeviceBuffer};
 use crate::{DType, Error, Result, Tensor};
 
@@ -9,11 +11,24 @@ use crate::{DType, Error, Result, Tensor};
 /// Only `f32` lives on the GPU (`f64` exists for CPU gradient checks).
 /// Kernels run on the stream of the [`CudaDevice`] handle the tensor was
 /// created with; copies to the host synchronise that stream.
-#[derive(Debug)]
+///
+/// The buffer is reference-counted and copied on write, like a host
+/// [`Tensor`]'s: `clone` and `reshape` are O(1), and the first in-place op on
+/// a shared buffer copies it on the device first, so values never alias.
+#[derive(Clone, Debug)]
 pub struct CudaTensor {
     shape: Vec<usize>,
-    buf: DeviceBuffer<f32>,
+    buf: Arc<DeviceBuffer<f32>>,
     device: CudaDevice,
+}
+
+impl PartialEq for CudaTensor {
+    /// Identity, not values: equal when both share one device buffer and
+    /// have the same shape (comparing values would need a device round trip;
+    /// use [`CudaTensor::to_vec`]).
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && Arc::ptr_eq(&self.buf, &other.buf)
+    }
 }
 
 pub(crate) fn numel_of(shape: &[usize]) -> usize {
@@ -36,7 +51,7 @@ impl CudaTensor {
         fits_u32("CudaTensor", shape, n)?;
         Ok(CudaTensor {
             shape: shape.to_vec(),
-            buf: device.alloc::<f32>(n)?,
+            buf: Arc::new(device.alloc::<f32>(n)?),
             device: device.clone(),
         })
     }
@@ -54,7 +69,7 @@ impl CudaTensor {
             return Ok(());
         }
         let stream = self.device.stream().clone();
-        let mut v = self.buf.view_mut()?;
+        let mut v = self.buf_mut()?.view_mut()?;
         stream.memset_zeros(&mut v).map_err(|e| Error::Cuda {
             op: "cuMemsetD8Async",
             why: e.to_string(),
@@ -75,7 +90,7 @@ impl CudaTensor {
         let mut t = CudaTensor::uninit(device, shape)?;
         if needed > 0 {
             let stream = device.stream().clone();
-            let mut v = t.buf.view_mut()?;
+            let mut v = t.buf_mut()?.view_mut()?;
             stream.memcpy_htod(data, &mut v).map_err(|e| Error::Cuda {
                 op: "cuMemcpyHtoDAsync",
                 why: e.to_string(),
@@ -117,7 +132,8 @@ impl CudaTensor {
         Tensor::from_vec(self.to_vec()?, &self.shape)
     }
 
-    /// A device-side copy (from the caching allocator).
+    /// A device-side copy with a buffer of its own (from the caching
+    /// allocator); `clone` shares the buffer instead.
     pub fn try_clone(&self) -> Result<CudaTensor> {
         let mut out = CudaTensor::uninit(&self.device, &self.shape)?;
         out.copy_from(self)?;
@@ -127,12 +143,16 @@ impl CudaTensor {
     /// Copy `src` (same shape) into `self` on the device.
     pub fn copy_from(&mut self, src: &CudaTensor) -> Result<()> {
         self.expect_shape("CudaTensor::copy_from", &src.shape)?;
-        if self.buf.is_empty() {
+        if self.buf.is_empty() || Arc::ptr_eq(&self.buf, &src.buf) {
             return Ok(());
         }
         let stream = self.device.stream().clone();
+        if Arc::get_mut(&mut self.buf).is_none() {
+            // Shared: the other owners keep their values; take a fresh buffer.
+            self.buf = Arc::new(self.device.alloc::<f32>(self.numel())?);
+        }
         let s = src.buf.view()?;
-        let mut d = self.buf.view_mut()?;
+        let mut d = self.buf_mut()?.view_mut()?;
         stream.memcpy_dtod(&s, &mut d).map_err(|e| Error::Cuda {
             op: "cuMemcpyDtoDAsync",
             why: e.to_string(),
@@ -162,6 +182,26 @@ impl CudaTensor {
     /// The device (and stream) this tensor's kernels run on.
     pub fn device(&self) -> &CudaDevice {
         &self.device
+    }
+
+    /// The same buffer, its kernels launched on `device`'s stream from now on
+    /// (`device` must be the same GPU; no copy).
+    pub fn on_stream(&self, device: &CudaDevice) -> Result<CudaTensor> {
+        if device != &self.device {
+            return Err(Error::DeviceMismatch {
+                op: "CudaTensor::on_stream",
+                why: format!(
+                    "cuda:{} is not cuda:{}",
+                    device.ordinal(),
+                    self.device.ordinal()
+                ),
+            });
+        }
+        Ok(CudaTensor {
+            shape: self.shape.clone(),
+            buf: Arc::clone(&self.buf),
+            device: device.clone(),
+        })
     }
 
     /// Same data, new shape with the same element count.
@@ -201,8 +241,26 @@ impl CudaTensor {
         &self.buf
     }
 
-    pub(crate) fn buf_mut(&mut self) -> &mut DeviceBuffer<f32> {
-        &mut self.buf
+    /// The buffer for writing: copied first (copy on write) when another
+    /// tensor shares it.
+    pub(crate) fn buf_mut(&mut self) -> Result<&mut DeviceBuffer<f32>> {
+        if Arc::get_mut(&mut self.buf).is_none() {
+            let mut fresh = self.device.alloc::<f32>(self.numel())?;
+            if !fresh.is_empty() {
+                let stream = self.device.stream().clone();
+                let s = self.buf.view()?;
+                let mut d = fresh.view_mut()?;
+                stream.memcpy_dtod(&s, &mut d).map_err(|e| Error::Cuda {
+                    op: "cuMemcpyDtoDAsync",
+                    why: e.to_string(),
+                })?;
+            }
+            self.buf = Arc::new(fresh);
+        }
+        Arc::get_mut(&mut self.buf).ok_or(Error::Cuda {
+            op: "CudaTensor::buf_mut",
+            why: "buffer still shared after copy on write".into(),
+        })
     }
 }
 

@@ -49,6 +49,28 @@ pub fn batch_norm_train(
     momentum: f64,
     eps: f64,
 ) -> Result<(Tensor, BatchNormSaved)> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind(
+        "batch_norm_train",
+        x,
+        &[gamma, beta, running_mean, running_var],
+    )? {
+        use super::dev::{get, get_mut, wrap};
+        let op = "batch_norm_train";
+        let (xc, g, b) = (get(op, x)?, get(op, gamma)?, get(op, beta)?);
+        let rm = get_mut(op, running_mean)?;
+        let rv = get_mut(op, running_var)?;
+        let (y, s) = crate::cuda::ops::batch_norm_train(xc, g, b, rm, rv, momentum, eps)?;
+        return Ok((
+            wrap(y),
+            BatchNormSaved {
+                x_hat: wrap(s.x_hat),
+                inv_std: wrap(s.inv_std),
+                mean: wrap(s.mean),
+                var: wrap(s.var),
+            },
+        ));
+    }
     let (n, c, p) = geometry("batch_norm_train", x)?;
     for t in [gamma, beta, &*running_mean, &*running_var] {
         t.expect_shape("batch_norm_train (per-channel tensor)", &[c])?;
@@ -149,6 +171,15 @@ pub fn batch_norm_eval(
     running_var: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([x, g, b, rm, rv]) = super::dev::all(
+        "batch_norm_eval",
+        [x, gamma, beta, running_mean, running_var],
+    )? {
+        return Ok(super::dev::wrap(crate::cuda::ops::batch_norm_eval(
+            x, g, b, rm, rv, eps,
+        )?));
+    }
     let (_, c, p) = geometry("batch_norm_eval", x)?;
     for t in [gamma, beta, running_mean, running_var] {
         t.expect_shape("batch_norm_eval (per-channel tensor)", &[c])?;
@@ -188,6 +219,28 @@ pub fn batch_norm_backward(
     gamma: &Tensor,
     saved: &BatchNormSaved,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if let Some([dy, g, xh, is, mu, var]) = super::dev::all(
+        "batch_norm_backward",
+        [
+            dy,
+            gamma,
+            &saved.x_hat,
+            &saved.inv_std,
+            &saved.mean,
+            &saved.var,
+        ],
+    )? {
+        use super::dev::wrap;
+        let s = crate::cuda::ops::BatchNormSaved {
+            x_hat: xh.clone(),
+            inv_std: is.clone(),
+            mean: mu.clone(),
+            var: var.clone(),
+        };
+        let (dx, dg, db) = crate::cuda::ops::batch_norm_backward(dy, g, &s)?;
+        return Ok((wrap(dx), wrap(dg), wrap(db)));
+    }
     let (n, c, p) = geometry("batch_norm_backward", dy)?;
     dy.expect_shape("batch_norm_backward", saved.x_hat.shape())?;
     gamma.expect_shape("batch_norm_backward", &[c])?;

@@ -29,6 +29,9 @@ pub struct ConvWorkspace {
     x_shape: Vec<usize>,
     pad: usize,
     cached: bool,
+    /// The workspace of the CUDA twin, used when the inputs are on a GPU.
+    #[cfg(feature = "cuda")]
+    cuda: crate::cuda::ops::ConvWorkspace,
 }
 
 impl ConvWorkspace {
@@ -124,6 +127,10 @@ impl Geom {
 
 /// `im2col`: `[N, C, H, W]` to `[C·KH·KW, N·OH·OW]` with zero padding `pad`.
 pub fn im2col(x: &Tensor, kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::im2col(t, kh, kw, pad)?));
+    }
     super::rank("im2col", x, 4)?;
     let s = x.shape().to_vec();
     out_hw("im2col", &s, kh, kw, pad)?;
@@ -165,6 +172,12 @@ fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
 
 /// `col2im`: the adjoint of [`im2col`] — sums `[C·KH·KW, N·OH·OW]` back into `[N, C, H, W]`.
 pub fn col2im(col: &Tensor, x_shape: &[usize], kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = col.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::col2im(
+            t, x_shape, kh, kw, pad,
+        )?));
+    }
     if x_shape.len() != 4 {
         return Err(Error::InvalidShape {
             op: "col2im",
@@ -221,6 +234,20 @@ pub fn conv2d_forward(
     relu: bool,
     ws: &mut ConvWorkspace,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("conv2d", x, &[w])? {
+        let op = "conv2d";
+        let b = match b {
+            Some(b) => {
+                super::dev::same_kind(op, x, &[b])?;
+                Some(super::dev::get(op, b)?)
+            }
+            None => None,
+        };
+        let (xc, wc) = (super::dev::get(op, x)?, super::dev::get(op, w)?);
+        let y = crate::cuda::ops::conv2d_forward(xc, wc, b, pad, relu, &mut ws.cuda)?;
+        return Ok(super::dev::wrap(y));
+    }
     super::rank("conv2d", x, 4)?;
     super::rank("conv2d", w, 4)?;
     let s = x.shape().to_vec();
@@ -325,6 +352,25 @@ pub fn conv2d_backward(
     ws: &mut ConvWorkspace,
     need_dx: bool,
 ) -> Result<Conv2dGrads> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("conv2d_backward", dy, &[w])? {
+        use super::dev::{get, wrap};
+        let op = "conv2d_backward";
+        let y = match relu_out {
+            Some(y) => {
+                super::dev::same_kind(op, dy, &[y])?;
+                Some(get(op, y)?)
+            }
+            None => None,
+        };
+        let g =
+            crate::cuda::ops::conv2d_backward(get(op, dy)?, get(op, w)?, y, &mut ws.cuda, need_dx)?;
+        return Ok(Conv2dGrads {
+            dx: g.dx.map(wrap),
+            dw: wrap(g.dw),
+            db: wrap(g.db),
+        });
+    }
     let col = match ws.col.take() {
         Some(c) if ws.cached => c,
         other => {

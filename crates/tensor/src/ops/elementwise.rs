@@ -8,6 +8,11 @@ use super::num::*;
 use super::{same_shape, CHUNK};
 use crate::{with_dtype, Elem, Result, Tensor};
 
+#[cfg(feature = "cuda")]
+use super::dev;
+#[cfg(feature = "cuda")]
+use crate::cuda::ops as cu;
+
 fn zip_map(
     op: &'static str,
     a: &Tensor,
@@ -44,16 +49,28 @@ fn update<T: Elem>(y: &mut [T], x: &[T], f: &(impl Fn(&mut T, T) + Sync)) {
 
 /// `a + b` (same shape).
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = dev::all("add", [a, b])? {
+        return Ok(dev::wrap(cu::add(a, b)?));
+    }
     zip_map("add", a, b, |x, y| x + y, |x, y| x + y)
 }
 
 /// `a − b` (same shape).
 pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = dev::all("sub", [a, b])? {
+        return Ok(dev::wrap(cu::sub(a, b)?));
+    }
     zip_map("sub", a, b, |x, y| x - y, |x, y| x - y)
 }
 
 /// `a ⊙ b` (same shape).
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = dev::all("mul", [a, b])? {
+        return Ok(dev::wrap(cu::mul(a, b)?));
+    }
     zip_map("mul", a, b, |x, y| x * y, |x, y| x * y)
 }
 
@@ -64,6 +81,11 @@ pub fn add_assign(y: &mut Tensor, x: &Tensor) -> Result<()> {
 
 /// `y ⊙= x`.
 pub fn mul_assign(y: &mut Tensor, x: &Tensor) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if dev::same_kind("mul_assign", y, &[x])? {
+        let x = dev::get("mul_assign", x)?;
+        return cu::mul_assign(dev::get_mut("mul_assign", y)?, x);
+    }
     same_shape("mul_assign", y, x)?;
     with_dtype!(x.dtype(), T, {
         update::<T>(y.as_mut_slice()?, x.as_slice()?, &|v, xv| *v *= xv);
@@ -73,6 +95,11 @@ pub fn mul_assign(y: &mut Tensor, x: &Tensor) -> Result<()> {
 
 /// `y += α·x` (BLAS axpy).
 pub fn axpy(y: &mut Tensor, alpha: f64, x: &Tensor) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if dev::same_kind("axpy", y, &[x])? {
+        let x = dev::get("axpy", x)?;
+        return cu::axpy(dev::get_mut("axpy", y)?, alpha, x);
+    }
     same_shape("axpy", y, x)?;
     with_dtype!(x.dtype(), T, {
         let a = T::from_f64_lossy(alpha);
@@ -83,6 +110,10 @@ pub fn axpy(y: &mut Tensor, alpha: f64, x: &Tensor) -> Result<()> {
 
 /// `α·a + β·b` as a new tensor.
 pub fn add_scaled(alpha: f64, a: &Tensor, beta: f64, b: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = dev::all("add_scaled", [a, b])? {
+        return Ok(dev::wrap(cu::add_scaled(alpha, a, beta, b)?));
+    }
     same_shape("add_scaled", a, b)?;
     let mut out = a.zeros_like();
     with_dtype!(a.dtype(), T, {
@@ -106,6 +137,10 @@ pub fn scale(x: &Tensor, alpha: f64) -> Result<Tensor> {
 
 /// `x ← α·x`.
 pub fn scale_in_place(x: &mut Tensor, alpha: f64) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda_mut() {
+        return cu::scale_in_place(t, alpha);
+    }
     with_dtype!(x.dtype(), T, {
         let a = T::from_f64_lossy(alpha);
         x.as_mut_slice::<T>()?
@@ -124,6 +159,10 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// `x ← max(x, 0)`.
 pub fn relu_in_place(x: &mut Tensor) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda_mut() {
+        return cu::relu_in_place(t);
+    }
     with_dtype!(x.dtype(), T, {
         x.as_mut_slice::<T>()?.par_chunks_mut(CHUNK).for_each(|c| {
             c.iter_mut().for_each(|v| {
@@ -145,6 +184,11 @@ pub fn relu_backward(dy: &Tensor, y: &Tensor) -> Result<Tensor> {
 
 /// `dy ← dy · [y > 0]` in place.
 pub fn relu_backward_in_place(dy: &mut Tensor, y: &Tensor) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if dev::same_kind("relu_backward", dy, &[y])? {
+        let y = dev::get("relu_backward", y)?;
+        return cu::relu_backward_in_place(dev::get_mut("relu_backward", dy)?, y);
+    }
     same_shape("relu_backward", dy, y)?;
     with_dtype!(y.dtype(), T, {
         update::<T>(dy.as_mut_slice()?, y.as_slice()?, &|d, yv| {
@@ -157,6 +201,16 @@ pub fn relu_backward_in_place(dy: &mut Tensor, y: &Tensor) -> Result<()> {
 }
 
 fn bias_rows(op: &'static str, y: &mut Tensor, bias: &Tensor, relu: bool) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if dev::same_kind(op, y, &[bias])? {
+        let b = dev::get(op, bias)?;
+        let y = dev::get_mut(op, y)?;
+        return if relu {
+            cu::bias_relu_rows(y, b)
+        } else {
+            cu::add_bias_rows(y, b)
+        };
+    }
     super::rank(op, y, 2)?;
     let n = y.dim(1);
     bias.expect_shape(op, &[n])?;

@@ -37,6 +37,10 @@ fn dims(t: &Tensor, tr: Transpose, op: &'static str) -> Result<(usize, usize)> {
 
 /// `op(A)·op(B)` as a new tensor, where `op` transposes or not.
 pub fn matmul(a: &Tensor, ta: Transpose, b: &Tensor, tb: Transpose) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = super::dev::all("matmul", [a, b])? {
+        return Ok(super::dev::wrap(crate::cuda::ops::matmul(a, ta, b, tb)?));
+    }
     let (m, _) = dims(a, ta, "matmul")?;
     let (_, n) = dims(b, tb, "matmul")?;
     let mut c = Tensor::zeros(&[m, n], a.dtype());
@@ -53,6 +57,12 @@ pub fn gemm_into(
     b: &Tensor,
     tb: Transpose,
 ) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("gemm", c, &[a, b])? {
+        let (a, b) = (super::dev::get("gemm", a)?, super::dev::get("gemm", b)?);
+        let c = super::dev::get_mut("gemm", c)?;
+        return crate::cuda::ops::gemm_into(c, accumulate, a, ta, b, tb);
+    }
     let (m, k) = dims(a, ta, "gemm")?;
     let (k2, n) = dims(b, tb, "gemm")?;
     if k != k2 {

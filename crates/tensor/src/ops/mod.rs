@@ -5,6 +5,14 @@
 //! that depend only on the shapes, never on the thread count, and every
 //! reduction adds in a fixed order — so results are bit-for-bit identical
 //! whatever `RAYON_NUM_THREADS` is.
+//!
+//! Every function runs where its tensor inputs live: on the host, or (feature
+//! `cuda`) on the GPU through the twin of the same name in
+//! `crate::cuda::ops` — one match on the storage per op, the host path
+//! untouched. Inputs on different devices are an
+//! [`Error::DeviceMismatch`]. Functions that
+//! take no tensor input (`randn`, `rand_uniform`, `dropout_mask`) draw on
+//! the host; [`randn_on`] draws on a given device.
 
 mod batchnorm;
 mod conv;
@@ -25,8 +33,8 @@ pub use elementwise::{
 };
 pub use gemm::{gemm_into, matmul, Transpose};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
-pub use pool::{max_pool2d_backward, max_pool2d_forward};
-pub use random::{dropout_forward, dropout_mask, rand_uniform, randn};
+pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward, max_pool2d_grad, PoolIndices};
+pub use random::{dropout_forward, dropout_mask, rand_uniform, randn, randn_on};
 pub use reduce::{dot, mean, sum, sum_rows, sum_sq};
 pub use shape::{concat_cols, gather_rows, scatter_add_rows, split_cols, transpose2d};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_cross_entropy};
@@ -70,4 +78,67 @@ pub(crate) fn rank(op: &'static str, t: &Tensor, r: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Device dispatch helpers (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub(crate) mod dev {
+    use crate::cuda::CudaTensor;
+    use crate::{Error, Result, Tensor};
+
+    fn mismatch(op: &'static str, ts: &[&Tensor]) -> Error {
+        let devs: Vec<String> = ts.iter().map(|t| t.device().to_string()).collect();
+        Error::DeviceMismatch {
+            op,
+            why: format!("operands on {}", devs.join(", ")),
+        }
+    }
+
+    /// The device tensors of `ts` when all live on a GPU, `None` when all are
+    /// on the host, an error when they are mixed.
+    pub(crate) fn all<'a, const N: usize>(
+        op: &'static str,
+        ts: [&'a Tensor; N],
+    ) -> Result<Option<[&'a CudaTensor; N]>> {
+        let first = ts[0].cuda().is_some();
+        if ts.iter().any(|t| t.cuda().is_some() != first) {
+            return Err(mismatch(op, &ts));
+        }
+        if !first {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(N);
+        for t in ts {
+            out.push(get(op, t)?);
+        }
+        out.try_into().map(Some).map_err(|_| mismatch(op, &ts))
+    }
+
+    /// Fail unless `y` and every tensor of `others` share a device kind;
+    /// true when they are on a GPU.
+    pub(crate) fn same_kind(op: &'static str, y: &Tensor, others: &[&Tensor]) -> Result<bool> {
+        let on = y.cuda().is_some();
+        if others.iter().any(|t| t.cuda().is_some() != on) {
+            let mut ts = vec![y];
+            ts.extend_from_slice(others);
+            return Err(mismatch(op, &ts));
+        }
+        Ok(on)
+    }
+
+    /// The device tensor of `t`, which the caller checked is on a GPU.
+    pub(crate) fn get<'a>(op: &'static str, t: &'a Tensor) -> Result<&'a CudaTensor> {
+        t.cuda().ok_or_else(|| mismatch(op, &[t]))
+    }
+
+    /// The device tensor of `t` for writing, which the caller checked is on a GPU.
+    pub(crate) fn get_mut<'a>(op: &'static str, t: &'a mut Tensor) -> Result<&'a mut CudaTensor> {
+        let why = format!("{} is not on a GPU", t.device());
+        t.cuda_mut().ok_or(Error::DeviceMismatch { op, why })
+    }
+
+    /// Wrap a device result.
+    pub(crate) fn wrap(t: CudaTensor) -> Tensor {
+        Tensor::from_cuda(t)
+    }
 }

@@ -44,6 +44,13 @@ pub fn adam_update(
     h: &AdamHyper,
     t: u64,
 ) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("adam_update", param, &[grad, m, v])? {
+        use super::dev::{get, get_mut};
+        let g = get("adam_update", grad)?;
+        let (m, v) = (get_mut("adam_update", m)?, get_mut("adam_update", v)?);
+        return crate::cuda::ops::adam_update(get_mut("adam_update", param)?, g, m, v, h, t);
+    }
     check4("adam_update", param, grad, m, v)?;
     if t == 0 {
         return Err(Error::InvalidArgument {
@@ -99,6 +106,14 @@ pub fn sgd_momentum_update(
     momentum: f64,
     weight_decay: f64,
 ) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("sgd_momentum_update", param, &[grad, buf])? {
+        use super::dev::{get, get_mut};
+        let g = get("sgd_momentum_update", grad)?;
+        let b = get_mut("sgd_momentum_update", buf)?;
+        let p = get_mut("sgd_momentum_update", param)?;
+        return crate::cuda::ops::sgd_momentum_update(p, g, b, lr, momentum, weight_decay);
+    }
     super::same_shape("sgd_momentum_update", param, grad)?;
     super::same_shape("sgd_momentum_update", param, buf)?;
     with_dtype!(param.dtype(), T, {

@@ -7,7 +7,44 @@ use super::num::*;
 
 use crate::{with_dtype, Error, Result, Tensor};
 
-/// Max-pool `[N, C, H, W]` to `[N, C, H/2, W/2]` (floor).
+/// The argmax indices of a max-pool, where the pooled tensor lives.
+#[derive(Debug)]
+pub enum PoolIndices {
+    /// Host indices (a host input).
+    Host(Vec<u32>),
+    /// Device indices (a GPU input, feature `cuda`).
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::DeviceBuffer<u32>),
+}
+
+/// Max-pool on the input's device: [`max_pool2d_forward`] on the host, its
+/// CUDA twin on a GPU (the indices stay there).
+pub fn max_pool2d(x: &Tensor) -> Result<(Tensor, PoolIndices)> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        let (y, idx) = crate::cuda::ops::max_pool2d_forward(t)?;
+        return Ok((super::dev::wrap(y), PoolIndices::Cuda(idx)));
+    }
+    let (y, idx) = max_pool2d_forward(x)?;
+    Ok((y, PoolIndices::Host(idx)))
+}
+
+/// Backward of [`max_pool2d`] on `dy`'s device: route each `dy` to its argmax.
+pub fn max_pool2d_grad(dy: &Tensor, idx: &PoolIndices, x_shape: &[usize]) -> Result<Tensor> {
+    match idx {
+        PoolIndices::Host(i) => max_pool2d_backward(dy, i, x_shape),
+        #[cfg(feature = "cuda")]
+        PoolIndices::Cuda(i) => {
+            let t = super::dev::get("max_pool2d_backward", dy)?;
+            Ok(super::dev::wrap(crate::cuda::ops::max_pool2d_backward(
+                t, i, x_shape,
+            )?))
+        }
+    }
+}
+
+/// Max-pool `[N, C, H, W]` to `[N, C, H/2, W/2]` (floor), on the host (a GPU
+/// input is an [`Error::NotOnHost`]: use [`max_pool2d`]).
 ///
 /// Returns the output and, per output element, the flat index `iy·W + ix` of
 /// the winning input inside its `H×W` plane. Ties go to the first element in
@@ -69,7 +106,8 @@ pub fn max_pool2d_forward(x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
     Ok((y, idx))
 }
 
-/// Backward of [`max_pool2d_forward`]: route each `dy` to its argmax.
+/// Backward of [`max_pool2d_forward`]: route each `dy` to its argmax (on
+/// the host; see [`max_pool2d_grad`]).
 pub fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Result<Tensor> {
     super::rank("max_pool2d_backward", dy, 4)?;
     if x_shape.len() != 4 {

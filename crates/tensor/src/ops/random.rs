@@ -1,7 +1,7 @@
 //! Random tensors and dropout masks from the counter-based Philox generator.
 
 use crate::philox::RngStream;
-use crate::{with_dtype, DType, Error, Result, Tensor};
+use crate::{with_dtype, DType, Device, Error, Result, Tensor};
 
 /// A tensor of standard normals drawn from `rng` (which advances).
 pub fn randn(shape: &[usize], dtype: DType, rng: &mut RngStream) -> Result<Tensor> {
@@ -10,6 +10,32 @@ pub fn randn(shape: &[usize], dtype: DType, rng: &mut RngStream) -> Result<Tenso
         rng.fill_normal::<T>(t.as_mut_slice()?);
     });
     Ok(t)
+}
+
+/// A tensor of standard normals on `device` drawn from `rng` (which
+/// advances): the same numbers as [`randn`] at the same stream position,
+/// drawn by a kernel on a GPU (only `f32` lives there).
+pub fn randn_on(
+    device: &Device,
+    shape: &[usize],
+    dtype: DType,
+    rng: &mut RngStream,
+) -> Result<Tensor> {
+    match device {
+        Device::Cpu => randn(shape, dtype, rng),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => {
+            if dtype != DType::F32 {
+                return Err(Error::CudaUnsupported {
+                    op: "randn_on",
+                    why: format!("only f32 tensors live on the GPU, got {dtype:?}"),
+                });
+            }
+            Ok(super::dev::wrap(crate::cuda::ops::randn(d, shape, rng)?))
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(Error::CudaNotCompiled),
+    }
 }
 
 /// A tensor of uniforms in `(0, 1)` drawn from `rng` (which advances).
@@ -98,6 +124,11 @@ pub fn dropout_mask(shape: &[usize], p: f64, dtype: DType, rng: &mut RngStream) 
 /// mask of [`dropout_mask`] (the same draws for the same stream position).
 pub fn dropout_forward(x: &Tensor, p: f64, rng: &mut RngStream) -> Result<(Tensor, Tensor)> {
     check_p("dropout_forward", p)?;
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        let (y, m) = crate::cuda::ops::dropout_forward(t, p, rng)?;
+        return Ok((super::dev::wrap(y), super::dev::wrap(m)));
+    }
     let mut mask = x.zeros_like();
     let mut y = x.zeros_like();
     with_dtype!(x.dtype(), T, {

@@ -29,6 +29,10 @@ fn chunked_sum<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> T {
 
 /// `Σ x` (accumulated in the tensor's dtype), returned as `f64`.
 pub fn sum(x: &Tensor) -> Result<f64> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return crate::cuda::ops::sum(t);
+    }
     with_dtype!(x.dtype(), T, {
         Ok(chunked_sum::<T>(x.as_slice()?, |v| v).to_f64_lossless())
     })
@@ -42,6 +46,10 @@ pub fn mean(x: &Tensor) -> Result<f64> {
 
 /// `Σ x²`.
 pub fn sum_sq(x: &Tensor) -> Result<f64> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return crate::cuda::ops::sum_sq(t);
+    }
     with_dtype!(x.dtype(), T, {
         Ok(chunked_sum::<T>(x.as_slice()?, |v| v * v).to_f64_lossless())
     })
@@ -49,6 +57,10 @@ pub fn sum_sq(x: &Tensor) -> Result<f64> {
 
 /// `Σ a ⊙ b`.
 pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
+    #[cfg(feature = "cuda")]
+    if let Some([a, b]) = super::dev::all("dot", [a, b])? {
+        return crate::cuda::ops::dot(a, b);
+    }
     super::same_shape("dot", a, b)?;
     with_dtype!(a.dtype(), T, {
         let (av, bv) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
@@ -73,6 +85,10 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
 
 /// Column sums of a `[M, N]` matrix: `[N]` (the bias gradient of a Linear layer).
 pub fn sum_rows(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::sum_rows(t)?));
+    }
     super::rank("sum_rows", x, 2)?;
     let (m, n) = (x.dim(0), x.dim(1));
     let mut out = Tensor::zeros(&[n], x.dtype());

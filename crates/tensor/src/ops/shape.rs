@@ -14,6 +14,14 @@ pub fn concat_cols(parts: &[&Tensor]) -> Result<Tensor> {
         op: "concat_cols",
         why: "nothing to concatenate".into(),
     })?;
+    #[cfg(feature = "cuda")]
+    if super::dev::same_kind("concat_cols", first, parts)? {
+        let ps = parts
+            .iter()
+            .map(|p| super::dev::get("concat_cols", p))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(super::dev::wrap(crate::cuda::ops::concat_cols(&ps)?));
+    }
     let b = first.dim(0);
     let mut widths = Vec::with_capacity(parts.len());
     for p in parts {
@@ -54,6 +62,11 @@ pub fn concat_cols(parts: &[&Tensor]) -> Result<Tensor> {
 
 /// Split a `[B, Σ n_i]` matrix into `[B, n_i]` parts (the adjoint of [`concat_cols`]).
 pub fn split_cols(x: &Tensor, widths: &[usize]) -> Result<Vec<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        let parts = crate::cuda::ops::split_cols(t, widths)?;
+        return Ok(parts.into_iter().map(super::dev::wrap).collect());
+    }
     super::rank("split_cols", x, 2)?;
     let (b, total) = (x.dim(0), x.dim(1));
     if widths.iter().sum::<usize>() != total {
@@ -82,6 +95,10 @@ pub fn split_cols(x: &Tensor, widths: &[usize]) -> Result<Vec<Tensor>> {
 
 /// `out[i, :] = table[idx[i], :]` for a `[m, d]` table.
 pub fn gather_rows(table: &Tensor, idx: &[usize]) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = table.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::gather_rows(t, idx)?));
+    }
     super::rank("gather_rows", table, 2)?;
     let (m, d) = (table.dim(0), table.dim(1));
     if let Some((row, &label)) = idx.iter().enumerate().find(|(_, &i)| i >= m) {
@@ -108,6 +125,12 @@ pub fn gather_rows(table: &Tensor, idx: &[usize]) -> Result<Tensor> {
 /// The adjoint of [`gather_rows`]: `out[idx[i], :] += src[i, :]`, into a
 /// fresh `[m, d]` tensor; rows are added in batch order (deterministic).
 pub fn scatter_add_rows(src: &Tensor, idx: &[usize], m: usize) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = src.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::scatter_add_rows(
+            t, idx, m,
+        )?));
+    }
     super::rank("scatter_add_rows", src, 2)?;
     let d = src.dim(1);
     if idx.len() != src.dim(0) {
@@ -147,6 +170,10 @@ pub fn scatter_add_rows(src: &Tensor, idx: &[usize], m: usize) -> Result<Tensor>
 
 /// Transpose of a 2-D matrix.
 pub fn transpose2d(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::transpose2d(t)?));
+    }
     super::rank("transpose2d", x, 2)?;
     let (r, c) = (x.dim(0), x.dim(1));
     let mut out = Tensor::zeros(&[c, r], x.dtype());

@@ -25,6 +25,10 @@ fn softmax_row<T: Elem>(x: &[T], out: &mut [T]) {
 
 /// `softmax(x)_ij = exp(x_ij − max_j x_ij) / Σ_k exp(x_ik − max_j x_ij)` per row.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::softmax(t)?));
+    }
     let (_, m) = rows("softmax", x)?;
     let mut y = x.zeros_like();
     if m == 0 {
@@ -42,6 +46,10 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
 
 /// `log_softmax(x)_ij = x_ij − max − ln Σ_k exp(x_ik − max)` per row.
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = x.cuda() {
+        return Ok(super::dev::wrap(crate::cuda::ops::log_softmax(t)?));
+    }
     let (_, m) = rows("log_softmax", x)?;
     let mut y = x.zeros_like();
     if m == 0 {
@@ -70,6 +78,10 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
 /// Backward of softmax given its output `p` and upstream `dp`:
 /// `dx_ij = p_ij·(dp_ij − Σ_k dp_ik·p_ik)`.
 pub fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if let Some([p, dp]) = super::dev::all("softmax_backward", [p, dp])? {
+        return Ok(super::dev::wrap(crate::cuda::ops::softmax_backward(p, dp)?));
+    }
     let (_, m) = rows("softmax_backward", p)?;
     super::same_shape("softmax_backward", p, dp)?;
     let mut dx = p.zeros_like();
@@ -99,6 +111,11 @@ pub fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
 /// `L = (1/B)·Σ_i −log softmax(x_i)[y_i]`; returns `(L, ∂L/∂x)` with
 /// `∂L/∂x_ij = (softmax(x_i)_j − [j = y_i]) / B`.
 pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if let Some(t) = logits.cuda() {
+        let (l, g) = crate::cuda::ops::softmax_cross_entropy(t, labels)?;
+        return Ok((l, super::dev::wrap(g)));
+    }
     let (b, m) = rows("softmax_cross_entropy", logits)?;
     if labels.len() != b {
         return Err(Error::LengthMismatch {
