@@ -38,8 +38,14 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "clippy",
             "-p",
             "noprop-tensor",
+            "-p",
+            "noprop-nn",
+            "-p",
+            "noprop-models",
+            "-p",
+            "noprop",
             "--features",
-            "cuda",
+            "noprop/cuda",
             "--all-targets",
             "--release",
             "--",
@@ -54,8 +60,12 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "doc",
             "-p",
             "noprop-tensor",
+            "-p",
+            "noprop-nn",
+            "-p",
+            "noprop-models",
             "--features",
-            "cuda",
+            "noprop-models/cuda",
             "--no-deps",
             "--release",
         ],
@@ -63,16 +73,18 @@ pub const STEPS: &[(&str, &[&str])] = &[
     // The README's test command.
     ("tests", &["test", "--workspace", "--release"]),
     // The CUDA tests: `nvrtc_*` compile every kernel with NVRTC for sm_90
-    // (needs libnvrtc.so.13, which `.ci/run` installs); the parity tests
-    // skip, saying why, when there is no GPU.
+    // (needs libnvrtc.so.13, which `.ci/run` installs); the op, dispatch and
+    // NoProp-DT step parity tests skip, saying why, when there is no GPU.
     (
         "tests-cuda",
         &[
             "test",
             "-p",
             "noprop-tensor",
+            "-p",
+            "noprop-models",
             "--features",
-            "cuda",
+            "noprop-models/cuda",
             "--release",
         ],
     ),
