@@ -241,6 +241,11 @@ pub(crate) fn train_loop<M: Method>(
     let mut cumulative = progress.train_seconds;
     let multi = model.passes();
     let passes = multi.unwrap_or(1);
+    // Heap high-water mark over the training mini-batches only (evaluation,
+    // with its larger batches, excluded), and the live heap (data, model,
+    // optimiser) before training starts.
+    let live_before_training = alloc::live_heap_bytes();
+    let mut peak_train = 0usize;
 
     while progress.epoch < a.epochs {
         let epoch = progress.epoch;
@@ -251,6 +256,7 @@ pub(crate) fn train_loop<M: Method>(
             "epoch {msg} {pos}/{len} [{elapsed_precise}<{eta_precise}] {wide_bar} {per_sec}",
         );
         pb.set_message(format!("{}", epoch + 1));
+        alloc::reset_window();
         for pass in progress.block.max(1)..=passes {
             let mut batches = data.train.batches(
                 BatchOptions::new(a.batch_size)
@@ -292,6 +298,7 @@ pub(crate) fn train_loop<M: Method>(
             progress.block = if multi.is_some() { pass + 1 } else { 0 };
         }
         pb.finish_and_clear();
+        peak_train = peak_train.max(alloc::window_peak_bytes());
         let train_seconds = t_epoch.elapsed().as_secs_f64();
         cumulative += train_seconds;
         let ev = Instant::now();
@@ -366,6 +373,8 @@ pub(crate) fn train_loop<M: Method>(
         "inference_seconds": inference_seconds,
         "peak_memory_bytes": alloc::peak_heap_bytes(),
         "peak_rss_bytes": alloc::peak_rss_bytes(),
+        "peak_train_memory_bytes": peak_train,
+        "live_memory_before_training_bytes": live_before_training,
         "result_path": results_path.display().to_string(),
         "checkpoint": ckpt.display().to_string(),
         "batch_size": a.batch_size,

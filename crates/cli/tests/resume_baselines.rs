@@ -155,3 +155,18 @@ fn backprop_resume_is_bit_identical() {
         &["alpha.w", "embed.weight", "opt.alpha.w.exp_avg", "step"],
     );
 }
+
+#[test]
+fn adjoint_resume_is_bit_identical() {
+    resume_is_bit_identical(
+        "adjoint",
+        "one-hot",
+        "4",
+        &[
+            "net.img.conv1.weight",
+            "classifier.weight",
+            "opt.step",
+            "step",
+        ],
+    );
+}
