@@ -241,6 +241,7 @@ impl Adjoint {
     /// The cross-entropy of the current step's mini-batch with its gradient
     /// *added* to every accumulator by the discrete adjoint (no update; same
     /// random draws as [`Adjoint::train_batch`]). Memory is constant in `K`.
+    /// A non-finite loss is returned without a backward pass.
     pub fn accumulate_grads(&mut self, x: &Tensor, labels: &[usize]) -> Result<f64> {
         let k_steps = self.config.steps;
         let h = 1.0 / k_steps as f64;
@@ -260,6 +261,10 @@ impl Adjoint {
         }
         let logits = self.classifier.forward(&z, Mode::Train)?;
         let (ce, dlogits) = ops::softmax_cross_entropy(&logits, labels)?;
+        if !ce.is_finite() {
+            // Nothing to differentiate; the caller reports it.
+            return Ok(ce);
+        }
         let mut a = self.classifier.backward(&dlogits)?;
 
         // Backward: recover z_k from z_{k+1}, then a_k = a_{k+1} + h·J(z_k)ᵀa_{k+1}.
@@ -284,10 +289,10 @@ impl Adjoint {
                 // Residual of the Euler step at `guess` = the fixed-point update's size.
                 let next = ops::add_scaled(1.0, &z_next, -h, &g)?;
                 let res = max_abs(&ops::sub(&next, &guess)?);
-                if res <= tol || res >= prev_res || iters == MAX_FIXED_POINT_ITERS {
+                if !(res > tol && res < prev_res && iters < MAX_FIXED_POINT_ITERS) {
                     stats.evaluations += iters;
                     stats.max_residual = stats.max_residual.max(res / scale);
-                    if res > tol {
+                    if res.is_nan() || res > tol {
                         stats.unconverged += 1;
                     }
                     break (guess, g);

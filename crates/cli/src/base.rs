@@ -255,7 +255,7 @@ fn train_backprop(a: TrainArgs) -> Result<()> {
 }
 
 fn train_adjoint(a: TrainArgs) -> Result<()> {
-    if a.embedding != "one-hot" && a.embedding != "onehot" {
+    if a.embedding.parse::<EmbeddingKind>()? != EmbeddingKind::OneHot {
         bail!("the adjoint baseline uses the one-hot embedding only (as in the paper)");
     }
     let s = driver::setup(&a)?;

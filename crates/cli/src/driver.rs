@@ -115,6 +115,9 @@ pub(crate) fn setup(a: &TrainArgs) -> Result<Setup> {
     if a.limit_train > 0 && a.limit_train < data.train.len() {
         data.train = data.train.slice(0..a.limit_train)?;
     }
+    if a.limit_test > 0 && a.limit_test < data.test.len() {
+        data.test = data.test.slice(0..a.limit_test)?;
+    }
     let norm = data.normalization();
     let shape = data.train.shape();
     let image = (shape.channels, shape.height, shape.width);

@@ -95,6 +95,9 @@ pub struct TrainArgs {
     /// Use only the first N training images (0 = all).
     #[arg(long, default_value_t = 0)]
     pub limit_train: usize,
+    /// Use only the first N test images (0 = all; for timing and memory runs).
+    #[arg(long, default_value_t = 0)]
+    pub limit_test: usize,
     /// Measure train accuracy on a seeded subset of at most N images (0 = all).
     #[arg(long, default_value_t = 10_000)]
     pub train_eval_limit: usize,
