@@ -30,8 +30,12 @@
 //! from `z_{k+1} − h·g_θ(z_{k+1}, t_{k+1})` (the value just used one step
 //! later; for `k = K − 1` the forward's last `g`, which makes the guess exact).
 //! The map is a contraction when `h·Lip_z(g) < 1`, so the iteration
-//! converges geometrically (for `h = 10⁻³` one or two evaluations reach
-//! rounding level). It stops when the Euler residual
+//! converges geometrically. Measured in f32 training (MNIST / Fashion-MNIST,
+//! batch 128): with `K = 1000` the first guess already meets the tolerance
+//! (1.0 evaluation per step), with `K = 100` about 1.4, with `K = 10`–`20`
+//! about 2–3 — so a training step costs roughly one forward evaluation plus
+//! one training-mode evaluation and its backward per Euler step, like
+//! back-propagation through the unrolled steps, without its `O(K)` memory. It stops when the Euler residual
 //! `‖z + h·g(z, t_k) − z_{k+1}‖_∞ ≤ 8ε·(1 + ‖z_{k+1}‖_∞)` (ε of the dtype),
 //! when it stops shrinking, or after [`MAX_FIXED_POINT_ITERS`] evaluations;
 //! the accepted point is the last one evaluated, whose training-mode
