@@ -65,3 +65,14 @@ fn checkpoint_round_trip_continues_identically() {
     }
     assert_eq!(a.predict(&x, 3).unwrap(), b.predict(&x, 3).unwrap());
 }
+
+#[test]
+fn nan_loss_is_an_error_naming_epoch_and_step() {
+    let mut m = model(2, EmbeddingKind::OneHot);
+    let mut x = ops::randn(&[4, 1, 28, 28], DType::F32, &mut RngStream::new(1, 0)).unwrap();
+    let y = [0, 1, 2, 3];
+    m.train_batch(&x, &y, 1).unwrap();
+    x.as_mut_slice::<f32>().unwrap()[5] = f32::NAN;
+    let msg = m.train_batch(&x, &y, 1).unwrap_err().to_string();
+    assert!(msg.contains("epoch 1") && msg.contains("step 1"), "{msg}");
+}

@@ -1,5 +1,7 @@
 //! Peak memory: a counting global allocator (high-water mark of live heap
-//! bytes) plus the process's peak resident set size from `/proc`.
+//! bytes, over the whole process and over a resettable window such as the
+//! training mini-batches) plus the process's peak resident set size from
+//! `/proc`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +11,12 @@ pub struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static WINDOW: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(now: usize) {
+    PEAK.fetch_max(now, Ordering::Relaxed);
+    WINDOW.fetch_max(now, Ordering::Relaxed);
+}
 
 // SAFETY: every call forwards to `System` unchanged; the counters are only
 // statistics and never affect the returned memory.
@@ -17,8 +25,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
         p
     }
@@ -27,8 +34,7 @@ unsafe impl GlobalAlloc for Counting {
         // SAFETY: same contract as the caller's.
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
         p
     }
@@ -44,9 +50,10 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let now = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                    - layout.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
+                grew(
+                    LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
+                        - layout.size(),
+                );
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
             }
@@ -58,6 +65,21 @@ unsafe impl GlobalAlloc for Counting {
 /// Highest number of live heap bytes seen so far.
 pub fn peak_heap_bytes() -> usize {
     PEAK.load(Ordering::Relaxed)
+}
+
+/// Live heap bytes now.
+pub fn live_heap_bytes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// Start a new measurement window: its peak restarts from the live bytes now.
+pub fn reset_window() {
+    WINDOW.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Highest number of live heap bytes since the last [`reset_window`].
+pub fn window_peak_bytes() -> usize {
+    WINDOW.load(Ordering::Relaxed)
 }
 
 /// Peak resident set size (`VmHWM`), if the platform reports it.

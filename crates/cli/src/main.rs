@@ -1,9 +1,11 @@
-//! `noprop` — train and evaluate NoProp models (and, later, the baselines).
+//! `noprop` — train and evaluate NoProp models and their baselines.
 //!
 //! ```text
 //! noprop train --method noprop-dt --dataset mnist-test-split --embedding one-hot --epochs 2 --seed 0
 //! noprop train --method noprop-ct --dataset mnist-test-split --epochs 10 --steps 1000 --sampler ancestral
 //! noprop train --method noprop-fm --dataset mnist-test-split --embedding dim20 --epochs 10 --sampler euler
+//! noprop train --method backprop --dataset mnist-test-split --embedding one-hot --epochs 2
+//! noprop train --method adjoint --dataset mnist-test-split --epochs 2 --steps 1000
 //! noprop eval --checkpoint results/checkpoints/<run>/last.safetensors
 //! ```
 //!
@@ -13,7 +15,9 @@
 //! mode and run it.
 
 mod alloc;
+mod base;
 mod cont;
+mod driver;
 mod run;
 
 use std::io::IsTerminal;

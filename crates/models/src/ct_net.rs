@@ -10,6 +10,9 @@ use noprop_tensor::{DType, Tensor};
 use crate::block::{image_path, ImageDims};
 use crate::Result;
 
+mod step;
+pub use step::TrainImageCache;
+
 /// Width of the sinusoidal time embedding (decision 8).
 pub const TIME_EMBED_DIM: usize = 64;
 

@@ -53,7 +53,7 @@ mod error;
 pub use block::DenoiseBlock;
 pub use classifier::{ClassifierKind, OutputClassifier};
 pub use ct::{ContConfig, ContLoss, ContMethod, NoPropCont, Sampler};
-pub use ct_net::{CtNet, ImageCache};
+pub use ct_net::{CtNet, ImageCache, TrainImageCache};
 pub use dt::{BlockLoss, DtConfig, EmbedGrad, NoPropDt, Order};
 pub use embedding::{ClassEmbedding, EmbeddingKind};
 pub use error::{Error, Result};
