@@ -188,10 +188,18 @@ fn find_or_fetch(name: DatasetName, args: &ReproduceArgs) -> Result<String, Stri
     );
     match fetch(name, &FetchOptions::new(data_dir)) {
         Ok(dir) => Ok(format!("downloaded into {}", dir.display())),
-        Err(e) => Err(format!(
-            "not found locally and the download failed ({e}); fetch it with `{}`",
-            name.fetch_command()
-        )),
+        Err(e) => {
+            // The loader's message names every mirror tried; keep the gist.
+            let why = e.to_string();
+            let why = why.lines().last().unwrap_or("").trim();
+            let short: String = why.chars().take(160).collect();
+            Err(format!(
+                "not found locally and the download failed (last error: {short}{}); \
+                 fetch it with `{}`",
+                if why.chars().count() > 160 { "…" } else { "" },
+                name.fetch_command()
+            ))
+        }
     }
 }
 
