@@ -24,11 +24,21 @@ pub fn workspace_root() -> PathBuf {
 
 /// `cargo build --release` of `package`'s binary `bin`; returns its path.
 pub fn build_release(package: &str, bin: &str) -> Result<PathBuf> {
+    build_release_with(package, bin, &[])
+}
+
+/// [`build_release`] with cargo features of `package` turned on.
+pub fn build_release_with(package: &str, bin: &str, features: &[&str]) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let root = workspace_root();
+    let mut args = vec!["build", "--release", "-p", package, "--bin", bin];
+    let joined = features.join(",");
+    if !features.is_empty() {
+        args.extend(["--features", joined.as_str()]);
+    }
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "-p", package, "--bin", bin])
+        .args(&args)
         .status()
         .context("could not run cargo build")?;
     if !status.success() {

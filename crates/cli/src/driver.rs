@@ -236,8 +236,19 @@ pub(crate) fn train_loop<M: Method>(
     mut model: M,
     mut progress: Progress,
 ) -> Result<()> {
-    let (data, norm, ckpt, device) = (&s.data, &s.norm, &s.ckpt, &s.device);
-    model.to_device(device)?;
+    let (data, norm, ckpt) = (&s.data, &s.norm, &s.ckpt);
+    // `--device auto` picked a GPU: a method without a CUDA path (all but
+    // NoProp-DT so far) says so and trains on the CPU instead of failing.
+    let cpu = Device::Cpu;
+    let mut device = &s.device;
+    if let Err(e) = model.to_device(device) {
+        if a.device == "auto" && !device.is_cpu() {
+            info!("{e:#}; --device auto falls back to the CPU");
+            device = &cpu;
+        } else {
+            return Err(e);
+        }
+    }
     info!("{}", model.describe());
     let n_train = data.train.len();
     let batches_per_epoch = n_train.div_ceil(a.batch_size);

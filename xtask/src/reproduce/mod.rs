@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use noprop_datasets::{fetch, locate, DatasetName, FetchOptions, LoadOptions};
 
-use crate::run_bin::{build_release, workspace_root};
+use crate::run_bin::{build_release, build_release_with, workspace_root};
 use plan::{Cell, DatasetChoice, Mode, PlanRequest, RunPlan, EMBEDDINGS, METHODS, TABLES};
 
 /// Options of `cargo xtask reproduce`.
@@ -71,7 +71,7 @@ pub struct ReproduceArgs {
     /// always skipped; without this flag an interrupted cell starts over).
     #[arg(long)]
     pub resume: bool,
-    /// Run directory (default: results/<mode>).
+    /// Run directory (default: `results/<mode>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not copy the report to docs/REPRODUCTION.md.
@@ -115,7 +115,10 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         write_atomic(&path, serde_json::to_string_pretty(&plan)?.as_bytes())?;
         let bin = match &args.noprop_bin {
             Some(b) => b.clone(),
-            None => build_release("noprop", "noprop")?,
+            // `auto` and `cuda` need the CUDA backend compiled in (it builds
+            // without a toolkit; without a GPU `auto` then picks the CPU).
+            None if args.device == "cpu" => build_release("noprop", "noprop")?,
+            None => build_release_with("noprop", "noprop", &["cuda"])?,
         };
         run_cells(&plan, &out, &bin, &args)?;
     }
