@@ -22,6 +22,31 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The CPU's model name from `/proc/cpuinfo` (`unknown CPU` elsewhere).
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The workspace's short git revision (`unknown` outside a checkout).
+pub fn git_revision() -> String {
+    Command::new("git")
+        .current_dir(workspace_root())
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// `cargo build --release` of `package`'s binary `bin`; returns its path.
 pub fn build_release(package: &str, bin: &str) -> Result<PathBuf> {
     build_release_with(package, bin, &[])

@@ -423,31 +423,25 @@ impl Adjoint {
     }
 
     /// Write an atomic safetensors checkpoint (config and method in the metadata).
-    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(
-            "config".into(),
-            serde_json::to_string(&self.config).map_err(|e| Error::Config {
-                what: e.to_string(),
-            })?,
-        );
-        metadata.insert("method".into(), "adjoint".into());
-        io::save(path, &self.state_tensors(), &metadata)?;
-        Ok(())
+    pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let tensors = self.state_tensors();
+        Ok(io::save_checkpoint(
+            path,
+            &tensors,
+            &self.config,
+            "adjoint",
+            metadata,
+        )?)
     }
 
     /// Rebuild from a checkpoint written by [`Adjoint::save`].
     pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (tensors, meta) = io::load(path)?;
+        let (cfg, meta, tensors): (AdjointConfig, _, HashMap<String, Tensor>) =
+            io::load_checkpoint(path)?;
         let bad = |what: String| Error::Checkpoint {
             path: path.to_path_buf(),
             what,
         };
-        let cfg: AdjointConfig = serde_json::from_str(
-            meta.get("config")
-                .ok_or_else(|| bad("no `config` in the metadata".into()))?,
-        )
-        .map_err(|e| bad(format!("bad config: {e}")))?;
-        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
         let mut m = Adjoint::new(cfg)?;
         for p in m.params() {
             io::restore(path, &tensors, &p.name, p.value)?;

@@ -308,31 +308,25 @@ impl Backprop {
     }
 
     /// Write an atomic safetensors checkpoint (config in the metadata).
-    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(
-            "config".into(),
-            serde_json::to_string(&self.config).map_err(|e| Error::Config {
-                what: e.to_string(),
-            })?,
-        );
-        metadata.insert("method".into(), "backprop".into());
-        io::save(path, &self.state_tensors(), &metadata)?;
-        Ok(())
+    pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let tensors = self.state_tensors();
+        Ok(io::save_checkpoint(
+            path,
+            &tensors,
+            &self.config,
+            "backprop",
+            metadata,
+        )?)
     }
 
     /// Rebuild from a checkpoint written by [`Backprop::save`].
     pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (tensors, meta) = io::load(path)?;
+        let (cfg, meta, tensors): (BackpropConfig, _, HashMap<String, Tensor>) =
+            io::load_checkpoint(path)?;
         let bad = |what: String| Error::Checkpoint {
             path: path.to_path_buf(),
             what,
         };
-        let cfg: BackpropConfig = serde_json::from_str(
-            meta.get("config")
-                .ok_or_else(|| bad("no `config` in the metadata".into()))?,
-        )
-        .map_err(|e| bad(format!("bad config: {e}")))?;
-        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
         let get = |k: &str| {
             tensors
                 .get(k)

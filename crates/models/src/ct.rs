@@ -187,7 +187,7 @@ impl ContLoss {
 }
 
 /// A checkpoint's configuration, string metadata and tensors by name.
-pub type ContCheckpoint = (ContConfig, HashMap<String, String>, HashMap<String, Tensor>);
+pub type ContCheckpoint = io::Checkpoint<ContConfig>;
 
 /// A NoProp-CT or NoProp-FM model: the shared network, the classifier, the
 /// class embedding, the learnable schedule (CT) and one Adam (coupled L2)
@@ -744,30 +744,21 @@ impl NoPropCont {
 
     /// Write an atomic safetensors checkpoint with `metadata` (the config is
     /// added as `config`, the method as `method`).
-    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(
-            "config".into(),
-            serde_json::to_string(&self.config).map_err(|e| Error::Config {
-                what: e.to_string(),
-            })?,
-        );
-        metadata.insert("method".into(), self.config.method.name().into());
-        io::save(path, &self.state_tensors(), &metadata)?;
-        Ok(())
+    pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let tensors = self.state_tensors();
+        let method = self.config.method.name();
+        Ok(io::save_checkpoint(
+            path,
+            &tensors,
+            &self.config,
+            method,
+            metadata,
+        )?)
     }
 
     /// Read a checkpoint's config and metadata without building a model.
     pub fn read_config(path: &Path) -> Result<ContCheckpoint> {
-        let (tensors, meta) = io::load(path)?;
-        let cfg = meta.get("config").ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: "no `config` in the metadata".into(),
-        })?;
-        let cfg: ContConfig = serde_json::from_str(cfg).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!("bad config (not a noprop-ct/fm checkpoint?): {e}"),
-        })?;
-        Ok((cfg, meta, tensors.into_iter().collect()))
+        Ok(io::load_checkpoint(path)?)
     }
 
     /// Rebuild a model from a checkpoint written by [`NoPropCont::save`].

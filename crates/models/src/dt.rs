@@ -22,7 +22,7 @@ use crate::embedding::{ClassEmbedding, EmbeddingKind};
 use crate::{Error, Result};
 
 /// A checkpoint's configuration, string metadata and tensors by name.
-pub type CheckpointContents = (DtConfig, HashMap<String, String>, HashMap<String, Tensor>);
+pub type CheckpointContents = io::Checkpoint<DtConfig>;
 
 /// The order of the training loops (decision 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -583,30 +583,20 @@ impl NoPropDt {
     }
 
     /// Write an atomic safetensors checkpoint with `metadata` (the config is added as `config`).
-    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
-        metadata.insert(
-            "config".into(),
-            serde_json::to_string(&self.config).map_err(|e| Error::Config {
-                what: e.to_string(),
-            })?,
-        );
-        metadata.insert("method".into(), "noprop-dt".into());
-        io::save(path, &self.state_tensors(), &metadata)?;
-        Ok(())
+    pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
+        let tensors = self.state_tensors();
+        Ok(io::save_checkpoint(
+            path,
+            &tensors,
+            &self.config,
+            "noprop-dt",
+            metadata,
+        )?)
     }
 
     /// Read a checkpoint's config and metadata without building a model.
     pub fn read_config(path: &Path) -> Result<CheckpointContents> {
-        let (tensors, meta) = io::load(path)?;
-        let cfg = meta.get("config").ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: "no `config` in the metadata (not a noprop-dt checkpoint?)".into(),
-        })?;
-        let cfg: DtConfig = serde_json::from_str(cfg).map_err(|e| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!("bad config: {e}"),
-        })?;
-        Ok((cfg, meta, tensors.into_iter().collect()))
+        Ok(io::load_checkpoint(path)?)
     }
 
     /// Rebuild a model from a checkpoint written by [`NoPropDt::save`].

@@ -143,6 +143,48 @@ pub fn save(
     Ok(())
 }
 
+/// A checkpoint read by [`load_checkpoint`]: config, metadata, tensors by name.
+pub type Checkpoint<C> = (C, HashMap<String, String>, HashMap<String, Tensor>);
+
+/// Atomically write a model checkpoint: `tensors`, plus `metadata` with the
+/// model's `config` (as JSON, under `config`) and its `method` name added.
+/// [`load_checkpoint`] reads it back.
+pub fn save_checkpoint<C: serde::Serialize>(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    config: &C,
+    method: &str,
+    mut metadata: HashMap<String, String>,
+) -> Result<()> {
+    let config = serde_json::to_string(config).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        what: format!("could not serialise the config: {e}"),
+    })?;
+    metadata.insert("config".into(), config);
+    metadata.insert("method".into(), method.into());
+    save(path, tensors, &metadata)
+}
+
+/// Read a checkpoint written by [`save_checkpoint`]: its config, metadata and
+/// tensors by name. A missing or unparsable config is an error naming `path`.
+pub fn load_checkpoint<C: serde::de::DeserializeOwned>(path: &Path) -> Result<Checkpoint<C>> {
+    let (tensors, meta) = load(path)?;
+    let bad = |what: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        what,
+    };
+    let text = meta
+        .get("config")
+        .ok_or_else(|| bad("no `config` in the metadata (not a noprop checkpoint?)".into()))?;
+    let method = meta.get("method").map_or("unknown", String::as_str);
+    let config = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "bad config for this model (checkpoint method `{method}`): {e}"
+        ))
+    })?;
+    Ok((config, meta, tensors.into_iter().collect()))
+}
+
 /// Read a safetensors file written by [`save`] (or by any safetensors writer
 /// using F32/F64 tensors).
 pub fn load(path: &Path) -> Result<Loaded> {

@@ -30,7 +30,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use noprop_datasets::{fetch, locate, DatasetName, FetchOptions, LoadOptions};
 
-use crate::run_bin::{build_release, build_release_with, workspace_root};
+use crate::run_bin::{build_release, build_release_with, cpu_model, git_revision, workspace_root};
 use plan::{Cell, DatasetChoice, Mode, PlanRequest, RunPlan, EMBEDDINGS, METHODS, TABLES};
 
 /// Options of `cargo xtask reproduce`.
@@ -353,28 +353,8 @@ fn host_info() -> serde_json::Value {
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    serde_json::json!({"hostname": hostname, "cpu": cpu, "threads": threads})
-}
-
-fn git_revision() -> String {
-    Command::new("git")
-        .current_dir(workspace_root())
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    serde_json::json!({"hostname": hostname, "cpu": cpu_model(), "threads": threads})
 }
 
 fn bar_style(template: &str) -> ProgressStyle {
