@@ -16,7 +16,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let batch = 128;
+    // `DT_STEP_ONLY=1x28x28` (or `3x32x32`) times one input shape only.
+    let only = std::env::var("DT_STEP_ONLY").ok();
     for (c, hw) in [(1usize, 28usize), (3, 32)] {
+        if only
+            .as_deref()
+            .is_some_and(|o| o != format!("{c}x{hw}x{hw}"))
+        {
+            continue;
+        }
         let cfg = DtConfig::paper((c, hw, hw), 10, EmbeddingKind::OneHot, 0);
         let mut model = NoPropDt::new(cfg, ClassEmbedding::one_hot(10)).expect("model");
         let x =

@@ -304,6 +304,62 @@ fn max_pool_matches_naive_and_routes_gradients() {
     }
 }
 
+/// Ties, signed zeros and NaN: the first maximum in window order wins and a
+/// NaN wins over numbers (the first NaN). Values are drawn from a tiny set so
+/// that ties are everywhere, as after a ReLU; some rows hold NaN, which sends
+/// them down the exact slow path.
+#[test]
+fn max_pool_ties_signed_zeros_and_nan() {
+    let set = [0.0, -0.0, 1.0, 1.0, -2.0, 0.5, f64::NAN];
+    for (dtype, (n, c, h, w)) in [(DType::F32, (2, 3, 8, 9)), (DType::F64, (1, 4, 7, 6))] {
+        let numel = n * c * h * w;
+        let u = rand_t(&[numel], DType::F64, 33).to_vec_f64();
+        // NaN only in the planes with odd index, so most rows stay NaN-free.
+        let vals: Vec<f64> = u
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| {
+                let k = ((r.abs() * 1e4) as usize) % set.len();
+                let plane = i / (h * w);
+                if plane % 2 == 0 && k == set.len() - 1 {
+                    0.0
+                } else {
+                    set[k]
+                }
+            })
+            .collect();
+        let x = Tensor::from_vec(vals.clone(), &[n, c, h, w])
+            .unwrap()
+            .to_dtype(dtype);
+        let (y, idx) = ops::max_pool2d_forward(&x).unwrap();
+        let ys = y.to_vec_f64();
+        let (oh, ow) = (h / 2, w / 2);
+        let mut k = 0;
+        for pl in 0..n * c {
+            for yy in 0..oh {
+                for xx in 0..ow {
+                    let at = |a: usize, b: usize| (a * w + b, vals[pl * h * w + a * w + b]);
+                    let mut best = at(2 * yy, 2 * xx);
+                    for (da, db) in [(0, 1), (1, 0), (1, 1)] {
+                        let v = at(2 * yy + da, 2 * xx + db);
+                        if v.1 > best.1 || (v.1.is_nan() && !best.1.is_nan()) {
+                            best = v;
+                        }
+                    }
+                    assert_eq!(idx[k] as usize, best.0, "plane {pl} window ({yy}, {xx})");
+                    assert!(
+                        ys[k].to_bits() == best.1.to_bits() || (ys[k].is_nan() && best.1.is_nan()),
+                        "plane {pl} window ({yy}, {xx}): {} vs {}",
+                        ys[k],
+                        best.1
+                    );
+                    k += 1;
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn batch_norm_matches_naive_reference() {
     for shape in [
