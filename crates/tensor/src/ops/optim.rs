@@ -76,20 +76,26 @@ pub fn adam_update(
             .zip(v.as_mut_slice::<T>()?.par_chunks_mut(CHUNK))
             .enumerate()
             .for_each(|(ci, ((pc, mc), vc))| {
-                let g0 = ci * CHUNK;
-                for j in 0..pc.len() {
-                    let mut g = gs[g0 + j];
-                    let mut p = pc[j];
+                // Scalars copied in and slices zipped: this lets LLVM
+                // vectorise the loop (captured by reference, the scalars
+                // might alias the written slices; indexed, every access is
+                // bounds-checked). The arithmetic per element is unchanged.
+                let (b1, b2, eps, step, sqrt_bc2, wd, decay) =
+                    (b1, b2, eps, step, sqrt_bc2, wd, decay);
+                let gc = &gs[ci * CHUNK..ci * CHUNK + pc.len()];
+                let lanes = pc.iter_mut().zip(mc.iter_mut()).zip(vc.iter_mut()).zip(gc);
+                for (((pj, mj), vj), &gj) in lanes {
+                    let (mut g, mut p) = (gj, *pj);
                     if decoupled {
                         p *= decay;
                     } else {
                         g += wd * p;
                     }
-                    let mm = b1 * mc[j] + (T::one() - b1) * g;
-                    let vv = b2 * vc[j] + (T::one() - b2) * g * g;
-                    mc[j] = mm;
-                    vc[j] = vv;
-                    pc[j] = p - step * mm / (vv.sqrt() / sqrt_bc2 + eps);
+                    let mm = b1 * *mj + (T::one() - b1) * g;
+                    let vv = b2 * *vj + (T::one() - b2) * g * g;
+                    *mj = mm;
+                    *vj = vv;
+                    *pj = p - step * mm / (vv.sqrt() / sqrt_bc2 + eps);
                 }
             });
     });

@@ -83,15 +83,21 @@ fn dropout_fill<T: crate::Elem>(
     let chunk = DROP_BLOCKS * 4;
     let fill = |ci: usize, m: &mut [T], yo: Option<&mut [T]>| {
         let base = offset + (ci * DROP_BLOCKS) as u64;
-        let mut words = vec![0u32; m.len()];
-        crate::philox::fill_words(seed, stream, base, &mut words);
-        for (o, &wi) in m.iter_mut().zip(&words) {
+        let mut words = [0u32; DROP_BLOCKS * 4];
+        let words = &mut words[..m.len()];
+        crate::philox::fill_words(seed, stream, base, words);
+        // Local copies: read through the closure's references, `thr` and
+        // `keep` might (for LLVM) change with each write to `m`, which keeps
+        // the loop scalar with a branch that mispredicts on about every
+        // fifth element. Copied, the select vectorises.
+        let (thr, keep) = (thr, keep);
+        for (o, &wi) in m.iter_mut().zip(words.iter()) {
             *o = if (wi >> 8) >= thr { keep } else { T::zero() };
         }
         if let (Some(xs), Some(yo)) = (x, yo) {
-            let x0 = ci * chunk;
-            for (j, (yv, &mv)) in yo.iter_mut().zip(m.iter()).enumerate() {
-                *yv = xs[x0 + j] * mv;
+            let xs = &xs[ci * chunk..ci * chunk + yo.len()];
+            for ((yv, &xv), &mv) in yo.iter_mut().zip(xs).zip(m.iter()) {
+                *yv = xv * mv;
             }
         }
     };
