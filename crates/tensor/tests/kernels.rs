@@ -57,6 +57,7 @@ const GEMM_ZOO: &[(usize, usize, usize)] = &[
     (513, 70, 33),   // row-split path with a partial last block
     (128, 256, 512), // FC fusion shape
     (128, 130, 200), // column-split path with a partial block
+    (32, 27, 9001),  // inner-split path (weight-gradient shape), uneven slices
     (0, 3, 4),
     (3, 0, 4),
     (3, 4, 0),
@@ -109,6 +110,14 @@ fn gemm_accumulates_into_output() {
     ops::gemm_into(&mut c, true, &a, Transpose::No, &b, Transpose::No).unwrap();
     let want = &c0 + &naive_matmul(&as2(&a), &as2(&b));
     assert!(max_rel_err(&c.to_vec_f64(), want.as_slice().unwrap(), 1.0) < 1e-12);
+    // The inner-split path (long k, small output) accumulates too.
+    let a = rand_t(&[5, 10_000], DType::F64, 6);
+    let b = rand_t(&[10_000, 9], DType::F64, 7);
+    let mut c = rand_t(&[5, 9], DType::F64, 8);
+    let c0 = as2(&c);
+    ops::gemm_into(&mut c, true, &a, Transpose::No, &b, Transpose::No).unwrap();
+    let want = &c0 + &naive_matmul(&as2(&a), &as2(&b));
+    assert!(max_rel_err(&c.to_vec_f64(), want.as_slice().unwrap(), 100.0) < 1e-12);
 }
 
 #[test]
@@ -587,7 +596,12 @@ fn kernels_are_bitwise_identical_across_thread_counts() {
             .unwrap();
         pool.install(|| {
             let mut outs = Vec::new();
-            for &(m, k, n) in &[(128, 2048, 256), (1000, 288, 64), (128, 512, 256)] {
+            for &(m, k, n) in &[
+                (128, 2048, 256),
+                (1000, 288, 64),
+                (128, 512, 256),
+                (32, 9000, 27), // inner-split path
+            ] {
                 let a = rand_t(&[m, k], DType::F32, 91);
                 let b = rand_t(&[k, n], DType::F32, 92);
                 outs.push(ops::matmul(&a, Transpose::No, &b, Transpose::No).unwrap());

@@ -5,10 +5,13 @@
 //! swap. It was chosen over `matrixmultiply` on measurement: see
 //! `docs/BENCHMARKS.md` (`cargo bench -p noprop-benches --bench gemm`).
 //!
-//! Parallelism: the output is cut into fixed blocks of rows (or of columns
-//! when there are few rows) and each block is one single-threaded `gemm`
-//! call on the rayon pool. The cut depends only on `(m, n, k)`, so the result
-//! is the same for any number of threads.
+//! Parallelism: the output is cut into an even number of blocks of rows (or
+//! of columns when there are few rows) and each block is one single-threaded
+//! `gemm` call on the rayon pool. A small output with a long inner dimension
+//! (a weight gradient summed over a batch) is instead cut along the inner
+//! dimension into fixed slices whose products are summed in slice order. The
+//! cut depends only on `(m, n, k)`, so the result is the same for any number
+//! of threads.
 
 use rayon::prelude::*;
 
@@ -97,10 +100,54 @@ fn strides(t: &Tensor, tr: Transpose) -> (usize, usize) {
     }
 }
 
-/// Rows per parallel task when splitting by rows.
+/// Rows per parallel task when splitting by rows (before evening out).
 const ROW_BLOCK: usize = 256;
-/// Columns per parallel task when splitting by columns.
+/// Columns per parallel task when splitting by columns (before evening out).
 const COL_BLOCK: usize = 128;
+/// Outputs at or below which a long inner dimension is split instead.
+const SMALL_OUT: usize = 1 << 16;
+/// Inner dimension from which a small output is computed in `K_SPLITS` parts.
+const LONG_K: usize = 8192;
+/// Parts of a split inner dimension.
+const K_SPLITS: usize = 8;
+
+/// How one product is cut into parallel tasks: the cut depends only on the
+/// shape, never on the thread count, so results do not either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cut {
+    /// One call.
+    Whole,
+    /// Blocks of `rows` rows of C.
+    Rows(usize),
+    /// Blocks of `cols` columns of C.
+    Cols(usize),
+    /// The inner dimension in `parts` near-equal slices, each into its own
+    /// buffer, summed in slice order afterwards (weight gradients: a small
+    /// output reduced over the whole batch).
+    Inner(usize),
+}
+
+/// `n` split into an even number of near-equal blocks of at most about
+/// `block`, rounded up to a multiple of `align`: an odd count leaves one
+/// of two cores idle for a whole block.
+fn even_blocks(n: usize, block: usize, align: usize) -> usize {
+    let count = n.div_ceil(block).max(2).next_multiple_of(2);
+    n.div_ceil(count).next_multiple_of(align)
+}
+
+fn cut(m: usize, n: usize, k: usize) -> Cut {
+    if m * n * k < 1 << 16 {
+        Cut::Whole
+    } else if m * n <= SMALL_OUT && k >= LONG_K {
+        Cut::Inner(K_SPLITS)
+    } else if m >= 2 * ROW_BLOCK {
+        Cut::Rows(even_blocks(m, ROW_BLOCK, 16))
+    } else if n >= 2 {
+        Cut::Cols(even_blocks(n, COL_BLOCK, 8))
+    } else {
+        Cut::Whole
+    }
+}
 
 /// The raw kernel on slices: `c[m×n] (+)= a·b` with element strides.
 #[allow(clippy::too_many_arguments)]
@@ -129,24 +176,32 @@ pub(crate) fn gemm_slices<T: Elem>(
     assert!(c.len() >= m * n);
     assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    let call = |rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, c_ptr: *mut T| {
+    // One single-threaded product of C's block (rows × cols) over the inner
+    // slice `ks`, written at `c_ptr` with row stride `ldc`.
+    let call = |rows: std::ops::Range<usize>,
+                cols: std::ops::Range<usize>,
+                ks: std::ops::Range<usize>,
+                c_ptr: *mut T,
+                ldc: usize,
+                acc: bool| {
         // SAFETY: the asserts above bound every index the kernel touches in
-        // `a` and `b`; `c_ptr` points at element (rows.start, cols.start) of
-        // `c`, and distinct tasks receive disjoint row or column ranges, so
-        // no two tasks write the same element.
+        // `a` and `b` (the ranges lie inside m, n and k); `c_ptr` points at
+        // element (rows.start, cols.start) of an `ldc`-strided buffer that
+        // holds the block, and distinct tasks receive disjoint blocks, so no
+        // two tasks write the same element.
         unsafe {
             gemm::gemm(
                 rows.len(),
                 cols.len(),
-                k,
+                ks.len(),
                 c_ptr,
                 1,
-                n as isize,
-                accumulate,
-                a.as_ptr().add(rows.start * a_rs),
+                ldc as isize,
+                acc,
+                a.as_ptr().add(rows.start * a_rs + ks.start * a_cs),
                 a_cs as isize,
                 a_rs as isize,
-                b.as_ptr().add(cols.start * b_cs),
+                b.as_ptr().add(cols.start * b_cs + ks.start * b_rs),
                 b_cs as isize,
                 b_rs as isize,
                 T::one(),
@@ -158,27 +213,49 @@ pub(crate) fn gemm_slices<T: Elem>(
             );
         }
     };
-    let flops = m * n * k;
-    if flops < 1 << 16 {
-        call(0..m, 0..n, c.as_mut_ptr());
-    } else if m >= 2 * ROW_BLOCK {
-        c[..m * n]
-            .par_chunks_mut(ROW_BLOCK * n)
-            .enumerate()
-            .for_each(|(i, chunk)| {
-                let r0 = i * ROW_BLOCK;
-                call(r0..r0 + chunk.len() / n, 0..n, chunk.as_mut_ptr());
+    match cut(m, n, k) {
+        Cut::Whole => call(0..m, 0..n, 0..k, c.as_mut_ptr(), n, accumulate),
+        Cut::Rows(rb) => {
+            c[..m * n]
+                .par_chunks_mut(rb * n)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let r0 = i * rb;
+                    let rows = r0..r0 + chunk.len() / n;
+                    call(rows, 0..n, 0..k, chunk.as_mut_ptr(), n, accumulate);
+                });
+        }
+        Cut::Cols(cb) => {
+            let base = SendPtr(c.as_mut_ptr());
+            (0..n.div_ceil(cb)).into_par_iter().for_each(|bi| {
+                let (c0, c1) = (bi * cb, ((bi + 1) * cb).min(n));
+                let p = base;
+                // SAFETY: c0 < n, so the offset stays inside `c`.
+                call(0..m, c0..c1, 0..k, unsafe { p.0.add(c0) }, n, accumulate);
             });
-    } else {
-        let blocks = n.div_ceil(COL_BLOCK);
-        let base = SendPtr(c.as_mut_ptr());
-        (0..blocks).into_par_iter().for_each(|bi| {
-            let c0 = bi * COL_BLOCK;
-            let c1 = (c0 + COL_BLOCK).min(n);
-            let p = base;
-            // SAFETY: c0 < n, so the offset stays inside `c`.
-            call(0..m, c0..c1, unsafe { p.0.add(c0) });
-        });
+        }
+        Cut::Inner(parts) => {
+            let mut partial = vec![T::zero(); parts * m * n];
+            partial
+                .par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(i, buf)| {
+                    let ks = i * k / parts..(i + 1) * k / parts;
+                    call(0..m, 0..n, ks, buf.as_mut_ptr(), n, false);
+                });
+            let c = &mut c[..m * n];
+            let mut sums = partial.chunks_exact(m * n);
+            if !accumulate {
+                if let Some(first) = sums.next() {
+                    c.copy_from_slice(first);
+                }
+            }
+            for p in sums {
+                for (cv, &pv) in c.iter_mut().zip(p) {
+                    *cv += pv;
+                }
+            }
+        }
     }
 }
 
