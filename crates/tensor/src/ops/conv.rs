@@ -321,9 +321,18 @@ fn scatter_to_nchw<T: Elem>(
         for c in 0..oc {
             let bc = bias.map_or(T::zero(), |b| b[c]);
             let src = &t[c * np + ni * p..c * np + (ni + 1) * p];
-            for (d, &v) in img[c * p..(c + 1) * p].iter_mut().zip(src) {
-                let v = v + bc;
-                *d = if relu && v < T::zero() { T::zero() } else { v };
+            let dst = &mut img[c * p..(c + 1) * p];
+            // Two loops, not a `relu &&` inside one: the flag, read through
+            // the closure's reference, would keep the loop scalar.
+            if relu {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let v = v + bc;
+                    *d = if v < T::zero() { T::zero() } else { v };
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v + bc;
+                }
             }
         }
     });
@@ -471,7 +480,6 @@ fn gather_from_nchw<T: Elem>(
         .zip(db.par_iter_mut())
         .enumerate()
         .for_each(|(c, (row, dbc))| {
-            let mut acc = T::zero();
             for ni in 0..n {
                 let o = (ni * oc + c) * p;
                 let src = &y[o..o + p];
@@ -479,19 +487,31 @@ fn gather_from_nchw<T: Elem>(
                 match mask {
                     Some(m) => {
                         for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(&m[o..o + p]) {
-                            let v = if mv > T::zero() { v } else { T::zero() };
-                            *d = v;
-                            acc += v;
+                            *d = if mv > T::zero() { v } else { T::zero() };
                         }
                     }
-                    None => {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d = v;
-                            acc += v;
-                        }
-                    }
+                    None => dst.copy_from_slice(src),
                 }
             }
-            *dbc = acc;
+            *dbc = lane_sum(row);
         });
+}
+
+/// `Σ x` in a fixed order that vectorises: eight running sums over
+/// `x[i]` with `i ≡ lane (mod 8)`, the tail added to lanes `0..`, then the
+/// lanes summed pairwise. One serial sum would wait on the adder's latency
+/// for every element (a bias gradient sums N·P of them per channel).
+fn lane_sum<T: Elem>(x: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for ch in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(ch) {
+            *l += v;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += v;
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    ((a + b) + (c + d)) + ((e + f) + (g + h))
 }
