@@ -11,6 +11,8 @@
 //! mask fused), `dw = dy'·colᵀ`, `db = Σ dy'`, `dcol = wᵀ·dy'`,
 //! `dx = col2im(dcol)`.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
@@ -19,9 +21,15 @@ use super::num::*;
 use super::gemm::gemm_slices;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
 
-/// Buffers a convolution layer keeps between calls so that the hot path does
-/// not allocate: the im2col matrix of the last forward (needed by the weight
-/// gradient) and the GEMM output.
+/// The buffers of one convolution between its forward and its backward: the
+/// im2col matrix of the forward, which the weight gradient needs.
+///
+/// Scratch buffers are not kept per layer: the GEMM output is handed back to
+/// a process-wide pool as soon as the forward has used it, and the im2col
+/// matrix when the backward is done (see [`scratch_pool_bytes`]). A network
+/// of many conv layers trained one block at a time (NoProp-DT: ten blocks of
+/// three convs) thus holds the large im2col matrices of the blocks being
+/// trained at that moment, not of every block it has ever trained.
 #[derive(Clone, Debug, Default)]
 pub struct ConvWorkspace {
     col: Option<Tensor>,
@@ -47,8 +55,57 @@ impl ConvWorkspace {
     }
 }
 
+/// Host scratch tensors free for reuse by any convolution of the process.
+static SCRATCH: Mutex<Vec<Tensor>> = Mutex::new(Vec::new());
+/// Most tensors the pool keeps (beyond that, a returned one is freed).
+const SCRATCH_MAX: usize = 16;
+
+fn scratch() -> std::sync::MutexGuard<'static, Vec<Tensor>> {
+    // A panic while holding the lock cannot leave the list inconsistent
+    // (push and swap_remove only), so a poisoned lock is still usable.
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bytes held by the process-wide pool of free convolution scratch buffers.
+pub fn scratch_pool_bytes() -> usize {
+    scratch().iter().map(Tensor::size_in_bytes).sum()
+}
+
+/// Hand a scratch tensor back to the pool (host tensors only).
+fn give_back(t: Option<Tensor>) {
+    if let Some(t) = t.filter(Tensor::is_on_host) {
+        let mut pool = scratch();
+        if pool.len() < SCRATCH_MAX {
+            pool.push(t);
+        }
+    }
+}
+
+/// A tensor of `shape` whose values the caller overwrites: the slot's, else
+/// the pool's best fit (the smallest that is large enough, else the largest,
+/// which then grows), else a new one.
 fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tensor {
-    let mut t = slot.take().unwrap_or_else(|| Tensor::zeros(&[0], dtype));
+    let mut t = slot.take().unwrap_or_else(|| {
+        let need = shape.iter().product::<usize>();
+        let mut pool = scratch();
+        let fits = |t: &Tensor| t.dtype() == dtype;
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| fits(t) && t.numel() >= need)
+            .min_by_key(|(_, t)| t.numel())
+            .or_else(|| {
+                pool.iter()
+                    .enumerate()
+                    .filter(|(_, t)| fits(t))
+                    .max_by_key(|(_, t)| t.numel())
+            })
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => pool.swap_remove(i),
+            None => Tensor::zeros(&[0], dtype),
+        }
+    });
     t.resize_for_overwrite(shape, dtype);
     t
 }
@@ -296,7 +353,7 @@ pub fn conv2d_forward(
         scatter_to_nchw::<T>(tmp.as_slice()?, oc, g.p(), bias, relu, y.as_mut_slice()?);
     });
     ws.col = Some(col);
-    ws.tmp = Some(tmp);
+    give_back(Some(tmp));
     ws.x_shape = s;
     ws.pad = pad;
     ws.cached = true;
@@ -453,12 +510,12 @@ pub fn conv2d_backward(
             let mut dxt = Tensor::zeros(&s, dtype);
             col2im_slices::<T>(dcol.as_slice()?, g, dxt.as_mut_slice()?);
             dx = Some(dxt);
-            ws.col = Some(dcol);
+            give_back(Some(dcol));
         } else {
-            ws.col = Some(col);
+            give_back(Some(col));
         }
     });
-    ws.tmp = Some(dy2);
+    give_back(Some(dy2));
     Ok(Conv2dGrads { dx, dw, db })
 }
 

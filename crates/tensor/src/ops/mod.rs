@@ -26,7 +26,9 @@ mod shape;
 mod softmax;
 
 pub use batchnorm::{batch_norm_backward, batch_norm_eval, batch_norm_train, BatchNormSaved};
-pub use conv::{col2im, conv2d_backward, conv2d_forward, im2col, Conv2dGrads, ConvWorkspace};
+pub use conv::{
+    col2im, conv2d_backward, conv2d_forward, im2col, scratch_pool_bytes, Conv2dGrads, ConvWorkspace,
+};
 pub use elementwise::{
     add, add_assign, add_bias_rows, add_scaled, axpy, bias_relu_rows, mul, mul_assign, relu,
     relu_backward, relu_backward_in_place, relu_in_place, scale, scale_in_place, sub,

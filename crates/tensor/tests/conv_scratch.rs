@@ -1,0 +1,45 @@
+//! Convolution scratch memory is shared, not kept per layer: a model that
+//! trains many conv layers one after another holds the buffers of one, not
+//! of all. (Own test binary: the pool is process-wide.)
+
+use noprop_tensor::ops;
+use noprop_tensor::philox::RngStream;
+use noprop_tensor::DType;
+
+#[test]
+fn conv_workspaces_return_their_buffers_to_one_pool() {
+    let mut rng = RngStream::new(7, 0);
+    let x = ops::randn(&[16, 32, 13, 13], DType::F32, &mut rng).unwrap();
+    // Ten layers of the same shape, trained one after another, as the ten
+    // blocks of NoProp-DT are.
+    let mut layers: Vec<(noprop_tensor::Tensor, ops::ConvWorkspace)> = (0..10)
+        .map(|_| {
+            let w = ops::randn(&[64, 32, 3, 3], DType::F32, &mut rng).unwrap();
+            (w, ops::ConvWorkspace::new())
+        })
+        .collect();
+    let mut pool_after_first = None;
+    for (i, (w, ws)) in layers.iter_mut().enumerate() {
+        let y = ops::conv2d_forward(&x, w, None, 0, true, ws).unwrap();
+        // Between forward and backward a layer holds its im2col matrix only.
+        let col_bytes = 32 * 9 * 16 * 11 * 11 * 4;
+        assert_eq!(ws.size_in_bytes(), col_bytes, "layer {i}");
+        let g = ops::conv2d_backward(&y, w, Some(&y), ws, true).unwrap();
+        assert!(g.dx.is_some());
+        // After the backward it holds nothing ...
+        assert_eq!(ws.size_in_bytes(), 0, "layer {i}");
+        // ... and the pool does not grow with the number of layers trained.
+        let pool = ops::scratch_pool_bytes();
+        assert!(pool > 0);
+        match pool_after_first {
+            None => pool_after_first = Some(pool),
+            Some(p) => assert_eq!(pool, p, "layer {i}: the pool grew"),
+        }
+    }
+    // The pool holds at most one layer's im2col matrix and GEMM output.
+    let one_layer = (32 * 9 + 64) * 16 * 11 * 11 * 4;
+    assert!(pool_after_first.unwrap() <= one_layer);
+    // A second backward without a forward is refused, not served from the pool.
+    let (w, ws) = &mut layers[0];
+    assert!(ops::conv2d_backward(&x, w, None, ws, true).is_err());
+}
