@@ -259,11 +259,19 @@ fn conv2d_f32_matches_f64_and_fused_relu() {
 #[test]
 fn im2col_col2im_are_adjoint() {
     // <im2col(x), c> == <x, col2im(c)> for random x, c.
-    for &(n, c, h, w, pad) in &[(1, 1, 3, 3, 0), (2, 3, 7, 5, 1), (1, 7, 9, 8, 0)] {
+    // pad 0 with a 3-row kernel takes col2im's fused path (edge rows too).
+    for &(n, c, h, w, kw, pad) in &[
+        (1, 1, 3, 3, 3, 0),
+        (2, 3, 7, 5, 3, 1),
+        (1, 7, 9, 8, 3, 0),
+        (2, 4, 13, 11, 3, 0),
+        (1, 2, 4, 6, 2, 0),
+        (1, 2, 5, 6, 1, 1),
+    ] {
         let x = rand_t(&[n, c, h, w], DType::F64, 21);
-        let col = ops::im2col(&x, 3, 3, pad).unwrap();
+        let col = ops::im2col(&x, 3, kw, pad).unwrap();
         let cc = rand_t(col.shape(), DType::F64, 22);
-        let back = ops::col2im(&cc, &[n, c, h, w], 3, 3, pad).unwrap();
+        let back = ops::col2im(&cc, &[n, c, h, w], 3, kw, pad).unwrap();
         let lhs = ops::dot(&col, &cc).unwrap();
         let rhs = ops::dot(&x, &back).unwrap();
         assert_relative_eq!(lhs, rhs, max_relative = 1e-12);
