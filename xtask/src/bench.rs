@@ -535,18 +535,23 @@ pub fn render() -> Result<()> {
         let per = ours["per_epoch"].as_array().cloned().unwrap_or_default();
         let peer = g["pytorch"].as_array().cloned().unwrap_or_default();
         for (i, e) in per.iter().enumerate() {
-            // Epochs the peer did not run show as NaN.
-            let p = peer.get(i).cloned().unwrap_or(Value::Null);
+            // Epochs the peer did not run (`--peer-epochs`) show a dash.
+            let peer_cols = match peer.get(i) {
+                Some(p) => format!(
+                    "{:.1} | {:.1} | {:.4} | {:.2}",
+                    f(&p["train_seconds"]),
+                    f(&p["images_per_second"]),
+                    f(&p["test_accuracy"]),
+                    f(&e["images_per_second"]) / f(&p["images_per_second"])
+                ),
+                None => "— | — | — | —".into(),
+            };
             md += &format!(
-                "| {} | {:.1} | {:.1} | {:.4} | {:.1} | {:.1} | {:.4} | {:.2} |\n",
+                "| {} | {:.1} | {:.1} | {:.4} | {peer_cols} |\n",
                 i + 1,
                 f(&e["train_seconds"]),
                 f(&e["images_per_second"]),
                 f(&e["test_accuracy"]),
-                f(&p["train_seconds"]),
-                f(&p["images_per_second"]),
-                f(&p["test_accuracy"]),
-                f(&e["images_per_second"]) / f(&p["images_per_second"])
             );
         }
         md += &format!(

@@ -8,12 +8,12 @@
 //! test fails with the loader's message listing where it looked: these
 //! checks are the point of the suite and must not silently pass.
 
-use std::process::Command;
+mod common;
 
 fn train(embedding: &str, extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_noprop"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+    let results = dir.path().to_str().expect("UTF-8 temp path");
+    let mut args = vec![
         "train",
         "--method",
         "noprop-dt",
@@ -32,24 +32,10 @@ fn train(embedding: &str, extra: &[&str]) -> serde_json::Value {
         "--checkpoint-every",
         "0",
         "--results-dir",
-    ]);
-    cmd.arg(dir.path()).args(extra);
-    let out = cmd.output().expect("run noprop");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(out.status.success(), "noprop train failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("some output");
-    let json = last
-        .strip_prefix("RESULT ")
-        .expect("last line is RESULT {json}");
-    let v: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
-    // The JSON file it names exists and holds the same result.
-    let path = v["result_path"].as_str().expect("result_path");
-    let on_disk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("result file")).expect("json");
-    assert_eq!(on_disk["test_accuracy"], v["test_accuracy"]);
-    v
+        results,
+    ];
+    args.extend_from_slice(extra);
+    common::result_on_disk(&common::noprop(&args))
 }
 
 #[test]

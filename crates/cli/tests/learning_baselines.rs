@@ -12,47 +12,34 @@
 //! 20 keeps CI time down. Without the MNIST files the test fails with the
 //! loader's message: these checks must not silently pass.
 
-use std::process::Command;
+mod common;
 
 fn train(method: &str, extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_noprop"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "train",
-            "--method",
-            method,
-            "--dataset",
-            "mnist-test-split",
-            "--embedding",
-            "one-hot",
-            "--epochs",
-            "2",
-            "--seed",
-            "0",
-            "--batch-size",
-            "128",
-            "--train-eval-limit",
-            "100",
-            "--checkpoint-every",
-            "0",
-            "--results-dir",
-        ])
-        .arg(dir.path())
-        .args(extra)
-        .output()
-        .expect("run noprop");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(out.status.success(), "noprop train failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("some output");
-    let v: serde_json::Value =
-        serde_json::from_str(last.strip_prefix("RESULT ").expect("RESULT line")).expect("JSON");
-    let path = v["result_path"].as_str().expect("result_path");
-    let on_disk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("result file")).expect("json");
-    assert_eq!(on_disk["test_accuracy"], v["test_accuracy"]);
+    let results = dir.path().to_str().expect("UTF-8 temp path");
+    let mut args = vec![
+        "train",
+        "--method",
+        method,
+        "--dataset",
+        "mnist-test-split",
+        "--embedding",
+        "one-hot",
+        "--epochs",
+        "2",
+        "--seed",
+        "0",
+        "--batch-size",
+        "128",
+        "--train-eval-limit",
+        "100",
+        "--checkpoint-every",
+        "0",
+        "--results-dir",
+        results,
+    ];
+    args.extend_from_slice(extra);
+    let v = common::result_on_disk(&common::noprop(&args));
     for key in [
         "method",
         "dataset",

@@ -11,29 +11,18 @@
 //! bit for bit, learnable schedule and its optimiser state included, and
 //! `noprop eval` gives the same accuracy with and without image-path caching.
 
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+mod common;
+use common::result;
+
+/// `noprop <args> --results-dir <results>`, asserting success.
 fn noprop(args: &[&str], results: &Path) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_noprop"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .arg("--results-dir")
-        .arg(results)
-        .output()
-        .expect("run noprop");
-    assert!(
-        out.status.success(),
-        "noprop {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn result(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last.strip_prefix("RESULT ").expect("RESULT line")).expect("JSON")
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend([OsStr::new("--results-dir"), results.as_os_str()]);
+    common::noprop(&all)
 }
 
 #[test]
@@ -138,11 +127,9 @@ fn resume_run(results: &Path, extra: &[&str]) -> Output {
 }
 
 fn payload(results: &Path) -> Vec<u8> {
-    let p = results.join("checkpoints/noprop-ct-mnist-test-split-dim20-s3/last.safetensors");
-    let bytes = std::fs::read(p).expect("checkpoint");
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("header")) as usize;
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors header");
+    let (bytes, header) = common::checkpoint(
+        &results.join("checkpoints/noprop-ct-mnist-test-split-dim20-s3/last.safetensors"),
+    );
     // The learnable schedule and its Adam moments are part of the state.
     for k in [
         "schedule.params",
@@ -151,7 +138,7 @@ fn payload(results: &Path) -> Vec<u8> {
     ] {
         assert!(header.get(k).is_some(), "checkpoint lacks `{k}`");
     }
-    bytes[8 + n..].to_vec()
+    bytes
 }
 
 #[test]
@@ -193,16 +180,7 @@ fn interrupted_and_resumed_ct_run_matches_uninterrupted_run() {
             "5",
         ];
         args.extend_from_slice(extra);
-        let out = Command::new(env!("CARGO_BIN_EXE_noprop"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(&args)
-            .output()
-            .expect("run noprop eval");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = common::noprop(&args);
         result(&out)
     };
     let on = ev(&["--image-cache", "on"]);

@@ -5,27 +5,10 @@
 //! their checkpoints and gives the same result twice.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn noprop(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_noprop"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("run noprop");
-    assert!(
-        out.status.success(),
-        "noprop {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn result(out: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("some output");
-    serde_json::from_str(last.strip_prefix("RESULT ").expect("RESULT line")).expect("JSON")
-}
+mod common;
+use common::{noprop, result};
 
 fn run(method: &str, embedding: &str, steps: &str, results: &Path, extra: &[&str]) -> Output {
     let dir = results.to_str().expect("utf-8 path");
@@ -59,17 +42,14 @@ fn run(method: &str, embedding: &str, steps: &str, results: &Path, extra: &[&str
 /// The checkpoint's tensor payload (everything after the safetensors header,
 /// whose metadata records wall-clock seconds) and its tensor names.
 fn payload(ckpt: &Path) -> (Vec<u8>, Vec<String>) {
-    let bytes = std::fs::read(ckpt).expect("checkpoint");
-    let n = u64::from_le_bytes(bytes[..8].try_into().expect("header")) as usize;
-    let header: serde_json::Value =
-        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors header");
+    let (bytes, header) = common::checkpoint(ckpt);
     let names = header
         .as_object()
         .expect("header object")
         .keys()
         .cloned()
         .collect();
-    (bytes[8 + n..].to_vec(), names)
+    (bytes, names)
 }
 
 fn resume_is_bit_identical(method: &str, embedding: &str, steps: &str, state: &[&str]) {
