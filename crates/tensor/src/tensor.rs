@@ -477,14 +477,17 @@ impl Tensor {
     }
 
     /// Like [`Tensor::resize_zeroed`] but leaves old values in place (callers
-    /// overwrite every element).
+    /// overwrite every element): shrinking keeps the allocation and writes
+    /// nothing, growing zero-fills only the new elements.
     pub(crate) fn resize_for_overwrite(&mut self, shape: &[usize], dtype: DType) {
         let n = numel_of(shape);
-        if self.dtype() == dtype && self.numel() == n && Arc::get_mut(&mut self.storage).is_some() {
-            self.shape = shape.to_vec();
-        } else {
-            self.resize_zeroed(shape, dtype);
+        let same_dtype = self.dtype() == dtype;
+        match Arc::get_mut(&mut self.storage) {
+            Some(CpuStorage::F32(v)) if same_dtype => v.resize(n, 0.0),
+            Some(CpuStorage::F64(v)) if same_dtype => v.resize(n, 0.0),
+            _ => return self.resize_zeroed(shape, dtype),
         }
+        self.shape = shape.to_vec();
     }
 
     /// Set every element to `value`.

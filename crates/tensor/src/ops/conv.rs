@@ -82,8 +82,9 @@ fn give_back(t: Option<Tensor>) {
 }
 
 /// A tensor of `shape` whose values the caller overwrites: the slot's, else
-/// the pool's best fit (the smallest that is large enough, else the largest,
-/// which then grows), else a new one.
+/// the pool's best fit (one of exactly that size, else the smallest that is
+/// larger, else the largest, which then grows), else a new one. The same
+/// sizes recur every step, so the pool soon holds each exactly.
 fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tensor {
     let mut t = slot.take().unwrap_or_else(|| {
         let need = shape.iter().product::<usize>();
@@ -93,7 +94,7 @@ fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tens
             .iter()
             .enumerate()
             .filter(|(_, t)| fits(t) && t.numel() >= need)
-            .min_by_key(|(_, t)| t.numel())
+            .min_by_key(|(_, t)| t.numel() - need)
             .or_else(|| {
                 pool.iter()
                     .enumerate()
