@@ -33,7 +33,6 @@ use crate::{with_dtype, Elem, Error, Result, Tensor};
 #[derive(Clone, Debug, Default)]
 pub struct ConvWorkspace {
     col: Option<Tensor>,
-    tmp: Option<Tensor>,
     x_shape: Vec<usize>,
     pad: usize,
     cached: bool,
@@ -51,7 +50,6 @@ impl ConvWorkspace {
     /// Bytes currently held.
     pub fn size_in_bytes(&self) -> usize {
         self.col.as_ref().map_or(0, |t| t.size_in_bytes())
-            + self.tmp.as_ref().map_or(0, |t| t.size_in_bytes())
     }
 }
 
@@ -81,12 +79,12 @@ fn give_back(t: Option<Tensor>) {
     }
 }
 
-/// A tensor of `shape` whose values the caller overwrites: the slot's, else
+/// A tensor of `shape` whose values the caller overwrites: `slot`, else
 /// the pool's best fit (one of exactly that size, else the smallest that is
 /// larger, else the largest, which then grows), else a new one. The same
 /// sizes recur every step, so the pool soon holds each exactly.
-fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tensor {
-    let mut t = slot.take().unwrap_or_else(|| {
+fn take(slot: Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tensor {
+    let mut t = slot.unwrap_or_else(|| {
         let need = shape.iter().product::<usize>();
         let mut pool = scratch();
         let fits = |t: &Tensor| t.dtype() == dtype;
@@ -94,7 +92,7 @@ fn take(slot: &mut Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tens
             .iter()
             .enumerate()
             .filter(|(_, t)| fits(t) && t.numel() >= need)
-            .min_by_key(|(_, t)| t.numel() - need)
+            .min_by_key(|(_, t)| t.numel())
             .or_else(|| {
                 pool.iter()
                     .enumerate()
@@ -253,6 +251,7 @@ pub fn col2im(col: &Tensor, x_shape: &[usize], kh: usize, kw: usize, pad: usize)
     Ok(dx)
 }
 
+/// Adds `col2im(col)` into `dx`, which the caller passes zeroed.
 fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     let chw = g.c * g.h * g.w;
     if chw == 0 {
@@ -264,7 +263,6 @@ fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     }
     // One task per image; taps added in a fixed order: thread-count independent.
     dx.par_chunks_mut(chw).enumerate().for_each(|(ni, img)| {
-        img.iter_mut().for_each(|v| *v = T::zero());
         for r in 0..g.kk() {
             let ci = r / (g.kh * g.kw);
             let ky = (r / g.kw) % g.kh;
@@ -297,7 +295,6 @@ fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     dx.par_chunks_mut(g.c * h * w)
         .enumerate()
         .for_each(|(ni, img)| {
-            img.iter_mut().for_each(|v| *v = T::zero());
             for (ci, plane) in img.chunks_mut(h * w).enumerate() {
                 for kx in 0..kw {
                     // Tap (ky, kx) is row (ci·3 + ky)·KW + kx of col.
@@ -376,8 +373,8 @@ pub fn conv2d_forward(
     let np = g.n * g.p();
     let kk = g.kk();
     let dtype = x.dtype();
-    let mut col = take(&mut ws.col, &[kk, np], dtype);
-    let mut tmp = take(&mut ws.tmp, &[oc, np], dtype);
+    let mut col = take(ws.col.take(), &[kk, np], dtype);
+    let mut tmp = take(None, &[oc, np], dtype);
     let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow], dtype);
     with_dtype!(dtype, T, {
         im2col_slices::<T>(x.as_slice()?, g, col.as_mut_slice()?);
@@ -505,7 +502,7 @@ pub fn conv2d_backward(
     let dtype = dy.dtype();
     let np = g.n * g.p();
     let kk = g.kk();
-    let mut dy2 = take(&mut ws.tmp, &[oc, np], dtype);
+    let mut dy2 = take(None, &[oc, np], dtype);
     let mut dw = Tensor::zeros(&wsh, dtype);
     let mut db = Tensor::zeros(&[oc], dtype);
     let mut dx = None;
