@@ -6,29 +6,37 @@
 //! noprop train --method noprop-fm --dataset mnist-test-split --embedding dim20 --epochs 10 --sampler euler
 //! noprop train --method backprop --dataset mnist-test-split --embedding one-hot --epochs 2
 //! noprop train --method adjoint --dataset mnist-test-split --epochs 2 --steps 1000
-//! noprop eval --checkpoint results/checkpoints/<run>/last.safetensors
+//! noprop eval --dataset mnist-test-split --checkpoint results/checkpoints/<run>/last.safetensors
+//! noprop data check --dataset fashion-mnist
 //! ```
 //!
-//! Every run writes one JSON result (config, seed, git revision, host,
-//! per-epoch metrics, wall time, peak memory) and prints `RESULT {json}` as
-//! its last line. `cargo xtask train` / `eval` build this binary in release
-//! mode and run it.
+//! A thin shell over the `noprop-train` library: options are parsed into
+//! its typed `TrainConfig` / `EvalConfig`, validated there, and run by its
+//! `Trainer`. Every training run writes one JSON result (config, seed, git
+//! revision, host, per-epoch metrics, wall time, peak memory) and prints
+//! `RESULT {json}` as its last line. `cargo xtask train` / `eval` build this
+//! binary in release mode and run it.
 
-mod alloc;
-mod base;
-mod cont;
-mod driver;
-mod run;
+mod eval_args;
+mod switches;
+mod train_args;
 
 use std::io::IsTerminal;
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
+use noprop_train::memory::Counting;
 
 #[global_allocator]
-static GLOBAL: alloc::Counting = alloc::Counting;
+static GLOBAL: Counting = Counting;
 
 #[derive(Parser, Debug)]
-#[command(name = "noprop", version, about = "Train and evaluate NoProp models")]
+#[command(
+    name = "noprop",
+    version,
+    about = "Train and evaluate NoProp models (arXiv 2503.24322) and their baselines",
+    after_help = "Examples:\n  noprop train --method noprop-dt --dataset mnist-test-split --epochs 2\n  noprop eval --dataset mnist-test-split --checkpoint results/checkpoints/noprop-dt-mnist-test-split-one-hot-s0/last.safetensors\n  noprop data check --dataset fashion-mnist\n\nLog level: NOPROP_LOG=debug|info|warn. Progress lines for a parent process: NOPROP_PROGRESS=lines."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,9 +45,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Train a model and write its JSON result and checkpoints.
-    Train(Box<run::TrainArgs>),
+    #[command(
+        after_help = "Examples:\n  noprop train --method noprop-dt --dataset mnist-test-split --embedding one-hot --epochs 2\n  noprop train --method noprop-fm --dataset fashion-mnist --embedding dim20 --steps 1000 --eval-steps 20\n  noprop train --method backprop --dataset cifar10 --epochs 150 --device auto --resume"
+    )]
+    Train(Box<train_args::TrainArgs>),
     /// Evaluate a checkpoint on a dataset's test split.
-    Eval(run::EvalArgs),
+    #[command(
+        after_help = "Examples:\n  noprop eval --dataset mnist-test-split --checkpoint results/checkpoints/noprop-dt-mnist-test-split-one-hot-s0/last.safetensors --inference-runs 5\n  noprop eval --dataset mnist --checkpoint results/checkpoints/noprop-ct-mnist-one-hot-s0/last.safetensors --sampler heun --steps 40"
+    )]
+    Eval(eval_args::EvalArgs),
 }
 
 fn main() {
@@ -52,9 +66,9 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    let out = match cli.command {
-        Command::Train(a) => run::train(*a),
-        Command::Eval(a) => run::eval(a),
+    let out: Result<()> = match cli.command {
+        Command::Train(a) => train_args::run(*a),
+        Command::Eval(a) => eval_args::run(a),
     };
     if let Err(e) = out {
         eprintln!("error: {e:#}");

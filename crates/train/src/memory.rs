@@ -2,11 +2,24 @@
 //! bytes, over the whole process and over a resettable window such as the
 //! training mini-batches) plus the process's peak resident set size from
 //! `/proc`.
+//!
+//! The counters only move when [`Counting`] is the process's global
+//! allocator; the `noprop` binary installs it, and so can any program that
+//! wants the `peak_*_memory_bytes` fields of a result to be filled in:
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: noprop_train::memory::Counting = noprop_train::memory::Counting;
+//! # fn main() {}
+//! ```
+//!
+//! Without it those fields read 0 (the RSS high-water mark from `/proc`
+//! still works).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Wraps the system allocator and tracks live and peak bytes.
+/// Wraps the system allocator and tracks live and peak heap bytes.
 pub struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);

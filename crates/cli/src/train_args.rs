@@ -1,0 +1,186 @@
+//! `noprop train`: its options, their translation into the library's
+//! [`TrainConfig`], and the run.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use noprop_train::{
+    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
+    OrderArg, ProgressLines, SamplerArg, TerminalBars, TrainConfig, Trainer,
+};
+
+use crate::switches::switch;
+
+/// Options of `noprop train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// The algorithm.
+    #[arg(long, value_enum, default_value_t = MethodName::NopropDt)]
+    pub method: MethodName,
+    /// Dataset: mnist, fashion-mnist, cifar10, cifar100 or mnist-test-split
+    /// (the real MNIST test set split 8,000 / 2,000).
+    #[arg(long)]
+    pub dataset: DatasetArg,
+    /// Class embedding: one-hot, dim20 (any dimN) or prototype.
+    #[arg(long, default_value = "one-hot")]
+    pub embedding: EmbeddingArg,
+    /// Epochs.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Seed of everything random (initialisation, noise, dropout, shuffles).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device: cpu, cuda, cuda:N or auto (CUDA when it works, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceArg,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// noprop-dt and backprop: number of blocks T [default: 10]. noprop-ct/fm:
+    /// inference steps of the final test evaluation [default: 1000, as in the
+    /// paper]. adjoint: Euler steps for training and inference [default: 1000].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// η, the weight of the L2 terms (noprop-dt [default: 0.1], noprop-ct [default: 1]).
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// noprop-ct/fm inference sampler [default: ancestral for CT, euler for FM;
+    /// ancestral is CT's only].
+    #[arg(long, value_enum)]
+    pub sampler: Option<SamplerArg>,
+    /// noprop-ct/fm/adjoint: inference steps of the per-epoch evaluations [default: --steps].
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// noprop-fm: σ of the path of Eq. 10 [default: 0].
+    #[arg(long)]
+    pub fm_sigma: Option<f64>,
+    /// noprop-fm: the anchor cross-entropy of Eq. 13 [default: auto = on with a learned embedding].
+    #[arg(long, value_enum)]
+    pub anchor_ce: Option<AnchorCe>,
+    /// noprop-ct/fm: run the image path at every inference step instead of
+    /// once per image (same result, slower; for checking).
+    #[arg(long)]
+    pub no_image_cache: bool,
+    /// Deprecated spelling of --no-image-cache (`--image-cache off`).
+    #[arg(long, value_enum, hide = true)]
+    pub image_cache: Option<OnOff>,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Weight decay.
+    #[arg(long, default_value_t = 1e-3)]
+    pub weight_decay: f64,
+    /// noprop-dt loop order [default: batch].
+    #[arg(long, value_enum)]
+    pub order: Option<OrderArg>,
+    /// noprop-dt output classifier [default: softmax].
+    #[arg(long, value_enum)]
+    pub classifier: Option<ClassifierArg>,
+    /// noprop-dt: σ of the posterior classifier (with --classifier posterior) [default: 1].
+    #[arg(long)]
+    pub sigma: Option<f64>,
+    /// noprop-dt: gradient routes into W_Embed [default: all].
+    #[arg(long, value_enum)]
+    pub embed_grad: Option<EmbedGradArg>,
+    /// NoProp: no fresh noise at inference (deterministic predictions).
+    #[arg(long)]
+    pub no_inference_noise: bool,
+    /// Deprecated spelling of --no-inference-noise (`--inference-noise off`).
+    #[arg(long, value_enum, hide = true)]
+    pub inference_noise: Option<OnOff>,
+    /// Stochastic inference runs averaged for the final test accuracy.
+    #[arg(long, default_value_t = 1)]
+    pub inference_runs: usize,
+    /// noprop-dt: run the T block updates of a mini-batch one after another
+    /// even when they could run concurrently.
+    #[arg(long)]
+    pub sequential_blocks: bool,
+    /// Use only the first N training images (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub limit_train: usize,
+    /// Use only the first N test images (0 = all; for timing and memory runs).
+    #[arg(long, default_value_t = 0)]
+    pub limit_test: usize,
+    /// Measure train accuracy on a seeded class-balanced subset of at most N images (0 = all).
+    #[arg(long, default_value_t = 10_000)]
+    pub train_eval_limit: usize,
+    /// A dataset root searched before the default places.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Skip checksum verification.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Where results and checkpoints go.
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Run name [default: method-dataset-embedding-sSEED].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Checkpoint every N mini-batches (0: only at epoch ends).
+    #[arg(long, default_value_t = 200)]
+    pub checkpoint_every: u64,
+    /// Continue from the run's last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop (as if interrupted) after N mini-batches of this invocation — for resume tests.
+    #[arg(long, hide = true)]
+    pub stop_after: Option<u64>,
+}
+
+impl TrainArgs {
+    /// The library's configuration for these options (validated later, by
+    /// [`Trainer::new`]).
+    pub fn config(&self) -> Result<TrainConfig> {
+        let mut c = TrainConfig::new(self.method, self.dataset.0);
+        c.embedding = self.embedding.0;
+        c.epochs = self.epochs;
+        c.seed = self.seed;
+        c.device = self.device.clone();
+        c.batch_size = self.batch_size;
+        c.steps = self.steps;
+        c.eta = self.eta;
+        c.sampler = self.sampler;
+        c.eval_steps = self.eval_steps;
+        c.fm_sigma = self.fm_sigma;
+        c.anchor_ce = self.anchor_ce;
+        let cache = switch(self.no_image_cache, self.image_cache, "image-cache")?;
+        c.image_cache = (!cache || self.image_cache.is_some()).then_some(cache);
+        c.lr = self.lr;
+        c.weight_decay = self.weight_decay;
+        c.order = self.order;
+        c.classifier = self.classifier;
+        c.sigma = self.sigma;
+        c.embed_grad = self.embed_grad;
+        c.sequential_blocks = self.sequential_blocks;
+        c.inference_noise = switch(
+            self.no_inference_noise,
+            self.inference_noise,
+            "inference-noise",
+        )?;
+        c.inference_runs = self.inference_runs;
+        c.limit_train = self.limit_train;
+        c.limit_test = self.limit_test;
+        c.train_eval_limit = self.train_eval_limit;
+        c.data_dir = self.data_dir.clone();
+        c.verify = !self.no_verify;
+        c.results_dir = self.results_dir.clone();
+        c.name = self.name.clone();
+        c.checkpoint_every = self.checkpoint_every;
+        c.resume = self.resume;
+        c.stop_after = self.stop_after;
+        Ok(c)
+    }
+}
+
+/// `noprop train`: validate, train with live progress, print `RESULT {json}`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let mut trainer = Trainer::new(a.config()?)?.observe(TerminalBars::new());
+    if let Some(lines) = ProgressLines::from_env() {
+        trainer = trainer.observe(lines);
+    }
+    let report = trainer.fit()?;
+    if !report.result.is_null() {
+        println!("RESULT {}", serde_json::to_string(&report.result)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! What a training or evaluation run is asked to do, and the one validation
+//! step that rejects contradictory requests before any data is loaded.
+
+use std::path::PathBuf;
+
+use noprop_datasets::DatasetName;
+use noprop_models::EmbeddingKind;
+
+use crate::error::{Error, Result};
+use crate::options::{
+    AnchorCe, ClassifierArg, DeviceArg, EmbedGradArg, MethodName, OrderArg, SamplerArg,
+};
+
+/// A training run: the method, the data, the model's options and the
+/// bookkeeping (results, checkpoints, resume).
+///
+/// `Option` fields are method-specific: `None` means "the method's default"
+/// (and is the only legal value for methods the option does not apply to —
+/// [`TrainConfig::validate`] says so by name).
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// The algorithm.
+    pub method: MethodName,
+    /// The dataset.
+    pub dataset: DatasetName,
+    /// The class embedding (the adjoint baseline supports one-hot only).
+    pub embedding: EmbeddingKind,
+    /// Epochs.
+    pub epochs: usize,
+    /// Seed of everything random (initialisation, noise, dropout, shuffles).
+    pub seed: u64,
+    /// Where to train.
+    pub device: DeviceArg,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// DT and backprop: number of blocks T (default 10). CT/FM: inference
+    /// steps of the final evaluation (default 1000, as in the paper).
+    /// Adjoint: Euler steps for training and inference (default 1000).
+    pub steps: Option<usize>,
+    /// η, the weight of the L2 terms (DT: 0.1, CT: 1; DT/CT only).
+    pub eta: Option<f64>,
+    /// CT/FM inference sampler (CT: ancestral, FM: euler).
+    pub sampler: Option<SamplerArg>,
+    /// CT/FM/adjoint: inference steps of the per-epoch evaluations (default: `steps`).
+    pub eval_steps: Option<usize>,
+    /// FM: σ of the path of Eq. 10 (default 0).
+    pub fm_sigma: Option<f64>,
+    /// FM: the anchor cross-entropy of Eq. 13.
+    pub anchor_ce: Option<AnchorCe>,
+    /// CT/FM: compute the image path once per image at inference (default true).
+    pub image_cache: Option<bool>,
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// DT: loop order (default batch).
+    pub order: Option<OrderArg>,
+    /// DT: output classifier (default softmax).
+    pub classifier: Option<ClassifierArg>,
+    /// DT: σ of the posterior classifier (default 1).
+    pub sigma: Option<f64>,
+    /// DT: gradient routes into `W_Embed` (default all).
+    pub embed_grad: Option<EmbedGradArg>,
+    /// DT: run the T block updates of a mini-batch one after another even
+    /// when they could run concurrently.
+    pub sequential_blocks: bool,
+    /// Fresh noise at inference (Eq. 3); only NoProp can turn it off.
+    pub inference_noise: bool,
+    /// Stochastic inference runs averaged for the final test accuracy.
+    pub inference_runs: usize,
+    /// Use only the first N training images (0 = all).
+    pub limit_train: usize,
+    /// Use only the first N test images (0 = all).
+    pub limit_test: usize,
+    /// Measure train accuracy on a seeded class-balanced subset of at most N images (0 = all).
+    pub train_eval_limit: usize,
+    /// A data root searched before the default places.
+    pub data_dir: Option<PathBuf>,
+    /// Verify dataset checksums (default true).
+    pub verify: bool,
+    /// Where the JSON result and `checkpoints/<name>/` go.
+    pub results_dir: PathBuf,
+    /// Run name (default `method-dataset-embedding-sSEED`).
+    pub name: Option<String>,
+    /// Checkpoint every N mini-batches (0: only at epoch ends).
+    pub checkpoint_every: u64,
+    /// Continue from the run's last checkpoint if it exists.
+    pub resume: bool,
+    /// Stop (as if interrupted) after N mini-batches of this invocation.
+    pub stop_after: Option<u64>,
+}
+
+impl TrainConfig {
+    /// The defaults of `noprop train` (the paper's batch size, learning rate
+    /// and weight decay; one epoch; seed 0; CPU) for `method` on `dataset`.
+    pub fn new(method: MethodName, dataset: DatasetName) -> Self {
+        TrainConfig {
+            method,
+            dataset,
+            embedding: EmbeddingKind::OneHot,
+            epochs: 1,
+            seed: 0,
+            device: DeviceArg::Cpu,
+            batch_size: 128,
+            steps: None,
+            eta: None,
+            sampler: None,
+            eval_steps: None,
+            fm_sigma: None,
+            anchor_ce: None,
+            image_cache: None,
+            lr: 1e-3,
+            weight_decay: 1e-3,
+            order: None,
+            classifier: None,
+            sigma: None,
+            embed_grad: None,
+            sequential_blocks: false,
+            inference_noise: true,
+            inference_runs: 1,
+            limit_train: 0,
+            limit_test: 0,
+            train_eval_limit: 10_000,
+            data_dir: None,
+            verify: true,
+            results_dir: PathBuf::from("results"),
+            name: None,
+            checkpoint_every: 200,
+            resume: false,
+            stop_after: None,
+        }
+    }
+
+    /// The run's name: `name` or `method-dataset-embedding-sSEED`.
+    pub fn run_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}-s{}",
+                self.method,
+                self.dataset.as_str(),
+                self.embedding,
+                self.seed
+            )
+        })
+    }
+
+    /// `results_dir/checkpoints/<run name>/last.safetensors`.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.results_dir
+            .join("checkpoints")
+            .join(self.run_name())
+            .join("last.safetensors")
+    }
+
+    /// Reject every option that does not apply to the method, every
+    /// contradictory combination and every out-of-range number, naming the
+    /// option. Called by [`crate::Trainer::new`] before anything is loaded.
+    pub fn validate(&self) -> Result<()> {
+        use MethodName::*;
+        let m = self.method;
+        let only = |set: bool, flag: &str, methods: &[MethodName]| -> Result<()> {
+            if set && !methods.contains(&m) {
+                let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                return Err(Error::config(format!(
+                    "{flag} applies to {} only, not to {m}",
+                    names.join(", ")
+                )));
+            }
+            Ok(())
+        };
+        only(self.eta.is_some(), "--eta", &[NopropDt, NopropCt])?;
+        only(self.sampler.is_some(), "--sampler", &[NopropCt, NopropFm])?;
+        only(
+            self.eval_steps.is_some(),
+            "--eval-steps",
+            &[NopropCt, NopropFm, Adjoint],
+        )?;
+        only(self.fm_sigma.is_some(), "--fm-sigma", &[NopropFm])?;
+        only(self.anchor_ce.is_some(), "--anchor-ce", &[NopropFm])?;
+        only(
+            self.image_cache.is_some(),
+            "--no-image-cache",
+            &[NopropCt, NopropFm],
+        )?;
+        only(self.order.is_some(), "--order", &[NopropDt])?;
+        only(self.classifier.is_some(), "--classifier", &[NopropDt])?;
+        only(self.sigma.is_some(), "--sigma", &[NopropDt])?;
+        only(self.embed_grad.is_some(), "--embed-grad", &[NopropDt])?;
+        only(self.sequential_blocks, "--sequential-blocks", &[NopropDt])?;
+        only(
+            !self.inference_noise,
+            "--no-inference-noise",
+            &[NopropDt, NopropCt, NopropFm],
+        )?;
+        if m == NopropFm && self.sampler == Some(SamplerArg::Ancestral) {
+            return Err(Error::config(
+                "--sampler ancestral simulates a diffusion; noprop-fm integrates an ODE: use --sampler euler or heun",
+            ));
+        }
+        if self.sigma.is_some() && self.classifier != Some(ClassifierArg::Posterior) {
+            return Err(Error::config(
+                "--sigma is the posterior classifier's σ: add --classifier posterior",
+            ));
+        }
+        if m == Adjoint && self.embedding != EmbeddingKind::OneHot {
+            return Err(Error::config(format!(
+                "the adjoint baseline uses the one-hot embedding only (as in the paper), not {}",
+                self.embedding
+            )));
+        }
+        if let EmbeddingKind::Learned { dim: 0 } = self.embedding {
+            return Err(Error::config(
+                "--embedding dim0: the dimension must be at least 1",
+            ));
+        }
+        let positive = |v: usize, flag: &str| -> Result<()> {
+            if v == 0 {
+                return Err(Error::config(format!("{flag} must be at least 1")));
+            }
+            Ok(())
+        };
+        positive(self.epochs, "--epochs")?;
+        positive(self.batch_size, "--batch-size")?;
+        positive(self.inference_runs, "--inference-runs")?;
+        if let Some(s) = self.steps {
+            positive(s, "--steps")?;
+        }
+        if let Some(s) = self.eval_steps {
+            positive(s, "--eval-steps")?;
+        }
+        let finite_nonneg = |v: f64, flag: &str| -> Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(format!(
+                    "{flag} must be a finite number ≥ 0, got {v}"
+                )));
+            }
+            Ok(())
+        };
+        finite_nonneg(self.lr, "--lr")?;
+        finite_nonneg(self.weight_decay, "--weight-decay")?;
+        if let Some(v) = self.eta {
+            finite_nonneg(v, "--eta")?;
+        }
+        if let Some(v) = self.fm_sigma {
+            finite_nonneg(v, "--fm-sigma")?;
+        }
+        if let Some(v) = self.sigma {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(format!("--sigma must be > 0, got {v}")));
+            }
+        }
+        if let Some(name) = &self.name {
+            if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+                return Err(Error::config(format!(
+                    "--name `{name}` must be a plain file name (no path separators)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An evaluation of a checkpoint on a dataset's test split (`noprop eval`).
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// The checkpoint to evaluate.
+    pub checkpoint: PathBuf,
+    /// The dataset (required: checkpoints do not record it).
+    pub dataset: DatasetName,
+    /// Stochastic inference runs averaged.
+    pub inference_runs: usize,
+    /// Fresh noise at inference (NoProp only).
+    pub inference_noise: bool,
+    /// CT/FM: inference steps (default 1000). Adjoint: Euler steps (default: as trained).
+    pub steps: Option<usize>,
+    /// CT/FM: the sampler (CT: ancestral, FM: euler).
+    pub sampler: Option<SamplerArg>,
+    /// CT/FM: compute the image path once per image (default true).
+    pub image_cache: bool,
+    /// Use only the first N test images (0 = all).
+    pub limit_test: usize,
+    /// A data root searched first.
+    pub data_dir: Option<PathBuf>,
+    /// Verify dataset checksums.
+    pub verify: bool,
+    /// Where to evaluate.
+    pub device: DeviceArg,
+}
+
+impl EvalConfig {
+    /// Defaults of `noprop eval`: one inference run with noise, on the CPU.
+    pub fn new(checkpoint: impl Into<PathBuf>, dataset: DatasetName) -> Self {
+        EvalConfig {
+            checkpoint: checkpoint.into(),
+            dataset,
+            inference_runs: 1,
+            inference_noise: true,
+            steps: None,
+            sampler: None,
+            image_cache: true,
+            limit_test: 0,
+            data_dir: None,
+            verify: true,
+            device: DeviceArg::Cpu,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(m: MethodName) -> TrainConfig {
+        TrainConfig::new(m, DatasetName::MnistTestSplit)
+    }
+
+    #[test]
+    fn defaults_are_valid_for_every_method() {
+        for m in MethodName::ALL {
+            cfg(m).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn options_of_other_methods_are_rejected_by_name() {
+        let mut c = cfg(MethodName::NopropFm);
+        c.sampler = Some(SamplerArg::Ancestral);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--sampler ancestral") && e.contains("euler"),
+            "{e}"
+        );
+
+        let mut c = cfg(MethodName::Backprop);
+        c.order = Some(OrderArg::Paper);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--order applies to noprop-dt only"), "{e}");
+
+        let mut c = cfg(MethodName::NopropDt);
+        c.sampler = Some(SamplerArg::Euler);
+        assert!(c.validate().unwrap_err().to_string().contains("--sampler"));
+
+        let mut c = cfg(MethodName::Adjoint);
+        c.inference_noise = false;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--no-inference-noise"));
+
+        let mut c = cfg(MethodName::Adjoint);
+        c.embedding = EmbeddingKind::Prototype;
+        assert!(c.validate().unwrap_err().to_string().contains("one-hot"));
+
+        let mut c = cfg(MethodName::NopropDt);
+        c.sigma = Some(2.0);
+        assert!(c.validate().unwrap_err().to_string().contains("posterior"));
+        c.classifier = Some(ClassifierArg::Posterior);
+        c.validate().unwrap();
+
+        let mut c = cfg(MethodName::NopropCt);
+        c.epochs = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("--epochs"));
+        let mut c = cfg(MethodName::NopropCt);
+        c.lr = f64::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("--lr"));
+        let mut c = cfg(MethodName::NopropCt);
+        c.name = Some("../x".into());
+        assert!(c.validate().unwrap_err().to_string().contains("--name"));
+    }
+
+    #[test]
+    fn run_name_and_checkpoint_path() {
+        let mut c = cfg(MethodName::NopropCt);
+        c.embedding = EmbeddingKind::Learned { dim: 20 };
+        c.seed = 3;
+        assert_eq!(c.run_name(), "noprop-ct-mnist-test-split-dim20-s3");
+        assert!(c
+            .checkpoint_path()
+            .ends_with("checkpoints/noprop-ct-mnist-test-split-dim20-s3/last.safetensors"));
+    }
+}

@@ -1,0 +1,343 @@
+//! Typed option values shared by the library and the `noprop` CLI.
+//!
+//! Each value a user can type is an enum here. Those with a closed set of
+//! values derive [`clap::ValueEnum`], so `--help` lists them and a typo gets a
+//! "did you mean" suggestion from clap; the open-ended ones (`dimN`
+//! embeddings, `cuda:N` devices, dataset aliases) parse through
+//! [`std::str::FromStr`] and suggest the closest known spelling themselves
+//! ([`suggest`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::ValueEnum;
+use noprop_datasets::DatasetName;
+use noprop_models::{ClassifierKind, EmbedGrad, EmbeddingKind, Order, Sampler};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The algorithm to train: NoProp in its three variants or one of the two
+/// end-to-end baselines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodName {
+    /// NoProp-DT: T = 10 denoising blocks, each trained on its own (Eq. 8).
+    #[value(name = "noprop-dt")]
+    NopropDt,
+    /// NoProp-CT: one network over continuous time with a learnable noise schedule (Eq. 9).
+    #[value(name = "noprop-ct")]
+    NopropCt,
+    /// NoProp-FM: flow matching (Eqs. 10–13).
+    #[value(name = "noprop-fm")]
+    NopropFm,
+    /// The same T blocks chained by Eqs. 17–19 and trained end to end by back-propagation.
+    Backprop,
+    /// A neural ODE on the CT network trained with the adjoint method.
+    Adjoint,
+}
+
+impl MethodName {
+    /// Every method, in the order of the paper's Table 1.
+    pub const ALL: [MethodName; 5] = [
+        MethodName::Backprop,
+        MethodName::NopropDt,
+        MethodName::Adjoint,
+        MethodName::NopropCt,
+        MethodName::NopropFm,
+    ];
+
+    /// The name used on the command line, in results and in checkpoints.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MethodName::NopropDt => "noprop-dt",
+            MethodName::NopropCt => "noprop-ct",
+            MethodName::NopropFm => "noprop-fm",
+            MethodName::Backprop => "backprop",
+            MethodName::Adjoint => "adjoint",
+        }
+    }
+
+    /// NoProp-CT or NoProp-FM (the continuous-time methods that sample at inference).
+    pub const fn is_continuous(self) -> bool {
+        matches!(self, MethodName::NopropCt | MethodName::NopropFm)
+    }
+}
+
+impl fmt::Display for MethodName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MethodName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        MethodName::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| unknown("method", s, &MethodName::ALL.map(MethodName::as_str)))
+    }
+}
+
+/// The CT/FM inference sampler (`--sampler`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    /// CT only: simulate the discretised diffusion (the default for CT).
+    Ancestral,
+    /// Euler steps of the ODE (the default for FM).
+    Euler,
+    /// Heun steps of the same ODE.
+    Heun,
+}
+
+impl From<SamplerArg> for Sampler {
+    fn from(s: SamplerArg) -> Self {
+        match s {
+            SamplerArg::Ancestral => Sampler::Ancestral,
+            SamplerArg::Euler => Sampler::Euler,
+            SamplerArg::Heun => Sampler::Heun,
+        }
+    }
+}
+
+/// NoProp-DT's loop order (`--order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum OrderArg {
+    /// Each mini-batch once; for t = 1…T block t's step and one shared step.
+    #[default]
+    Batch,
+    /// Algorithm 1: for t = 1…T a full pass over the data training block t.
+    Paper,
+}
+
+impl From<OrderArg> for Order {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::Batch => Order::Batch,
+            OrderArg::Paper => Order::Paper,
+        }
+    }
+}
+
+/// NoProp-DT's output classifier (`--classifier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum ClassifierArg {
+    /// Eq. 14: softmax of a linear layer.
+    #[default]
+    Softmax,
+    /// Eqs. 15–16: the radial posterior around the class embeddings (σ from `--sigma`).
+    Posterior,
+}
+
+impl ClassifierArg {
+    /// The model's classifier with the posterior's `sigma`.
+    pub fn kind(self, sigma: f64) -> ClassifierKind {
+        match self {
+            ClassifierArg::Softmax => ClassifierKind::Softmax,
+            ClassifierArg::Posterior => ClassifierKind::Posterior { sigma },
+        }
+    }
+}
+
+/// Which uses of `W_Embed` pass gradients to it in NoProp-DT (`--embed-grad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum EmbedGradArg {
+    /// Target, noisy input, block output, KL term and classifier input.
+    #[default]
+    All,
+    /// Only the block output `û = softmax(logits)·W_Embed`.
+    OutputOnly,
+}
+
+impl From<EmbedGradArg> for EmbedGrad {
+    fn from(g: EmbedGradArg) -> Self {
+        match g {
+            EmbedGradArg::All => EmbedGrad::All,
+            EmbedGradArg::OutputOnly => EmbedGrad::OutputOnly,
+        }
+    }
+}
+
+/// NoProp-FM's anchor cross-entropy of Eq. 13 (`--anchor-ce`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
+pub enum AnchorCe {
+    /// On with a learned embedding (dim20, prototype), off with one-hot.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+/// A deprecated `on|off` switch value (`--inference-noise on`), kept for one
+/// release beside the new flags (`--no-inference-noise`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled (also `true`).
+    #[value(alias = "true")]
+    On,
+    /// Disabled (also `false`).
+    #[value(alias = "false")]
+    Off,
+}
+
+impl From<OnOff> for bool {
+    fn from(v: OnOff) -> bool {
+        v == OnOff::On
+    }
+}
+
+/// The dataset to train or evaluate on (`--dataset`): one of
+/// [`DatasetName::ALL`], with its aliases (`cifar-10`, `mnist-test`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DatasetArg(pub DatasetName);
+
+impl FromStr for DatasetArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        s.parse::<DatasetName>()
+            .map(DatasetArg)
+            .map_err(|_| unknown("dataset", s, &DatasetName::ALL.map(DatasetName::as_str)))
+    }
+}
+
+impl fmt::Display for DatasetArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// The class embedding (`--embedding`): `one-hot`, `dimN` (the paper's
+/// `dim20`) or `prototype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddingArg(pub EmbeddingKind);
+
+impl FromStr for EmbeddingArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        s.parse::<EmbeddingKind>()
+            .map(EmbeddingArg)
+            .map_err(|_| unknown("embedding", s, &["one-hot", "dim20", "prototype"]))
+    }
+}
+
+impl fmt::Display for EmbeddingArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where to train (`--device`): `cpu`, `cuda`, `cuda:N` or `auto` (CUDA
+/// device 0 when it opens, else the CPU).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum DeviceArg {
+    /// The CPU (the default).
+    #[default]
+    Cpu,
+    /// CUDA device `N`.
+    Cuda(usize),
+    /// CUDA device 0 if it opens, else the CPU.
+    Auto,
+}
+
+impl FromStr for DeviceArg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "cpu" => Ok(DeviceArg::Cpu),
+            "auto" => Ok(DeviceArg::Auto),
+            "cuda" => Ok(DeviceArg::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceArg::Cuda(n)),
+                Some(Err(_)) => Err(Error::config(format!(
+                    "device `{s}`: the CUDA ordinal must be a number (cuda:0, cuda:1, …)"
+                ))),
+                None => Err(unknown("device", s, &["cpu", "cuda", "cuda:N", "auto"])),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceArg::Cpu => f.write_str("cpu"),
+            DeviceArg::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceArg::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl DeviceArg {
+    /// Open the device; the string says which was chosen and why.
+    pub fn open(&self) -> Result<(noprop_tensor::Device, String), Error> {
+        Ok(noprop_tensor::Device::parse(&self.to_string())?)
+    }
+}
+
+/// The known value closest to `typed`, if any is close enough to be a
+/// plausible typo (Jaro–Winkler similarity ≥ 0.8, which favours a shared
+/// prefix, as typos of long names usually keep it).
+pub fn suggest<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(typed, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+fn unknown(what: &'static str, typed: &str, known: &[&str]) -> Error {
+    Error::UnknownValue {
+        what,
+        typed: typed.to_string(),
+        expected: known.join(", "),
+        suggestion: suggest(typed, known).map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_the_closest_value() {
+        let e = "nprop-dt".parse::<MethodName>().unwrap_err().to_string();
+        assert!(e.contains("did you mean `noprop-dt`"), "{e}");
+        let e = "fashon-mnist"
+            .parse::<DatasetArg>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `fashion-mnist`"), "{e}");
+        let e = "one_hot2".parse::<EmbeddingArg>().unwrap_err().to_string();
+        assert!(e.contains("did you mean `one-hot`"), "{e}");
+        let e = "cdua".parse::<DeviceArg>().unwrap_err().to_string();
+        assert!(e.contains("did you mean `cuda`"), "{e}");
+        // Nothing plausible: no suggestion, but the list of values.
+        let e = "zzzzzz".parse::<MethodName>().unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+        assert!(e.contains("noprop-fm"), "{e}");
+    }
+
+    #[test]
+    fn values_round_trip() {
+        for m in MethodName::ALL {
+            assert_eq!(m.as_str().parse::<MethodName>().unwrap(), m);
+            let v = m.to_possible_value().unwrap();
+            assert_eq!(v.get_name(), m.as_str());
+        }
+        assert_eq!("cuda:3".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(3));
+        assert_eq!("cuda".parse::<DeviceArg>().unwrap().to_string(), "cuda:0");
+        assert!("cuda:x".parse::<DeviceArg>().is_err());
+        assert_eq!(
+            "dim32".parse::<EmbeddingArg>().unwrap().0,
+            EmbeddingKind::Learned { dim: 32 }
+        );
+        assert_eq!(
+            "cifar-10".parse::<DatasetArg>().unwrap().0,
+            DatasetName::Cifar10
+        );
+    }
+}

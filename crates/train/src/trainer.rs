@@ -1,0 +1,464 @@
+//! The training loop shared by every method: data order, checkpoint
+//! cadence, bit-exact resume, per-epoch evaluation, the final stochastic
+//! inference runs and the JSON result.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use noprop_datasets::{BatchBuf, BatchOptions, Dataset, Normalization, TrainTest};
+use noprop_models::EmbeddingKind;
+use noprop_tensor::Device;
+use serde_json::Value;
+use tracing::info;
+
+use crate::config::TrainConfig;
+use crate::data::{accuracy_with, load_data, to_tensor, EVAL_BATCH};
+use crate::error::{Error, Result};
+use crate::host::{git_revision, host_info};
+use crate::memory;
+use crate::method::{Method, Phase};
+use crate::methods;
+use crate::observe::{Event, Observer};
+use crate::options::DeviceArg;
+use crate::progress::{EpochMetrics, Progress, PROGRESS_KEY};
+
+/// What every training run shares before a model exists.
+pub(crate) struct Setup {
+    /// Its splits (the training split cut by `limit_train`).
+    pub(crate) data: TrainTest,
+    /// The normalisation computed on the training split.
+    pub(crate) norm: Normalization,
+    /// `(C, H, W)`.
+    pub(crate) image: (usize, usize, usize),
+    /// Number of classes.
+    pub(crate) classes: usize,
+    /// The requested embedding.
+    pub(crate) embedding: EmbeddingKind,
+    /// `results/checkpoints/<name>/last.safetensors`.
+    pub(crate) ckpt: PathBuf,
+}
+
+/// How a [`Trainer::fit`] call ended.
+#[derive(Clone, Debug)]
+pub struct TrainReport {
+    /// Final test accuracy, mean over the inference runs (`None` when the
+    /// run stopped early with `stop_after`).
+    pub test_accuracy: Option<f64>,
+    /// Every finished epoch's metrics (including those of earlier invocations).
+    pub history: Vec<EpochMetrics>,
+    /// The checkpoint written last.
+    pub checkpoint: PathBuf,
+    /// The JSON result file (`None` when stopped early).
+    pub result_path: Option<PathBuf>,
+    /// The full JSON result as written (`Value::Null` when stopped early).
+    pub result: Value,
+}
+
+/// Trains one method on one dataset: `Trainer::new(config)?.fit()`.
+///
+/// Observers ([`Trainer::observe`]) see every epoch, mini-batch and
+/// evaluation batch; without any the run is silent apart from `tracing`
+/// log lines.
+pub struct Trainer {
+    config: TrainConfig,
+    observers: Vec<Box<dyn Observer>>,
+}
+
+impl Trainer {
+    /// Check the configuration ([`TrainConfig::validate`]).
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Trainer {
+            config,
+            observers: Vec::new(),
+        })
+    }
+
+    /// Add an observer of the run's events.
+    pub fn observe(mut self, observer: impl Observer + 'static) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    fn emit(&mut self, e: Event<'_>) -> Result<()> {
+        for o in &mut self.observers {
+            o.on_event(&e)?;
+        }
+        Ok(())
+    }
+
+    /// Load the data, build (or resume) the model, train for the requested
+    /// epochs with checkpoints at every epoch end and every
+    /// `checkpoint_every` mini-batches, evaluate, and write the JSON result
+    /// to `results_dir/<run name>.json`.
+    pub fn fit(mut self) -> Result<TrainReport> {
+        let started = Instant::now();
+        let c = self.config.clone();
+        let (device, why) = c.device.open()?;
+        info!("device: {why}");
+        let s = setup(&c)?;
+        let (mut model, progress) = methods::for_training(&c, &s)?;
+        info!(
+            "{} on {}, batch {}",
+            c.method,
+            c.dataset.as_str(),
+            c.batch_size
+        );
+        // `--device auto` picked a GPU: a method without a CUDA path (all but
+        // NoProp-DT so far) says so and trains on the CPU instead of failing.
+        let device = match model.to_device(&device) {
+            Ok(()) => device,
+            Err(e) if c.device == DeviceArg::Auto && !device.is_cpu() => {
+                info!("{e}; --device auto falls back to the CPU");
+                Device::Cpu
+            }
+            Err(e) => return Err(e),
+        };
+        self.run(&c, s, model.as_mut(), progress, &device, started)
+    }
+
+    fn run(
+        &mut self,
+        c: &TrainConfig,
+        s: Setup,
+        model: &mut dyn Method,
+        mut progress: Progress,
+        device: &Device,
+        started: Instant,
+    ) -> Result<TrainReport> {
+        let (data, norm, ckpt) = (&s.data, &s.norm, s.ckpt.as_path());
+        info!("{}", model.describe());
+        let n_train = data.train.len();
+        let batches_per_pass = n_train.div_ceil(c.batch_size);
+        let train_eval = if c.train_eval_limit > 0 && c.train_eval_limit < n_train {
+            let idx = data
+                .train
+                .class_balanced_indices(c.train_eval_limit.div_ceil(s.classes), Some(c.seed))?;
+            data.train
+                .subset(&idx[..c.train_eval_limit.min(idx.len())])?
+        } else {
+            data.train.clone()
+        };
+        let mut buf = BatchBuf::new();
+        let mut done_this_run = 0u64;
+        let mut cumulative = progress.train_seconds;
+        let multi = model.passes();
+        let passes = multi.unwrap_or(1);
+        let per_epoch = batches_per_pass * passes;
+        // Heap high-water mark over the training mini-batches only
+        // (evaluation, with its larger batches, excluded), and the live heap
+        // (data, model, optimiser) before training starts.
+        let live_before_training = memory::live_heap_bytes();
+        let mut peak_train = 0usize;
+        let epochs = c.epochs;
+        self.emit(Event::Started {
+            epoch: progress.epoch + 1,
+            epochs,
+        })?;
+
+        while progress.epoch < epochs {
+            let epoch = progress.epoch;
+            let t_epoch = Instant::now();
+            let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+            let first_pass = progress.block.max(1);
+            let mut done = (first_pass - 1) * batches_per_pass + progress.batch;
+            self.emit(Event::EpochStarted {
+                epoch: epoch + 1,
+                epochs,
+                batches: per_epoch,
+                done,
+            })?;
+            memory::reset_window();
+            for pass in first_pass..=passes {
+                let mut batches = data.train.batches(
+                    BatchOptions::new(c.batch_size)
+                        .shuffle(c.seed)
+                        .epoch((epoch * passes + pass - 1) as u64)
+                        .normalize(norm.clone()),
+                )?;
+                let mut bi = 0usize;
+                while batches.next_into(&mut buf) {
+                    if bi < progress.batch {
+                        bi += 1;
+                        continue;
+                    }
+                    let (x, y) = to_tensor(&buf)?;
+                    let x = x.to_device(device)?;
+                    let (l, n) = model.train_batch(&x, &y, epoch, pass)?;
+                    if !l.is_finite() {
+                        return Err(Error::NonFiniteLoss {
+                            method: model.method().to_string(),
+                            epoch: epoch + 1,
+                            batch: bi + 1,
+                            step: model.step(),
+                            loss: l,
+                        });
+                    }
+                    loss_sum += l;
+                    loss_n += n;
+                    bi += 1;
+                    done += 1;
+                    progress.batch = bi;
+                    progress.block = if multi.is_some() { pass } else { 0 };
+                    done_this_run += 1;
+                    self.emit(Event::Batch {
+                        epoch: epoch + 1,
+                        epochs,
+                        done,
+                        batches: per_epoch,
+                        loss: l / n.max(1) as f64,
+                    })?;
+                    if c.checkpoint_every > 0 && model.step() % c.checkpoint_every == 0 {
+                        progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
+                        save_ckpt(model, ckpt, &progress)?;
+                    }
+                    if c.stop_after == Some(done_this_run) {
+                        progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
+                        save_ckpt(model, ckpt, &progress)?;
+                        info!(
+                            "stopping after {done_this_run} mini-batches as asked (--stop-after); checkpoint {}",
+                            ckpt.display()
+                        );
+                        return Ok(TrainReport {
+                            test_accuracy: None,
+                            history: progress.history,
+                            checkpoint: ckpt.to_path_buf(),
+                            result_path: None,
+                            result: Value::Null,
+                        });
+                    }
+                }
+                progress.batch = 0;
+                progress.block = if multi.is_some() { pass + 1 } else { 0 };
+            }
+            device.synchronize()?;
+            peak_train = peak_train.max(memory::window_peak_bytes());
+            let train_seconds = t_epoch.elapsed().as_secs_f64();
+            cumulative += train_seconds;
+            let ev = Instant::now();
+            let test_acc = self.accuracy(
+                model,
+                &data.test,
+                norm,
+                1 + epoch as u64,
+                Phase::Epoch,
+                device,
+                epoch + 1,
+                epochs,
+            )?;
+            let train_acc = self.accuracy(
+                model,
+                &train_eval,
+                norm,
+                1_000 + epoch as u64,
+                Phase::Epoch,
+                device,
+                epoch + 1,
+                epochs,
+            )?;
+            let m = EpochMetrics {
+                epoch: epoch + 1,
+                train_loss: loss_sum / loss_n.max(1) as f64,
+                train_accuracy: train_acc,
+                test_accuracy: test_acc,
+                train_seconds,
+                cumulative_train_seconds: cumulative,
+                images_per_second: (n_train * passes) as f64 / train_seconds,
+            };
+            info!(
+                "epoch {}/{}: loss {:.4}, train acc {:.4}, test acc {:.4}, {:.1}s ({:.0} img/s), eval {:.1}s{}",
+                epoch + 1,
+                epochs,
+                m.train_loss,
+                train_acc,
+                test_acc,
+                train_seconds,
+                m.images_per_second,
+                ev.elapsed().as_secs_f64(),
+                model.epoch_note()
+            );
+            progress.history.push(m);
+            progress.epoch += 1;
+            progress.block = 0;
+            progress.batch = 0;
+            progress.train_seconds = cumulative;
+            save_ckpt(model, ckpt, &progress)?;
+            let last = progress.history.last().cloned();
+            if let Some(m) = &last {
+                self.emit(Event::EpochFinished { metrics: m })?;
+            }
+        }
+
+        // Final test accuracy over the requested stochastic inference runs.
+        let t_inf = Instant::now();
+        let mut runs = Vec::new();
+        for r in 0..c.inference_runs.max(1) {
+            runs.push(self.accuracy(
+                model,
+                &data.test,
+                norm,
+                1_000_000 + r as u64,
+                Phase::Final,
+                device,
+                epochs,
+                epochs,
+            )?);
+        }
+        let inference_seconds = t_inf.elapsed().as_secs_f64() / runs.len() as f64;
+        let test_accuracy = runs.iter().sum::<f64>() / runs.len() as f64;
+        let train_accuracy = progress.history.last().map_or(0.0, |m| m.train_accuracy);
+        let results_path = c.results_dir.join(format!("{}.json", c.run_name()));
+        let mut result = serde_json::json!({
+            "method": c.method.as_str(),
+            "dataset": c.dataset.as_str(),
+            "embedding": s.embedding.to_string(),
+            "epochs": epochs,
+            "seed": c.seed,
+            "test_accuracy": test_accuracy,
+            "test_accuracy_runs": runs,
+            "train_accuracy": train_accuracy,
+            "train_accuracy_subset": train_eval.len(),
+            "wall_seconds": started.elapsed().as_secs_f64(),
+            "train_seconds": cumulative,
+            "images_per_second": (n_train * passes * epochs) as f64 / cumulative.max(1e-9),
+            "inference_seconds": inference_seconds,
+            "peak_memory_bytes": memory::peak_heap_bytes(),
+            "peak_rss_bytes": memory::peak_rss_bytes(),
+            "peak_train_memory_bytes": peak_train,
+            "live_memory_before_training_bytes": live_before_training,
+            "result_path": results_path.display().to_string(),
+            "checkpoint": ckpt.display().to_string(),
+            "batch_size": c.batch_size,
+            "train_images": n_train,
+            "test_images": data.test.len(),
+            "data_source": data.source.display().to_string(),
+            "device": device.to_string(),
+            "peak_device_memory_bytes": device.peak_memory_bytes(),
+            "git_revision": git_revision(),
+            "host": host_info(),
+            "per_epoch": progress.history,
+            "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        });
+        if let Value::Object(obj) = &mut result {
+            obj.extend(model.result_fields());
+        }
+        write_json(&results_path, &result)?;
+        info!(
+            "test accuracy {:.4} ({:.1}s per inference run) — result written to {}",
+            test_accuracy,
+            inference_seconds,
+            results_path.display()
+        );
+        self.emit(Event::Finished { test_accuracy })?;
+        Ok(TrainReport {
+            test_accuracy: Some(test_accuracy),
+            history: progress.history,
+            checkpoint: ckpt.to_path_buf(),
+            result_path: Some(results_path),
+            result,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accuracy(
+        &mut self,
+        model: &mut dyn Method,
+        data: &Dataset,
+        norm: &Normalization,
+        key: u64,
+        phase: Phase,
+        device: &Device,
+        epoch: usize,
+        epochs: usize,
+    ) -> Result<f64> {
+        let batches = data.len().div_ceil(EVAL_BATCH);
+        self.emit(Event::EvalStarted {
+            phase,
+            epoch,
+            epochs,
+            batches,
+        })?;
+        let mut failed = None;
+        let observers = &mut self.observers;
+        let acc = accuracy_with(
+            data,
+            norm,
+            key,
+            |x, k| model.predict(&x.to_device(device)?, k, phase),
+            |done, batches| {
+                let e = Event::EvalBatch {
+                    phase,
+                    epoch,
+                    epochs,
+                    done,
+                    batches,
+                };
+                for o in observers.iter_mut() {
+                    if let Err(err) = o.on_event(&e) {
+                        failed.get_or_insert(err);
+                    }
+                }
+            },
+        )?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(acc),
+        }
+    }
+}
+
+/// Check the device, load the data, and create the run's checkpoint folder.
+fn setup(c: &TrainConfig) -> Result<Setup> {
+    let mut data = load_data(c.dataset, &c.data_dir, c.verify)?;
+    if c.limit_train > 0 && c.limit_train < data.train.len() {
+        data.train = data.train.slice(0..c.limit_train)?;
+    }
+    if c.limit_test > 0 && c.limit_test < data.test.len() {
+        data.test = data.test.slice(0..c.limit_test)?;
+    }
+    let norm = data.normalization();
+    let shape = data.train.shape();
+    let image = (shape.channels, shape.height, shape.width);
+    let classes = data.train.num_classes();
+    let ckpt = c.checkpoint_path();
+    if let Some(dir) = ckpt.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(Setup {
+        data,
+        norm,
+        image,
+        classes,
+        embedding: c.embedding,
+        ckpt,
+    })
+}
+
+fn save_ckpt(model: &mut dyn Method, path: &Path, progress: &Progress) -> Result<()> {
+    let json = serde_json::to_string(progress).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        why: format!("cannot encode the progress: {e}"),
+    })?;
+    let meta = HashMap::from([(PROGRESS_KEY.to_string(), json)]);
+    model.save(path, meta)
+}
+
+/// Write `value` as pretty JSON to `path` atomically (a temporary file, then a rename).
+pub(crate) fn write_json(path: &Path, value: &Value) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        why: format!("cannot encode the result: {e}"),
+    })?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
