@@ -5,12 +5,16 @@
 //! checkpoints, bit-exact resume, evaluation and JSON results as the
 //! `noprop` CLI (which is a thin shell over this crate).
 //!
-//! ```no_run
+//! ```
 //! use noprop_datasets::DatasetName;
 //! use noprop_train::{MethodName, TrainConfig, Trainer};
 //!
 //! let mut config = TrainConfig::new(MethodName::NopropDt, DatasetName::MnistTestSplit);
-//! config.epochs = 2;
+//! config.limit_train = 512; // a quick look: 512 real digits, T = 2 blocks
+//! config.limit_test = 200;
+//! config.steps = Some(2);
+//! # let dir = tempfile::tempdir().map_err(|e| noprop_train::Error::config(e.to_string()))?;
+//! # config.results_dir = dir.path().to_path_buf();
 //! let report = Trainer::new(config)?.fit()?;
 //! println!("test accuracy {:.4}", report.test_accuracy.unwrap_or(0.0));
 //! # Ok::<(), noprop_train::Error>(())

@@ -1,0 +1,123 @@
+//! The trainer driven from Rust: events reach observers in order, the JSON
+//! result and checkpoint are written, invalid requests fail before any data
+//! is read, and an observer's error stops the run.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use noprop_datasets::DatasetName;
+use noprop_train::{Error, Event, MethodName, Observer, Phase, SamplerArg, TrainConfig, Trainer};
+
+/// Records a compact trace of the events.
+struct Trace(Rc<RefCell<Vec<String>>>);
+
+impl Observer for Trace {
+    fn on_event(&mut self, e: &Event<'_>) -> noprop_train::Result<()> {
+        let s = match e {
+            Event::Started { epoch, epochs } => format!("start {epoch}/{epochs}"),
+            Event::EpochStarted { epoch, batches, .. } => format!("epoch {epoch} ({batches})"),
+            Event::Batch { done, loss, .. } => {
+                assert!(loss.is_finite());
+                format!("batch {done}")
+            }
+            Event::EvalStarted { phase, batches, .. } => format!("eval {phase:?} ({batches})"),
+            Event::EvalBatch { .. } => return Ok(()),
+            Event::EpochFinished { metrics } => format!("done {}", metrics.epoch),
+            Event::Finished { .. } => "finished".into(),
+            _ => "other".into(),
+        };
+        self.0.borrow_mut().push(s);
+        Ok(())
+    }
+}
+
+fn small(method: MethodName, dir: &std::path::Path) -> TrainConfig {
+    let mut c = TrainConfig::new(method, DatasetName::MnistTestSplit);
+    c.limit_train = 256;
+    c.limit_test = 100;
+    c.train_eval_limit = 100;
+    c.steps = Some(2);
+    c.results_dir = dir.to_path_buf();
+    c
+}
+
+#[test]
+fn events_result_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = Rc::new(RefCell::new(Vec::new()));
+    let report = Trainer::new(small(MethodName::Backprop, dir.path()))
+        .unwrap()
+        .observe(Trace(trace.clone()))
+        .fit()
+        .unwrap();
+    let t = trace.borrow();
+    assert_eq!(
+        *t,
+        [
+            "start 1/1",
+            "epoch 1 (2)",
+            "batch 1",
+            "batch 2",
+            "eval Epoch (1)",
+            "eval Epoch (1)",
+            "done 1",
+            "eval Final (1)",
+            "finished",
+        ]
+    );
+    let acc = report.test_accuracy.unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+    assert_eq!(report.history.len(), 1);
+    assert!(report.checkpoint.exists());
+    let path = report.result_path.unwrap();
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, report.result);
+    assert_eq!(on_disk["method"], "backprop");
+    assert_eq!(on_disk["train_images"], 256);
+    assert_eq!(on_disk["test_accuracy"].as_f64(), Some(acc));
+    let _ = Phase::Final;
+}
+
+#[test]
+fn invalid_requests_fail_before_loading_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = small(MethodName::NopropFm, dir.path());
+    c.sampler = Some(SamplerArg::Ancestral);
+    // A data folder that does not exist: validation must answer first.
+    c.data_dir = Some(dir.path().join("nowhere"));
+    match Trainer::new(c) {
+        Err(Error::Config { why }) => assert!(why.contains("euler or heun"), "{why}"),
+        other => panic!("expected a config error, got {:?}", other.err()),
+    }
+}
+
+/// Stops the run at the second mini-batch.
+struct StopAt(usize);
+
+impl Observer for StopAt {
+    fn on_event(&mut self, e: &Event<'_>) -> noprop_train::Result<()> {
+        match e {
+            Event::Batch { done, .. } if *done == self.0 => {
+                Err(Error::Observer(format!("stopped at batch {done}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn an_observer_error_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Trainer::new(small(MethodName::NopropDt, dir.path()))
+        .unwrap()
+        .observe(StopAt(1))
+        .fit()
+        .unwrap_err();
+    assert_eq!(err.to_string(), "stopped at batch 1");
+    // No result file for a run that did not finish.
+    assert!(!dir
+        .path()
+        .join("noprop-dt-mnist-test-split-one-hot-s0.json")
+        .exists());
+}
