@@ -28,6 +28,10 @@
 //! the manifest by default; the result is cached per file by size and mtime
 //! ([`StampCache`]).
 //!
+//! [`check()`] reports on a dataset without stopping at the first problem:
+//! every file's verification status, parse problems, image counts per split
+//! and per class ([`DataCheck`]).
+//!
 //! # Bad input
 //!
 //! Parsers never panic on malformed input and never allocate from a header
@@ -78,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod check;
 pub mod cifar;
 pub mod dataset;
 mod error;
@@ -89,6 +94,7 @@ pub mod manifest;
 pub mod verify;
 
 pub use batch::{Augment, BatchBuf, BatchOptions, Batches, SplitMix64};
+pub use check::{check, check_all, DataCheck, FileCheck, FileStatus, SplitCheck};
 pub use cifar::{read_cifar10, read_cifar100, Cifar100, Cifar100Labels};
 pub use dataset::{Dataset, ImageShape, Normalization};
 pub use error::{Error, Result};
