@@ -3,8 +3,8 @@
 //! 2,000 for evaluation. Seed 0, T = 10, batch 128, `--order batch`, the
 //! paper's optimiser settings (AdamW, lr 1e-3, wd 1e-3), 2 epochs.
 //!
-//! The MNIST test files are found through the usual search path
-//! (`$NOPROP_DATA`, `../shared/data/mnist-test`, ...). Without them the
+//! The MNIST test files ship with the repository in `datasets/mnist-test`,
+//! the first default place the loader searches. Without them the
 //! test fails with the loader's message listing where it looked: these
 //! checks are the point of the suite and must not silently pass.
 

@@ -17,14 +17,20 @@
 //!
 //! # Finding the files
 //!
-//! [`load`] looks, in order, in `LoadOptions::data_dir`, `$NOPROP_DATA`,
-//! `./datasets/<name>/`, the workspace's `datasets/<name>/`,
-//! `../shared/data/mnist-test/` (MNIST test files only) and
-//! `/usr/share/datasets/<name>/`; see [`search_locations`]. A miss is an
-//! [`Error::NotFound`] listing every place looked and the
+//! [`load`] looks, in order, in `LoadOptions::data_dir` (`--data-dir`), the
+//! repository's own `datasets/<name>/` ([`repo_datasets_dir`]) and
+//! `./datasets/<name>/`, `$NOPROP_DATA` and `/usr/share/datasets/<name>/`;
+//! see [`search_locations`]. The MNIST test set ships with the repository in
+//! `datasets/mnist-test/` (see its `README.md`), so
+//! [`DatasetName::MnistTestSplit`] needs nothing outside the repository. A
+//! miss is an [`Error::NotFound`] listing every place looked and the
 //! `cargo xtask fetch-data <name>` command to run. Files are verified against
 //! the manifest by default; the result is cached per file by size and mtime
 //! ([`StampCache`]).
+//!
+//! [`check()`] reports on a dataset without stopping at the first problem:
+//! every file's verification status, parse problems, image counts per split
+//! and per class ([`DataCheck`]).
 //!
 //! # Bad input
 //!
@@ -76,6 +82,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod check;
 pub mod cifar;
 pub mod dataset;
 mod error;
@@ -87,14 +94,15 @@ pub mod manifest;
 pub mod verify;
 
 pub use batch::{Augment, BatchBuf, BatchOptions, Batches, SplitMix64};
+pub use check::{check, check_all, DataCheck, FileCheck, FileStatus, SplitCheck};
 pub use cifar::{read_cifar10, read_cifar100, Cifar100, Cifar100Labels};
 pub use dataset::{Dataset, ImageShape, Normalization};
 pub use error::{Error, Result};
 pub use fetch::{fetch, fetch_entry, FetchOptions};
 pub use idx::{read_idx_images, read_idx_labels, IdxImages};
 pub use load::{
-    load, locate, search_locations, DatasetName, LoadOptions, Located, TrainTest, DATA_ENV,
-    MNIST_TEST_SPLIT_TRAIN, SYSTEM_DATA_DIRS,
+    load, locate, repo_datasets_dir, search_locations, DatasetName, LoadOptions, Located,
+    TrainTest, DATA_ENV, MNIST_TEST_SPLIT_TRAIN, SYSTEM_DATA_DIRS,
 };
 pub use manifest::Manifest;
 pub use verify::{FileReport, StampCache, Verification};

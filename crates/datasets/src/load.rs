@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::idx::{idx_dataset, parse_idx_images, parse_idx_labels};
 use crate::io::read_payload;
 use crate::manifest::{DatasetEntry, Manifest};
-use crate::verify::{verify_member, FileId, FileReport, StampCache, Verification};
+use crate::verify::{verify_file, FileId, FileReport, StampCache, Verification};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -18,7 +18,8 @@ use std::str::FromStr;
 /// [`DatasetName::MnistTestSplit`]; the remaining 2,000 are its test split.
 pub const MNIST_TEST_SPLIT_TRAIN: usize = 8_000;
 
-/// Environment variable naming a data root searched after `--data-dir`.
+/// Environment variable naming a data root, searched after `--data-dir` and
+/// the repository's own `datasets/` folder (see [`search_locations`]).
 pub const DATA_ENV: &str = "NOPROP_DATA";
 
 /// System directories searched last (Debian's `dataset-fashion-mnist`
@@ -177,9 +178,10 @@ pub struct LoadOptions {
     /// Verify files against the manifest (on by default; cached, see
     /// [`StampCache`]).
     pub verify: bool,
-    /// Also search `$NOPROP_DATA`, `./datasets`, the workspace's
-    /// `datasets/`, `../shared/data` (MNIST test files) and the system
-    /// directories. Turn off to look in `data_dir` only.
+    /// Also search the repository's `datasets/` folder, `./datasets`,
+    /// `$NOPROP_DATA` and the system directories, in that order, after
+    /// `data_dir` (see [`search_locations`]). Turn off to look in `data_dir`
+    /// only.
     pub search_defaults: bool,
     /// CIFAR-100 label set.
     pub cifar100_labels: Cifar100Labels,
@@ -247,7 +249,34 @@ fn workspace_root() -> PathBuf {
     std::fs::canonicalize(&root).unwrap_or(root)
 }
 
-/// Every directory [`locate`] examines for `name`, in order.
+/// The repository's own `datasets/` folder: `<workspace>/datasets`, found
+/// from this crate's source directory at compile time. It ships the MNIST
+/// test set (`datasets/mnist-test/`, see its `README.md`) and is where
+/// `cargo xtask fetch-data` downloads to.
+pub fn repo_datasets_dir() -> PathBuf {
+    workspace_root().join("datasets")
+}
+
+/// Every directory [`locate`] examines for `name`, in order:
+///
+/// 1. `options.data_dir` (`--data-dir`): `<data_dir>/<name>/` and the other
+///    usual sub-directories, then `<data_dir>` itself. An explicit choice
+///    wins over every default.
+/// 2. The repository's own `datasets/<name>/` ([`repo_datasets_dir`], from
+///    the compile-time `CARGO_MANIFEST_DIR`), then `./datasets/<name>/`
+///    relative to the current directory. For
+///    [`DatasetName::MnistTestSplit`] the first of these is
+///    `datasets/mnist-test/`, which ships with the repository, so the
+///    default search always finds the MNIST test set there first.
+/// 3. `$NOPROP_DATA` ([`DATA_ENV`]): `$NOPROP_DATA/<name>/` and the other
+///    sub-directories, then `$NOPROP_DATA` itself. It comes after the
+///    repository's copy so a stray environment variable cannot swap the
+///    pinned, shipped data for another copy; use `--data-dir` to override.
+/// 4. The system directories ([`SYSTEM_DATA_DIRS`]).
+///
+/// Steps 2–4 are skipped when `options.search_defaults` is off. Nothing
+/// outside these places (in particular nothing beside the repository) is
+/// searched. A directory reached two ways is listed once.
 pub fn search_locations(name: DatasetName, options: &LoadOptions) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     let roots_with_self = |root: &Path, out: &mut Vec<PathBuf>| {
@@ -258,21 +287,11 @@ pub fn search_locations(name: DatasetName, options: &LoadOptions) -> Vec<PathBuf
         roots_with_self(d, &mut out);
     }
     if options.search_defaults {
-        if let Some(env) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
-            roots_with_self(Path::new(&env), &mut out);
-        }
-        let ws = workspace_root();
-        for root in [PathBuf::from("datasets"), ws.join("datasets")] {
+        for root in [repo_datasets_dir(), PathBuf::from("datasets")] {
             out.extend(name.subdirs().iter().map(|s| root.join(s)));
         }
-        if matches!(name, DatasetName::Mnist | DatasetName::MnistTestSplit) {
-            let beside_ws = ws.parent().map_or_else(|| ws.join(".."), Path::to_path_buf);
-            for root in [
-                PathBuf::from("../shared/data"),
-                beside_ws.join("shared/data"),
-            ] {
-                out.push(root.join("mnist-test"));
-            }
+        if let Some(env) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+            roots_with_self(Path::new(&env), &mut out);
         }
         for sys in SYSTEM_DATA_DIRS {
             out.extend(name.subdirs().iter().map(|s| Path::new(sys).join(s)));
@@ -284,37 +303,91 @@ pub fn search_locations(name: DatasetName, options: &LoadOptions) -> Vec<PathBuf
     out
 }
 
+/// Which of `name`'s files `dir` holds: one entry per
+/// [`DatasetName::files`], the raw file preferred over `<file>.gz`. `None`
+/// when `dir` is not a directory.
+pub(crate) fn scan_dir(name: DatasetName, dir: &Path) -> Option<Vec<Option<PathBuf>>> {
+    if !dir.is_dir() {
+        return None;
+    }
+    Some(
+        name.files()
+            .iter()
+            .map(|f| {
+                let raw = dir.join(f);
+                let gz = dir.join(format!("{f}.gz"));
+                if raw.is_file() {
+                    Some(raw)
+                } else if gz.is_file() {
+                    Some(gz)
+                } else {
+                    None
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Finds the first directory holding every file of `name`. A miss is an
 /// [`Error::NotFound`] naming each place looked and what was missing there.
 pub fn locate(name: DatasetName, options: &LoadOptions) -> Result<Located> {
     let mut searched = Vec::new();
     for dir in search_locations(name, options) {
-        if !dir.is_dir() {
+        let Some(found) = scan_dir(name, &dir) else {
             searched.push((dir, "no such directory".to_string()));
             continue;
+        };
+        if found.iter().all(Option::is_some) {
+            return Ok(Located {
+                dir,
+                files: found.into_iter().flatten().collect(),
+            });
         }
-        let mut files = Vec::new();
-        let mut missing = Vec::new();
-        for f in name.files() {
-            let raw = dir.join(f);
-            let gz = dir.join(format!("{f}.gz"));
-            if raw.is_file() {
-                files.push(raw);
-            } else if gz.is_file() {
-                files.push(gz);
-            } else {
-                missing.push(format!("{f}[.gz]"));
-            }
-        }
-        if missing.is_empty() {
-            return Ok(Located { dir, files });
-        }
+        let missing: Vec<String> = name
+            .files()
+            .iter()
+            .zip(&found)
+            .filter(|(_, p)| p.is_none())
+            .map(|(f, _)| format!("{f}[.gz]"))
+            .collect();
         searched.push((dir, format!("missing {}", missing.join(", "))));
     }
     Err(Error::NotFound {
         dataset: name.to_string(),
         searched,
         fetch_command: name.fetch_command(),
+    })
+}
+
+/// The manifest entry files of `name` are verified against: from
+/// `options.manifest`, else the built-in manifest when `verify` is on.
+/// `Ok(None)` when verification is off or the manifest has no entry.
+pub(crate) fn manifest_entry(
+    name: DatasetName,
+    options: &LoadOptions,
+    verify: bool,
+) -> Result<Option<&DatasetEntry>> {
+    let manifest = match &options.manifest {
+        Some(m) => Some(m),
+        None if verify => Some(Manifest::builtin()?),
+        None => None,
+    };
+    Ok(manifest.and_then(|m| m.dataset(name.manifest_name()).ok()))
+}
+
+/// Runs `f` on every item in its own scoped thread; results in input order.
+/// A panic in `f` (a bug, never bad input) is resumed on the caller.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.iter().map(|x| s.spawn(move || f(x))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
     })
 }
 
@@ -333,14 +406,12 @@ fn read_all(
         let id = FileId::of(path)?;
         let (payload, disk) = read_payload(path)?;
         let verification = if options.verify {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let member = entry.zip(name).and_then(|(e, n)| e.member(&n));
-            verify_member(
+            verify_file(
                 path,
                 id,
                 &payload,
                 disk.as_deref(),
-                member,
+                entry,
                 stamps.as_deref(),
             )?
         } else {
@@ -354,16 +425,94 @@ fn read_all(
             },
         ))
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files.iter().map(|p| s.spawn(move || read_one(p))).collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(r) => r,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    par_map(files, read_one).into_iter().collect()
+}
+
+fn keep<T>(r: Result<T>, problems: &mut Vec<Error>) -> Option<T> {
+    r.map_err(|e| problems.push(e)).ok()
+}
+
+/// Parses an IDX image file and its label file (each when present) and
+/// pairs them; every problem goes to `problems`.
+fn idx_pair(
+    images: Option<&[u8]>,
+    labels: Option<&[u8]>,
+    (ip, lp): (&Path, &Path),
+    problems: &mut Vec<Error>,
+) -> Option<Dataset> {
+    let images = images.and_then(|b| keep(parse_idx_images(b, ip), problems));
+    let labels = labels.and_then(|b| keep(parse_idx_labels(b, lp), problems));
+    keep(idx_dataset(images?, labels?, 10, ip, lp), problems)
+}
+
+/// Parses the payloads of `name`'s files (one per [`DatasetName::files`],
+/// in that order; `None` for a file that is absent or unreadable) into its
+/// train and test splits. `paths` (same order) label errors. Every problem
+/// found is pushed onto `problems` and parsing goes on with the other files,
+/// so a caller can report them all; a split is `None` when one of its files
+/// is absent or has a problem.
+pub(crate) fn assemble(
+    name: DatasetName,
+    payloads: &[Option<Vec<u8>>],
+    paths: &[PathBuf],
+    cifar100_labels: Cifar100Labels,
+    problems: &mut Vec<Error>,
+) -> (Option<Dataset>, Option<Dataset>) {
+    let p = |i: usize| payloads.get(i).and_then(Option::as_deref);
+    let path = |i: usize| {
+        paths
+            .get(i)
+            .map_or(Path::new(name.files()[i]), PathBuf::as_path)
+    };
+    match name {
+        DatasetName::Mnist | DatasetName::FashionMnist => (
+            idx_pair(p(0), p(1), (path(0), path(1)), problems),
+            idx_pair(p(2), p(3), (path(2), path(3)), problems),
+        ),
+        DatasetName::MnistTestSplit => {
+            let Some(all) = idx_pair(p(0), p(1), (path(0), path(1)), problems) else {
+                return (None, None);
+            };
+            if all.len() < MNIST_TEST_SPLIT_TRAIN {
+                problems.push(Error::invalid(format!(
+                    "{} holds {} images, fewer than the {MNIST_TEST_SPLIT_TRAIN} of the split's train part",
+                    path(0).display(),
+                    all.len()
+                )));
+                return (None, None);
+            }
+            keep(all.split_at(MNIST_TEST_SPLIT_TRAIN), problems)
+                .map_or((None, None), |(train, test)| (Some(train), Some(test)))
+        }
+        DatasetName::Cifar10 => {
+            let last = name.files().len() - 1;
+            let total: usize = (0..last).filter_map(p).map(<[u8]>::len).sum();
+            let mut images = Vec::with_capacity(total / CIFAR10_RECORD * CIFAR_PIXELS);
+            let mut labels = Vec::with_capacity(total / CIFAR10_RECORD);
+            let mut complete = true;
+            for i in 0..last {
+                complete &= p(i).is_some_and(|bytes| {
+                    keep(
+                        append_cifar10(bytes, path(i), &mut images, &mut labels),
+                        problems,
+                    )
+                    .is_some()
+                });
+            }
+            let train =
+                complete.then(|| Dataset::from_parts_unchecked(images, labels, CIFAR_SHAPE, 10));
+            let test = p(last).and_then(|b| keep(parse_cifar10(b, path(last)), problems));
+            (train, test)
+        }
+        DatasetName::Cifar100 => {
+            let mut part = |i: usize| {
+                p(i).and_then(|b| keep(parse_cifar100(b, path(i)), problems))
+                    .map(|c| c.into_dataset(cifar100_labels))
+            };
+            let train = part(0);
+            (train, part(1))
+        }
+    }
 }
 
 /// Loads a named dataset: locates its files ([`locate`]), reads and
@@ -371,66 +520,35 @@ fn read_all(
 /// `options.verify` is off, and parses them.
 pub fn load(name: DatasetName, options: &LoadOptions) -> Result<TrainTest> {
     let located = locate(name, options)?;
-    let manifest = match &options.manifest {
-        Some(m) => Some(m),
-        None if options.verify => Some(Manifest::builtin()?),
-        None => None,
-    };
-    let entry = manifest.and_then(|m| m.dataset(name.manifest_name()).ok());
-    let read = read_all(&located.files, entry, options)?;
-    let files: Vec<FileReport> = read.iter().map(|(_, r)| r.clone()).collect();
-    let mut payloads: Vec<Vec<u8>> = read.into_iter().map(|(p, _)| p).collect();
-    let paths = &located.files;
-    let idx_pair = |images: &[u8], labels: &[u8], ip: &Path, lp: &Path| -> Result<Dataset> {
-        idx_dataset(
-            parse_idx_images(images, ip)?,
-            parse_idx_labels(labels, lp)?,
-            10,
-            ip,
-            lp,
-        )
-    };
-    let (train, test) = match name {
-        DatasetName::Mnist | DatasetName::FashionMnist => (
-            idx_pair(&payloads[0], &payloads[1], &paths[0], &paths[1])?,
-            idx_pair(&payloads[2], &payloads[3], &paths[2], &paths[3])?,
-        ),
-        DatasetName::MnistTestSplit => {
-            let all = idx_pair(&payloads[0], &payloads[1], &paths[0], &paths[1])?;
-            if all.len() < MNIST_TEST_SPLIT_TRAIN {
-                return Err(Error::invalid(format!(
-                    "{} holds {} images, fewer than the {MNIST_TEST_SPLIT_TRAIN} of the split's train part",
-                    paths[0].display(),
-                    all.len()
-                )));
-            }
-            all.split_at(MNIST_TEST_SPLIT_TRAIN)?
-        }
-        DatasetName::Cifar10 => {
-            let test_bytes = payloads.pop().unwrap_or_default();
-            let test_path = &paths[paths.len() - 1];
-            let total: usize = payloads.iter().map(Vec::len).sum();
-            let mut images = Vec::with_capacity(total / CIFAR10_RECORD * CIFAR_PIXELS);
-            let mut labels = Vec::with_capacity(total / CIFAR10_RECORD);
-            for (bytes, path) in payloads.iter().zip(paths) {
-                append_cifar10(bytes, path, &mut images, &mut labels)?;
-            }
-            (
-                Dataset::from_parts_unchecked(images, labels, CIFAR_SHAPE, 10),
-                parse_cifar10(&test_bytes, test_path)?,
-            )
-        }
-        DatasetName::Cifar100 => (
-            parse_cifar100(&payloads[0], &paths[0])?.into_dataset(options.cifar100_labels),
-            parse_cifar100(&payloads[1], &paths[1])?.into_dataset(options.cifar100_labels),
-        ),
-    };
-    Ok(TrainTest {
-        train,
-        test,
-        source: located.dir,
-        files,
-    })
+    let entry = manifest_entry(name, options, options.verify)?;
+    let (payloads, files): (Vec<_>, Vec<_>) = read_all(&located.files, entry, options)?
+        .into_iter()
+        .map(|(payload, report)| (Some(payload), report))
+        .unzip();
+    let mut problems = Vec::new();
+    let splits = assemble(
+        name,
+        &payloads,
+        &located.files,
+        options.cifar100_labels,
+        &mut problems,
+    );
+    drop(payloads);
+    if let Some(first) = problems.into_iter().next() {
+        return Err(first);
+    }
+    match splits {
+        (Some(train), Some(test)) => Ok(TrainTest {
+            train,
+            test,
+            source: located.dir,
+            files,
+        }),
+        _ => Err(Error::invalid(format!(
+            "{name}: the files in {} did not yield both splits",
+            located.dir.display()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -462,7 +580,18 @@ mod tests {
         assert_eq!(locs[0], Path::new("/nonexistent/root/fashion-mnist"));
         assert!(locs.contains(&PathBuf::from("/usr/share/datasets/fashion-mnist")));
         let mnist = search_locations(DatasetName::MnistTestSplit, &opts);
-        assert!(mnist.iter().any(|p| p.ends_with("shared/data/mnist-test")));
+        // --data-dir first, then the repository's shipped copy before any
+        // other default; nothing beside the repository is searched.
+        assert_eq!(mnist[0], Path::new("/nonexistent/root/mnist-test"));
+        let shipped = repo_datasets_dir().join("mnist-test");
+        let first_default = mnist
+            .iter()
+            .position(|p| !p.starts_with("/nonexistent/root"))
+            .unwrap();
+        assert_eq!(mnist[first_default], shipped);
+        assert!(!mnist.iter().any(|p| p.ends_with("shared/data/mnist-test")));
+        let defaults = search_locations(DatasetName::MnistTestSplit, &LoadOptions::default());
+        assert_eq!(defaults[0], shipped);
         let only = LoadOptions {
             search_defaults: false,
             ..opts

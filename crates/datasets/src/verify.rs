@@ -8,7 +8,7 @@
 //! optimisation only: failing to read or write it never fails a load.
 
 use crate::error::{Error, Result};
-use crate::manifest::{ArchiveEntry, MemberEntry};
+use crate::manifest::{ArchiveEntry, DatasetEntry, MemberEntry};
 use md5::Md5;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -224,6 +224,22 @@ pub(crate) fn verify_member(
         write_stamp(dir, path, id, &check);
     }
     Ok(verification)
+}
+
+/// Verifies one loaded file against the member of `entry` that its file
+/// name (`<member>` or `<member>.gz`) names; [`Verification::Unpinned`] when
+/// there is none. Arguments as for [`verify_member`].
+pub(crate) fn verify_file(
+    path: &Path,
+    id: FileId,
+    payload: &[u8],
+    disk: Option<&[u8]>,
+    entry: Option<&DatasetEntry>,
+    stamps: Option<&Path>,
+) -> Result<Verification> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let member = entry.zip(name).and_then(|(e, n)| e.member(&n));
+    verify_member(path, id, payload, disk, member, stamps)
 }
 
 /// Checks `bytes` (an archive as downloaded) against the pinned size, MD5 and

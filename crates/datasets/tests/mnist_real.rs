@@ -1,5 +1,5 @@
-//! The real MNIST test set (`shared/data/mnist-test` beside the repository,
-//! or `$NOPROP_DATA/mnist-test`).
+//! The real MNIST test set, shipped with the repository in
+//! `datasets/mnist-test` (see its `README.md`).
 
 mod common;
 
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 fn dir() -> PathBuf {
     common::mnist_test_dir().expect(
-        "the MNIST test set is required: put t10k-{images-idx3,labels-idx1}-ubyte.gz in \
-         shared/data/mnist-test beside the repository or in $NOPROP_DATA/mnist-test",
+        "the MNIST test set ships with the repository: datasets/mnist-test/\
+         t10k-{images-idx3,labels-idx1}-ubyte.gz must be present",
     )
 }
 
@@ -34,17 +34,6 @@ fn low_level_readers_match_known_facts() {
     assert_eq!(&labels[..10], &[7, 2, 1, 0, 4, 1, 4, 9, 5, 9]);
     let sum0: u64 = images.pixels[..784].iter().map(|&p| u64::from(p)).sum();
     assert_eq!(sum0, 18_454);
-    // The SHA256SUMS file beside the data describes the .gz files.
-    if let Ok(sums) = std::fs::read_to_string(d.join("SHA256SUMS")) {
-        for line in sums.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(hash), Some(name)) = (it.next(), it.next()) else {
-                continue;
-            };
-            let bytes = std::fs::read(d.join(name.trim_start_matches('*'))).unwrap();
-            assert_eq!(sha256_hex(&bytes), hash, "{name}");
-        }
-    }
 }
 
 #[test]
@@ -89,9 +78,9 @@ fn mnist_test_split_is_first_8000_and_last_2000() {
 }
 
 #[test]
-fn default_search_finds_the_shared_copy() {
-    // No data_dir: the search path includes ../shared/data/mnist-test
-    // relative to the workspace root (and $NOPROP_DATA).
+fn default_search_finds_the_shipped_copy_first() {
+    // No data_dir: the repository's datasets/mnist-test comes before every
+    // other default place, $NOPROP_DATA included.
     let split = load(
         DatasetName::MnistTestSplit,
         &LoadOptions {
@@ -101,6 +90,34 @@ fn default_search_finds_the_shared_copy() {
     )
     .unwrap();
     assert_eq!(split.train.len() + split.test.len(), 10_000);
+    let shipped = std::fs::canonicalize(dir()).unwrap();
+    assert_eq!(std::fs::canonicalize(&split.source).unwrap(), shipped);
+    for f in &split.files {
+        assert_eq!(f.verification, Verification::Sha256, "{}", f.path.display());
+    }
+}
+
+#[test]
+fn shipped_files_match_sha256sums_and_the_manifest() {
+    let d = dir();
+    let sums = std::fs::read_to_string(d.join("SHA256SUMS")).unwrap();
+    let manifest = noprop_datasets::Manifest::builtin().unwrap();
+    let mnist = manifest.dataset("mnist").unwrap();
+    let mut checked = 0;
+    for line in sums.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split_whitespace();
+        let (Some(hash), Some(name)) = (it.next(), it.next()) else {
+            panic!("malformed SHA256SUMS line {line:?}");
+        };
+        let name = name.trim_start_matches('*');
+        let bytes = std::fs::read(d.join(name)).unwrap();
+        assert_eq!(sha256_hex(&bytes), hash, "{name} vs SHA256SUMS");
+        let (archive, _) = mnist.member(name).unwrap();
+        assert_eq!(archive.sha256.as_deref(), Some(hash), "{name} vs manifest");
+        assert_eq!(archive.size, Some(bytes.len() as u64), "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
 }
 
 #[test]

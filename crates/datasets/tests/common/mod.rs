@@ -6,19 +6,12 @@ use noprop_datasets::cifar::{CIFAR100_RECORD, CIFAR10_RECORD};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// The directory holding the real MNIST test set: `$NOPROP_DATA/mnist-test`
-/// if it exists, else `shared/data/mnist-test` beside the repository.
+/// The directory holding the real MNIST test set: `datasets/mnist-test`,
+/// which ships with the repository (see its `README.md`).
 pub fn mnist_test_dir() -> Option<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(env) = std::env::var_os("NOPROP_DATA") {
-        candidates.push(PathBuf::from(&env).join("mnist-test"));
-        candidates.push(PathBuf::from(env));
-    }
-    candidates
-        .push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist-test"));
-    candidates.into_iter().find(|d| {
-        d.join("t10k-images-idx3-ubyte.gz").is_file() || d.join("t10k-images-idx3-ubyte").is_file()
-    })
+    let d = noprop_datasets::repo_datasets_dir().join("mnist-test");
+    (d.join("t10k-images-idx3-ubyte.gz").is_file() && d.join("t10k-labels-idx1-ubyte.gz").is_file())
+        .then_some(d)
 }
 
 /// Gzip-compresses `data`.
