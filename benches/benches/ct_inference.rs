@@ -1,5 +1,5 @@
 //! `cpu/ct_inference/mnist/b<B>/…`: NoProp-CT/FM inference cost with and
-//! without image-path caching (decision 17), next to one full network
+//! without image-path caching (docs/DECISIONS.md § 17), next to one full network
 //! forward on the same batch.
 //!
 //! * `full_forward`: one evaluation-mode forward of the whole CT/FM network

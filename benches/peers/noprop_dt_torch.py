@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch peer of noprop-rs's NoProp-DT, for side-by-side timing only.
 
-The same block (PAPER.md §6.1: padding-0 convs, dropout 0.2, batch-norm, the
-residual label MLP, the fusion head), the same schedule (reverse cosine over
-T+1 latents, s = 0.008), the same Eq. 8 loss (T·η/2·ΔSNR·‖û − u_y‖² summed
-over d, batch mean; CE on z_T ~ q(z_T|y)), one AdamW per block plus one for
+The same block (docs/DECISIONS.md, note G.1 and § 7: padding-0 convs,
+dropout 0.2, batch-norm, the residual label MLP, the fusion head), the same
+schedule (reverse cosine over T+1 latents, s = 0.008), the same Eq. 8 loss
+(T·η/2·ΔSNR·‖û − u_y‖² summed over d, batch mean; CE on z_T ~ q(z_T|y)), one AdamW per block plus one for
 the classifier, `--order batch` (each mini-batch once; for t = 1..T block t's
 step then one classifier step).
 

@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: the checks `.ci/run` performs once its installs are done.
 //!
 //! The steps live in one list, [`STEPS`], that `.ci/run` also executes (it
-//! calls `cargo xtask ci`), so the two can never drift apart.
+//! calls `cargo xtask ci`), so the two can never drift apart. Before them,
+//! `check-refs` (in process, no build) checks that every decision cited in
+//! the code and docs has its section in `docs/DECISIONS.md`.
 
 use std::process::Command;
 
@@ -10,7 +12,8 @@ use anyhow::{bail, Context, Result};
 /// Options of `cargo xtask ci`.
 #[derive(clap::Args, Debug)]
 pub struct CiArgs {
-    /// Skip `cargo fmt --check`, clippy and docs (run the test steps only).
+    /// Skip `check-refs`, `cargo fmt --check`, clippy and docs (run the test
+    /// steps only).
     #[arg(long)]
     pub tests_only: bool,
 }
@@ -92,6 +95,11 @@ pub const STEPS: &[(&str, &[&str])] = &[
 
 /// Run every step, stopping at the first failure.
 pub fn run(args: CiArgs) -> Result<()> {
+    if !args.tests_only {
+        eprintln!("==> ci step `check-refs`");
+        crate::check_refs::run(crate::check_refs::CheckRefsArgs::default())
+            .context("ci step `check-refs` failed")?;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     for (name, cargo_args) in STEPS {
         if args.tests_only && !name.starts_with("tests") {

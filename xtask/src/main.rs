@@ -4,8 +4,11 @@
 //! `run --package xtask --`). Heavy work runs in release-built subprocesses.
 //!
 //! * `cargo xtask ci` runs exactly what `.ci/run` runs after its installs:
-//!   formatting, clippy (also with `--features cuda`), docs, the README's
-//!   test command and the CUDA compile check.
+//!   the reference check, formatting, clippy (also with `--features cuda`),
+//!   docs, the README's test command and the CUDA compile check.
+//! * `cargo xtask check-refs` checks that every decision cited in code and
+//!   docs has its section in `docs/DECISIONS.md` and that nothing points to
+//!   design notes outside the repository.
 //! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
@@ -19,6 +22,7 @@
 //!   them through `benches/gpu/gpu_check.sh` (CUDA vs CPU on a real GPU).
 
 mod bench;
+mod check_refs;
 mod ci;
 mod fetch_data;
 mod gpu_check;
@@ -38,6 +42,9 @@ struct Cli {
 enum Command {
     /// Run the CI checks: fmt, clippy, then the test command of README.md.
     Ci(ci::CiArgs),
+    /// Check that every cited decision (`docs/DECISIONS.md § N`, `decision N`)
+    /// and note resolves, and that nothing points outside the repository.
+    CheckRefs(check_refs::CheckRefsArgs),
     /// Download and verify a dataset into ./datasets (or --data-dir).
     FetchData(fetch_data::FetchDataArgs),
     /// Train a model (builds and runs the release `noprop train`).
@@ -57,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Ci(args) => ci::run(args),
+        Command::CheckRefs(args) => check_refs::run(args),
         Command::FetchData(args) => fetch_data::run(args),
         Command::Train(args) => run_bin::run("train", args),
         Command::Eval(args) => run_bin::run("eval", args),

@@ -1,5 +1,5 @@
 //! The adjoint-sensitivity neural ODE of the paper's Table 1 (Chen et al.
-//! 2018; PAPER.md §6.6, decisions 16 and 17).
+//! 2018; docs/DECISIONS.md §§ 16 and 17, note I).
 //!
 //! # The model
 //!
@@ -20,7 +20,7 @@
 //!
 //! i.e. the adjoint ODE `da/dt = −(∂g/∂z)ᵀa` (and `dθ̄/dt = −(∂g/∂θ)ᵀa`)
 //! integrated backward on the same grid with the network's vector–Jacobian
-//! products (decision 16). It needs `z_k` at every step on the way back. The
+//! products (docs/DECISIONS.md § 16). It needs `z_k` at every step on the way back. The
 //! trajectory is **not stored** (memory is constant in `K`); each `z_k` is
 //! recovered by inverting the Euler step, i.e. by solving
 //!
@@ -55,7 +55,7 @@
 //! evaluations per step, and keeps memory constant; checkpointing would
 //! store `O(√K)` states.
 //!
-//! # Image-path caching (decision 17)
+//! # Image-path caching (docs/DECISIONS.md § 17)
 //!
 //! The conv image path depends on `x` only. Training runs it once per
 //! mini-batch in training mode (one dropout mask for the whole trajectory —
@@ -380,7 +380,7 @@ impl Adjoint {
     }
 
     /// `z_1` after `steps` Euler steps from `z_0 ~ N(0, I)` keyed by `key`,
-    /// the image path run once (decision 17).
+    /// the image path run once (docs/DECISIONS.md § 17).
     pub fn sample(&mut self, x: &Tensor, steps: usize, key: u64) -> Result<Tensor> {
         if steps == 0 {
             return Err(Error::Config {

@@ -1,5 +1,5 @@
-//! The back-propagation baseline of the paper's Table 1 (Eqs. 17–19; PAPER.md
-//! §6.5, decision 15).
+//! The back-propagation baseline of the paper's Table 1 (Eqs. 17–19;
+//! docs/DECISIONS.md § 15, note I).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,7 +80,7 @@ struct StepCache {
 /// `û = softmax(logits)·W_Embed` and `α_t = tanh(w_t)`; `ŷ = argmax p̂_θout(y|z_T)`.
 /// The loss is the cross-entropy of `p̂_θout(y | z_T)`; one AdamW updates
 /// every block, every `w_t`, the classifier and (when learned) `W_Embed`.
-/// `w_t` starts at `atanh(0.5)` so that `α_t = 0.5` (decision 15).
+/// `w_t` starts at `atanh(0.5)` so that `α_t = 0.5` (docs/DECISIONS.md § 15).
 pub struct Backprop {
     /// The configuration.
     pub config: BackpropConfig,

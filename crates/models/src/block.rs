@@ -1,4 +1,4 @@
-//! The NoProp-DT denoising block `û_θt(z_{t−1}, x)` (PAPER.md §6.1, Figure 6 left).
+//! The NoProp-DT denoising block `û_θt(z_{t−1}, x)` (docs/DECISIONS.md, note G.1).
 
 use noprop_nn::layers::{
     mix_stream, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
@@ -27,7 +27,7 @@ pub fn conv_stack_out(h: usize) -> Result<usize> {
     }
 }
 
-/// The paper's conv stack, padding 0, dropout 0.2 (decision 7):
+/// The paper's conv stack, padding 0, dropout 0.2 (docs/DECISIONS.md § 7):
 /// conv 3×3·32 → ReLU → maxpool → dropout; conv 3×3·64 → ReLU → dropout;
 /// conv 3×3·128 → ReLU → maxpool → dropout; flatten → FC(256);
 /// then batch-norm (`dt`, no ReLU) or ReLU (CT/FM).

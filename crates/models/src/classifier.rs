@@ -17,7 +17,7 @@ pub enum ClassifierKind {
     /// Eqs. 15–16: `ỹ = softmax(f_θout(z))·W_Embed`, then a softmax over
     /// `−‖ỹ − u_y‖²/(2σ²)` (the Bayes posterior with likelihood `N(ỹ | u_y, σ²)`).
     Posterior {
-        /// σ (decision 12: 1 by default).
+        /// σ (docs/DECISIONS.md § 12: 1 by default).
         sigma: f64,
     },
 }

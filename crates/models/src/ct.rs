@@ -1,7 +1,8 @@
 //! NoProp-CT (Eq. 9, Algorithm 2, learnable schedule) and NoProp-FM
 //! (Eqs. 10–13, Algorithm 3): one shared network [`CtNet`], training,
 //! inference by ancestral simulation or ODE integration with the image path
-//! cached (decision 17), and checkpoints (PAPER.md §3, §4, decisions 8–12).
+//! cached (docs/DECISIONS.md § 17), and checkpoints (docs/DECISIONS.md §§ 8–12,
+//! notes D and E).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,7 +48,7 @@ impl ContMethod {
         }
     }
 
-    /// The default sampler (decisions 10 and 11): ancestral for CT, Euler for FM.
+    /// The default sampler (docs/DECISIONS.md §§ 10 and 11): ancestral for CT, Euler for FM.
     pub fn default_sampler(self) -> Sampler {
         match self {
             ContMethod::Ct => Sampler::Ancestral,
@@ -56,13 +57,13 @@ impl ContMethod {
     }
 }
 
-/// How inference simulates `z_0 → z_1` (decisions 10 and 11).
+/// How inference simulates `z_0 → z_1` (docs/DECISIONS.md §§ 10 and 11).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Sampler {
-    /// CT only: the discretised diffusion of PAPER.md §3.4 (i).
+    /// CT only: the discretised diffusion of docs/DECISIONS.md, note D (i).
     Ancestral,
-    /// Euler steps of the ODE (CT: probability-flow ODE §3.4 (ii); FM: `dz/dt = v̂`).
+    /// Euler steps of the ODE (CT: docs/DECISIONS.md, note D (ii); FM: `dz/dt = v̂`).
     Euler,
     /// Heun steps of the same ODE.
     Heun,
@@ -109,7 +110,7 @@ pub struct ContConfig {
     pub lr: f64,
     /// Weight decay, coupled L2 as in `torch.optim.Adam` (1e-3).
     pub weight_decay: f64,
-    /// σ of the FM path, Eq. 10 (decision 11: 0).
+    /// σ of the FM path, Eq. 10 (docs/DECISIONS.md § 11: 0).
     pub fm_sigma: f64,
     /// Add the anchor cross-entropy of Eq. 13 (FM; on with a learned embedding).
     pub anchor_ce: bool,
@@ -537,7 +538,7 @@ impl NoPropCont {
         Ok(ContLoss { l2, ce, kl: 0.0 })
     }
 
-    /// Run the image path once for `x` (decision 17).
+    /// Run the image path once for `x` (docs/DECISIONS.md § 17).
     pub fn prepare(&mut self, x: &Tensor) -> Result<ImageCache> {
         self.net.prepare(x)
     }
@@ -562,11 +563,11 @@ impl NoPropCont {
     /// from 0 and drops the ancestral noise). With `cached`, the image path
     /// runs once; otherwise once per network evaluation (the reference).
     ///
-    /// * CT, ancestral (PAPER.md §3.4 (i)): on `t_k = k/N`,
+    /// * CT, ancestral (docs/DECISIONS.md, note D (i)): on `t_k = k/N`,
     ///   `z_{t_{k+1}} = a·û(z_{t_k}, x, t_k) + b·z_{t_k} + √c·ε`;
     /// * CT, Euler/Heun: the probability-flow ODE
-    ///   `dz/dt = −½γ′(t)(√ᾱ(t)·û − ᾱ(t)·z)` (§3.4 (ii));
-    /// * FM, Euler/Heun: `dz/dt = v̂_θ(z, x, t)` (§4).
+    ///   `dz/dt = −½γ′(t)(√ᾱ(t)·û − ᾱ(t)·z)` (note D (ii));
+    /// * FM, Euler/Heun: `dz/dt = v̂_θ(z, x, t)` (note E).
     pub fn sample(
         &mut self,
         x: &Tensor,
@@ -644,7 +645,7 @@ impl NoPropCont {
     }
 
     /// Predicted classes: CT `argmax p̂_θout(y | z_1)`; FM the nearest class
-    /// embedding `argmin_y ‖z_1 − u_y‖` (PAPER.md §4). See [`NoPropCont::sample`].
+    /// embedding `argmin_y ‖z_1 − u_y‖` (docs/DECISIONS.md, note E). See [`NoPropCont::sample`].
     pub fn predict(
         &mut self,
         x: &Tensor,

@@ -1,6 +1,6 @@
 //! The single shared network `û_θ(z_t, x, t)` / `v̂_θ(z_t, x, t)` of
-//! NoProp-CT and NoProp-FM (PAPER.md §6.2, Figure 6 right), with the
-//! image-path cache of decision 17.
+//! NoProp-CT and NoProp-FM (docs/DECISIONS.md, note G.2), with the
+//! image-path cache of docs/DECISIONS.md § 17.
 
 use noprop_nn::layers::{mix_stream, Linear, Sequential, SinusoidalTimeEmbedding};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
@@ -13,7 +13,7 @@ use crate::Result;
 mod step;
 pub use step::TrainImageCache;
 
-/// Width of the sinusoidal time embedding (decision 8).
+/// Width of the sinusoidal time embedding (docs/DECISIONS.md § 8).
 pub const TIME_EMBED_DIM: usize = 64;
 
 /// The noised-label path: one FC(256) + ReLU, or (prototype embedding) its
@@ -24,7 +24,7 @@ enum LabelPath {
     Conv(Sequential, ImageDims),
 }
 
-/// The CT/FM network of PAPER.md §6.2. It outputs `m` logits; CT forms
+/// The CT/FM network of docs/DECISIONS.md, note G.2. It outputs `m` logits; CT forms
 /// `û = softmax(logits)·W_Embed`, FM `v̂ = logits·W_Embed`.
 ///
 /// * image path: conv stack (dropout 0.2, no batch-norm) → FC 256 → ReLU;
@@ -46,7 +46,7 @@ pub struct CtNet {
     fc3: Linear,
 }
 
-/// What the image path leaves for the per-step layers (decision 17): the
+/// What the image path leaves for the per-step layers (docs/DECISIONS.md § 17): the
 /// image features already projected by the image block of the first fusion
 /// layer, `P = f(x)·W1[:, 0:256]ᵀ`, and that layer's other two blocks.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ impl CtNet {
     }
 
     /// Run the image path once (evaluation mode) and keep what every later
-    /// step needs (decision 17).
+    /// step needs (docs/DECISIONS.md § 17).
     pub fn prepare(&mut self, x: &Tensor) -> Result<ImageCache> {
         let fx = self.img.forward(x, Mode::Eval)?;
         let w = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
@@ -179,7 +179,7 @@ impl CtNet {
     }
 
     /// The same computation as [`CtNet::forward_cached`] but re-running the
-    /// image path for this call (the uncached reference of decision 17).
+    /// image path for this call (the uncached reference of docs/DECISIONS.md § 17).
     pub fn forward_uncached(&mut self, x: &Tensor, z: &Tensor, t: f64) -> Result<Tensor> {
         let cache = self.prepare(x)?;
         self.forward_cached(&cache, z, t)

@@ -1,6 +1,6 @@
 //! NoProp-DT: T independent denoising blocks, Eq. 8 loss, training in the
 //! paper's block-outer order or the default batch-outer order, stochastic
-//! inference by Eq. 3, and checkpoints (PAPER.md §2, decisions 1–7).
+//! inference by Eq. 3, and checkpoints (docs/DECISIONS.md §§ 1–7, note B).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,7 +24,7 @@ use crate::{Error, Result};
 /// A checkpoint's configuration, string metadata and tensors by name.
 pub type CheckpointContents = io::Checkpoint<DtConfig>;
 
-/// The order of the training loops (decision 6).
+/// The order of the training loops (docs/DECISIONS.md § 6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Order {
@@ -34,7 +34,7 @@ pub enum Order {
     Batch,
 }
 
-/// Which uses of `W_Embed` pass gradients to it (decision 4).
+/// Which uses of `W_Embed` pass gradients to it (docs/DECISIONS.md § 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmbedGrad {
@@ -467,7 +467,7 @@ impl NoPropDt {
     /// `z_t = a_t·û_θt(z_{t−1}, x) + b_t·z_{t−1} + √c_t·ε_t`, and
     /// `ŷ = argmax p̂_θout(y | z_T)`. Noise is keyed by `(seed, key)`; with
     /// `noise = false`, `z_0 = 0` and `ε_t = 0` (the mean path).
-    /// The T image paths do not depend on `z` (decision 17), but each block
+    /// The T image paths do not depend on `z` (docs/DECISIONS.md § 17), but each block
     /// has its own, so they simply run inside each block.
     pub fn predict(&mut self, x: &Tensor, noise: bool, key: u64) -> Result<Vec<usize>> {
         let b = x.dim(0);

@@ -1,4 +1,4 @@
-//! Class embeddings `W_Embed ∈ R^{m×d}` (PAPER.md §5, decision 13).
+//! Class embeddings `W_Embed ∈ R^{m×d}` (docs/DECISIONS.md, note F and § 13).
 
 use std::str::FromStr;
 
@@ -104,7 +104,7 @@ impl ClassEmbedding {
         Self::from_weight(EmbeddingKind::Learned { dim }, Tensor::from_ndarray(&w32))
     }
 
-    /// The prototype embedding (decision 13): for each class, the training
+    /// The prototype embedding (docs/DECISIONS.md § 13): for each class, the training
     /// image (as the network sees it, after normalisation) with the smallest
     /// median Euclidean distance to the other images of its class, over a
     /// seeded random subset of at most `max_per_class` images of that class.

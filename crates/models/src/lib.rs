@@ -9,7 +9,7 @@
 //!   back-propagation only), stochastic inference (Eq. 3) and checkpoints.
 //! * [`NoPropCont`]: NoProp-CT (Eq. 9, learnable schedule) and NoProp-FM
 //!   (Eqs. 11–13) on one shared [`CtNet`], with ancestral, Euler or Heun
-//!   inference and the image path cached across steps (decision 17).
+//!   inference and the image path cached across steps (docs/DECISIONS.md § 17).
 //!
 //! ```
 //! use noprop_models::{ClassEmbedding, DtConfig, EmbeddingKind, NoPropDt};
@@ -35,7 +35,7 @@
 //! let x = ops::randn(&[4, 1, 28, 28], DType::F32, &mut RngStream::new(0, 0))?;
 //! let loss = model.train_batch(&x, &[0, 1, 2, 3], 0)?;
 //! assert!(loss.total().is_finite());
-//! // 20 Euler steps; the image path runs once (decision 17).
+//! // 20 Euler steps; the image path runs once (docs/DECISIONS.md § 17).
 //! assert_eq!(model.predict(&x, Sampler::Euler, 20, true, 0)?.len(), 4);
 //! assert_eq!(model.num_params(), 867_722); // Table 5, CT column, MNIST one-hot
 //! # Ok::<(), noprop_models::Error>(())

@@ -1,5 +1,5 @@
 //! NoProp-CT / NoProp-FM: Table 5 parameter counts, image-path caching
-//! (decision 17), finite-difference checks of the full Eq. 9 / Eq. 11+13
+//! (docs/DECISIONS.md § 17), finite-difference checks of the full Eq. 9 / Eq. 11+13
 //! gradients (network, W_Embed and the learnable schedule), and checkpoints.
 
 use noprop_models::{ClassEmbedding, ContConfig, ContMethod, EmbeddingKind, NoPropCont, Sampler};

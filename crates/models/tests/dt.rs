@@ -30,7 +30,7 @@ fn model(
 
 #[test]
 fn per_block_parameter_counts_match_table5() {
-    // PAPER.md §6.3: exact per-block counts behind v2 Table 5 (DT column).
+    // docs/DECISIONS.md, note H: exact per-block counts behind v2 Table 5 (DT column).
     let cells = [
         ((1, 28, 28), 10, EmbeddingKind::OneHot, 919_946),
         ((1, 28, 28), 10, EmbeddingKind::Learned { dim: 20 }, 922_506),

@@ -1,4 +1,4 @@
-//! The fixed cosine schedule of NoProp-DT (PAPER.md decision 1).
+//! The fixed cosine schedule of NoProp-DT (docs/DECISIONS.md § 1).
 
 use noprop_tensor::{ops, Tensor};
 
@@ -7,8 +7,8 @@ use crate::{Error, Result};
 /// The cosine schedule of NoProp-DT over the `T + 1` latents `z_0 … z_T`.
 ///
 /// The paper says only "a fixed cosine noise schedule". We use the
-/// Nichol–Dhariwal cosine reversed over `T + 1` latents (PAPER.md §11 (A),
-/// decision 1): `ᾱ_t = f((T+1−t)/(T+1)) / f(0)` with
+/// Nichol–Dhariwal cosine reversed over `T + 1` latents (docs/DECISIONS.md
+/// § 1 and note C (A)): `ᾱ_t = f((T+1−t)/(T+1)) / f(0)` with
 /// `f(u) = cos²(((u + s)/(1 + s))·π/2)`, `s = 0.008`. Then `ᾱ_0 = 0` exactly
 /// (so `SNR(0) = 0` and the KL term of Eq. 8 vanishes), and every quantity is
 /// finite without clamping.
@@ -111,7 +111,7 @@ impl CosineSchedule {
 
     /// `D_KL(q(z_0|y) ‖ N(0, I)) = ½[ᾱ_0‖u‖² − d·ᾱ_0 − d·ln(1 − ᾱ_0)]` for one
     /// embedding with squared norm `u_sq_norm` in `d` dimensions (Eq. 8;
-    /// PAPER.md §2.2, DERIVED). Zero for this schedule since `ᾱ_0 = 0`.
+    /// derived; docs/DECISIONS.md, note B). Zero for this schedule since `ᾱ_0 = 0`.
     pub fn kl_z0(&self, u_sq_norm: f64, d: usize) -> f64 {
         let a0 = self.alpha_bar[0];
         let d = d as f64;

@@ -1,5 +1,5 @@
-//! The learnable continuous-time noise schedule of NoProp-CT (PAPER.md §3.2,
-//! Appendix B of arXiv 2503.24322, decision 9).
+//! The learnable continuous-time noise schedule of NoProp-CT (Appendix B of
+//! arXiv 2503.24322; docs/DECISIONS.md § 9).
 //!
 //! `γ̃(t) = w2ᵀ softplus(W1·t + b1) + b2` with `W1 = softplus(r1)` and
 //! `w2 = softplus(r2)` (width 64), so `γ̃` is increasing in `t` for *every*
@@ -60,7 +60,7 @@ struct Tilde {
     dgp: Vec<f64>,
 }
 
-/// The learnable schedule of decision 9 (see the module docs).
+/// The learnable schedule of docs/DECISIONS.md § 9 (see the module docs).
 ///
 /// Parameters live in one `f64` tensor laid out as
 /// `[r1 (W), b1 (W), r2 (W), b2, γ0, γ1]` (`W` = width), so one optimiser
@@ -74,7 +74,7 @@ pub struct LearnableSchedule {
 }
 
 impl LearnableSchedule {
-    /// The hidden width of decision 9.
+    /// The hidden width of docs/DECISIONS.md § 9.
     pub const WIDTH: usize = 64;
 
     /// Width 64, `γ0 = −7`, `γ1 = 7`; `r1, b1 ~ U(−1, 1)` and
@@ -260,7 +260,7 @@ impl LearnableSchedule {
         self.at(t).snr
     }
 
-    /// `SNR′(t)`, analytic (decision 9): the weight of the CT L2 term in Eq. 9.
+    /// `SNR′(t)`, analytic (docs/DECISIONS.md § 9): the weight of the CT L2 term in Eq. 9.
     pub fn snr_prime(&self, t: f64) -> f64 {
         self.at(t).snr_prime
     }
@@ -336,7 +336,7 @@ impl LearnableSchedule {
         Ok(())
     }
 
-    /// The ancestral step coefficients of PAPER.md §3.4 (i) between grid
+    /// The ancestral step coefficients of docs/DECISIONS.md, note D (i), between grid
     /// times `s < t`: with `α_{s|t} = ᾱ(s)/ᾱ(t)`,
     /// `a = √ᾱ_t(1 − α_{s|t})/(1 − ᾱ_s)`, `b = √α_{s|t}(1 − ᾱ_t)/(1 − ᾱ_s)`,
     /// `c = (1 − ᾱ_t)(1 − α_{s|t})/(1 − ᾱ_s)` (the DT update, Eq. 6, with
@@ -358,7 +358,7 @@ impl LearnableSchedule {
         kl_z0(self.alpha_bar(0.0), u_sq_norm, d)
     }
 
-    /// The probability-flow ODE of PAPER.md §3.4 (ii) written as
+    /// The probability-flow ODE of docs/DECISIONS.md, note D (ii), written as
     /// `dz/dt = k_u·û + k_z·z` with `k_u = −½γ′(t)√ᾱ(t)` and
     /// `k_z = ½γ′(t)ᾱ(t)`; returns `(k_u, k_z)`.
     pub fn pf_ode_coeffs(&self, t: f64) -> (f64, f64) {

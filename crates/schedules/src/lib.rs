@@ -17,7 +17,7 @@
 //! # Ok::<(), noprop_schedules::Error>(())
 //! ```
 //!
-//! NoProp-CT learns its schedule ([`LearnableSchedule`], decision 9):
+//! NoProp-CT learns its schedule ([`LearnableSchedule`], docs/DECISIONS.md § 9):
 //!
 //! ```
 //! use noprop_schedules::LearnableSchedule;

@@ -1,6 +1,6 @@
-//! Flow-matching path helpers (PAPER.md §4), per-row noising for continuous
+//! Flow-matching path helpers (docs/DECISIONS.md, note E), per-row noising for continuous
 //! time, and the samplers of NoProp-CT/FM: Euler and Heun ODE steps and the
-//! ancestral CT step of PAPER.md §3.4 (i).
+//! ancestral CT step of docs/DECISIONS.md, note D (i).
 
 use noprop_tensor::{ops, with_dtype, Elem, Tensor};
 
@@ -51,7 +51,7 @@ pub fn euler_step(z: &Tensor, v: &Tensor, dt: f64) -> Result<Tensor> {
     Ok(ops::add_scaled(1.0, z, dt, v)?)
 }
 
-/// The ancestral CT step of PAPER.md §3.4 (i):
+/// The ancestral CT step of docs/DECISIONS.md, note D (i):
 /// `z_t = a·û_θ(z_s, x, s) + b·z_s + √c·ε` with the coefficients of
 /// [`crate::LearnableSchedule::posterior`]; `eps = None` drops the noise.
 pub fn ancestral_step(

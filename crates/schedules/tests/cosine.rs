@@ -1,4 +1,4 @@
-//! The T = 10 values of PAPER.md §11 (A), and the noising distribution by sampling.
+//! The T = 10 values of docs/DECISIONS.md, note C (A), and the noising distribution by sampling.
 
 use approx::assert_abs_diff_eq;
 use noprop_schedules::{noisy_latent, CosineSchedule};

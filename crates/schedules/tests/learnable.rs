@@ -1,4 +1,4 @@
-//! The learnable CT schedule (decision 9): monotone by construction, and
+//! The learnable CT schedule (docs/DECISIONS.md § 9): monotone by construction, and
 //! finite-difference checks (f64) of SNR′ and of every parameter gradient.
 
 use noprop_schedules::{ode, LearnableSchedule, Stepper};

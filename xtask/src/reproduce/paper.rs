@@ -1,5 +1,5 @@
-//! The paper's published numbers (arXiv 2503.24322 v2), transcribed from
-//! `PAPER.md` §8, to print beside ours.
+//! The paper's published numbers (arXiv 2503.24322 v2), transcribed as
+//! `docs/DECISIONS.md`, note J describes, to print beside ours.
 
 /// A published mean ± standard error, in percent.
 #[derive(Clone, Copy, Debug, PartialEq)]

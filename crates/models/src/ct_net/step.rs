@@ -1,5 +1,5 @@
 //! Training through many evaluations of the network on one mini-batch with
-//! the image path run once (decision 17 applied to training, as the adjoint
+//! the image path run once (docs/DECISIONS.md § 17 applied to training, as the adjoint
 //! baseline needs): [`CtNet::image_train`] runs the image path in training
 //! mode, [`CtNet::step_forward`] / [`CtNet::step_backward`] evaluate the
 //! label, time and fusion layers at one `(z, t)` and back-propagate through

@@ -1,4 +1,4 @@
-//! Sinusoidal embedding of a scalar time `t ∈ [0, 1]` (NoProp-CT/FM, decision 8).
+//! Sinusoidal embedding of a scalar time `t ∈ [0, 1]` (NoProp-CT/FM, docs/DECISIONS.md § 8).
 
 use noprop_tensor::{with_dtype, Elem, Tensor};
 
