@@ -17,6 +17,7 @@
 //! `RESULT {json}` as its last line. `cargo xtask train` / `eval` build this
 //! binary in release mode and run it.
 
+mod data_cmd;
 mod eval_args;
 mod switches;
 mod train_args;
@@ -54,6 +55,9 @@ enum Command {
         after_help = "Examples:\n  noprop eval --dataset mnist-test-split --checkpoint results/checkpoints/noprop-dt-mnist-test-split-one-hot-s0/last.safetensors --inference-runs 5\n  noprop eval --dataset mnist --checkpoint results/checkpoints/noprop-ct-mnist-one-hot-s0/last.safetensors --sampler heun --steps 40"
     )]
     Eval(eval_args::EvalArgs),
+    /// Inspect datasets without training.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
 }
 
 fn main() {
@@ -69,6 +73,7 @@ fn main() {
     let out: Result<()> = match cli.command {
         Command::Train(a) => train_args::run(*a),
         Command::Eval(a) => eval_args::run(a),
+        Command::Data(c) => data_cmd::run(c),
     };
     if let Err(e) = out {
         eprintln!("error: {e:#}");
