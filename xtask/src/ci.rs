@@ -46,6 +46,8 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "-p",
             "noprop-models",
             "-p",
+            "noprop-train",
+            "-p",
             "noprop",
             "--features",
             "noprop/cuda",
@@ -75,6 +77,19 @@ pub const STEPS: &[(&str, &[&str])] = &[
     ),
     // The README's test command.
     ("tests", &["test", "--workspace", "--release"]),
+    // The library trainer's example, as a user runs it (NoProp-DT on 1,024
+    // real digits through `noprop-train`).
+    (
+        "example",
+        &[
+            "run",
+            "--release",
+            "-p",
+            "noprop-train",
+            "--example",
+            "train_small",
+        ],
+    ),
     // The CUDA tests: `nvrtc_*` compile every kernel with NVRTC for sm_90
     // (needs libnvrtc.so.13, which `.ci/run` installs); the op, dispatch and
     // NoProp-DT step parity tests skip, saying why, when there is no GPU.
@@ -102,7 +117,7 @@ pub fn run(args: CiArgs) -> Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     for (name, cargo_args) in STEPS {
-        if args.tests_only && !name.starts_with("tests") {
+        if args.tests_only && !(name.starts_with("tests") || *name == "example") {
             continue;
         }
         eprintln!("==> ci step `{name}`: cargo {}", cargo_args.join(" "));
