@@ -28,9 +28,27 @@ impl DType {
     }
 }
 
+mod sealed {
+    /// Implemented for `f32` and `f64` only: see [`super::Elem`].
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
 /// A float type the CPU kernels are generic over (`f32` or `f64`).
+///
+/// Sealed: the kernels reinterpret storage by [`Elem::DTYPE`], so an
+/// implementation outside this crate with a wrong `DTYPE` would read memory
+/// as the wrong type from safe code. `Elem` requires a private supertrait
+/// that only `f32` and `f64` implement; downstream code cannot name it:
+///
+/// ```compile_fail,E0603
+/// struct Half;
+/// impl noprop_tensor::dtype::sealed::Sealed for Half {}
+/// ```
 pub trait Elem:
-    num_traits::Float
+    sealed::Sealed
+    + num_traits::Float
     + num_traits::FromPrimitive
     + Default
     + Debug
