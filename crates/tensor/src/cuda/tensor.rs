@@ -35,13 +35,48 @@ pub(crate) fn numel_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// Fail unless `n` fits the kernels' 32-bit sizes.
+/// The most elements a CUDA kernel handles: `2^31 − 1`.
+///
+/// The kernels count in `unsigned int`. A grid-stride loop (`NP_FOR` in
+/// `common.cuh`) adds the stride (at most `256 · 2^20 = 2^28`, see
+/// `cfg_1d`) to an index below `n`, and the Philox kernels compute
+/// `(n + 3) / 4`; with `n < 2^31` neither can wrap past `2^32`, whereas with
+/// `n` up to `2^32 − 1` the loop counter wrapped (threads never exited and
+/// in-place ops applied twice).
+pub(crate) const MAX_KERNEL_ELEMS: usize = i32::MAX as usize;
+
+/// Fail unless `n` fits the kernels' 32-bit sizes ([`MAX_KERNEL_ELEMS`]).
 pub(crate) fn fits_u32(op: &'static str, shape: &[usize], n: usize) -> Result<u32> {
-    u32::try_from(n).map_err(|_| Error::InvalidShape {
-        op,
-        shape: shape.to_vec(),
-        why: "more than 2^32 − 1 elements: CUDA kernels use 32-bit sizes",
-    })
+    if n > MAX_KERNEL_ELEMS {
+        return Err(Error::InvalidShape {
+            op,
+            shape: shape.to_vec(),
+            why: "more than 2^31 − 1 elements: CUDA kernels use 32-bit sizes",
+        });
+    }
+    Ok(n as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_sizes_stop_below_the_counter_wrap() {
+        assert_eq!(fits_u32("t", &[7], 7).unwrap(), 7);
+        let max = MAX_KERNEL_ELEMS;
+        assert_eq!(fits_u32("t", &[max], max).unwrap() as usize, max);
+        // One more, and everything up to the old u32 limit, is refused.
+        for n in [max + 1, u32::MAX as usize, u32::MAX as usize + 1] {
+            let e = fits_u32("t", &[n], n).unwrap_err().to_string();
+            assert!(e.contains("2^31 − 1"), "{e}");
+        }
+        // The largest stride of a 1-D launch plus the largest index stays
+        // below 2^32, and so does the Philox block count's `n + 3`.
+        let stride = (super::super::BLOCK as u64) << 20;
+        assert!(max as u64 - 1 + stride < 1 << 32);
+        assert!(max as u64 + 3 < 1 << 32);
+    }
 }
 
 impl CudaTensor {

@@ -1,6 +1,8 @@
 // Shared helpers, prepended to every kernel file before NVRTC compiles it.
 // All kernels work on f32, contiguous row-major (NCHW) buffers; sizes are
-// 32-bit (the Rust side checks that every size fits).
+// 32-bit: the Rust side refuses more than 2^31 - 1 elements
+// (MAX_KERNEL_ELEMS in cuda/tensor.rs), so `i + stride` in NP_FOR and
+// `(n + 3) / 4` in the Philox kernels never wrap.
 
 #define NP_BLOCK 256
 
