@@ -11,8 +11,8 @@
 //!    on; a finished cell (its `<cell>.json` exists for the same flags) is
 //!    skipped on a re-run; an interrupted cell continues from its checkpoint
 //!    with `--resume`.
-//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory and
-//!    copy it to `docs/REPRODUCTION.md`.
+//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory;
+//!    with `--update-docs`, also copy it to `docs/REPRODUCTION.md`.
 
 pub mod figure;
 pub mod paper;
@@ -74,10 +74,17 @@ pub struct ReproduceArgs {
     /// Run directory (default: `results/<mode>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Do not copy the report to docs/REPRODUCTION.md.
+    /// Also copy the report to docs/REPRODUCTION.md and its figure to
+    /// docs/reproduction/ (refreshing the committed report; by default only
+    /// the run directory is written).
     #[arg(long)]
+    pub update_docs: bool,
+    /// Deprecated and without effect: leaving docs/ alone is now the
+    /// default (see --update-docs).
+    #[arg(long, hide = true, conflicts_with = "update_docs")]
     pub no_docs: bool,
-    /// Only render the report of an existing run directory.
+    /// Only render the report of an existing run directory (honours
+    /// --update-docs).
     #[arg(long)]
     pub render_only: bool,
     /// Dataset root searched first (and where fetched data goes).
@@ -102,8 +109,19 @@ impl ReproduceArgs {
 
 /// Runs `cargo xtask reproduce`.
 pub fn run(args: ReproduceArgs) -> Result<()> {
+    run_in(args, &workspace_root())
+}
+
+/// [`run`] with `root` as the workspace root (where `results/` and, with
+/// `--update-docs`, `docs/` are written).
+fn run_in(args: ReproduceArgs, root: &Path) -> Result<()> {
     let mode = args.mode();
-    let root = workspace_root();
+    if args.no_docs {
+        eprintln!(
+            "warning: --no-docs is deprecated and has no effect: reproduce now leaves docs/ \
+             alone unless --update-docs is given"
+        );
+    }
     let out = args
         .out
         .clone()
@@ -122,8 +140,15 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         };
         run_cells(&plan, &out, &bin, &args)?;
     }
-    let report = render_report(&out, !args.no_docs, &root)?;
+    let report = render_report(&out, args.update_docs, root)?;
     eprintln!("report: {}", report.display());
+    if args.update_docs {
+        eprintln!(
+            "updated {} (figure under {})",
+            root.join("docs").join("REPRODUCTION.md").display(),
+            root.join("docs").join("reproduction").display()
+        );
+    }
     Ok(())
 }
 
@@ -556,6 +581,88 @@ fn finished_epoch(line: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask reproduce <args>` as clap parses it.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReproduceArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ReproduceArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("reproduce").chain(args.iter().copied()))
+            .map(|c| c.args)
+    }
+
+    /// A run directory whose plan has no cells, and a figure to copy.
+    fn empty_run(out: &Path) {
+        std::fs::create_dir_all(out).expect("mkdir");
+        let plan = RunPlan {
+            mode: Mode::Micro,
+            command: "cargo xtask reproduce --micro".into(),
+            tables: vec!["table1".into()],
+            seeds: 1,
+            inference_runs: 1,
+            device: "cpu".into(),
+            datasets: Vec::new(),
+            cells: Vec::new(),
+            skipped: Vec::new(),
+            host: serde_json::json!({}),
+            git_revision: "test".into(),
+            created_unix: 0,
+        };
+        std::fs::write(
+            out.join("plan.json"),
+            serde_json::to_string(&plan).expect("plan json"),
+        )
+        .expect("write plan");
+        std::fs::write(out.join("fig4.svg"), "<svg/>").expect("write svg");
+    }
+
+    #[test]
+    fn docs_are_written_only_with_update_docs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let out = root.path().join("results").join("micro");
+        empty_run(&out);
+        let out_s = out.to_str().expect("utf-8 path");
+        let docs = root.path().join("docs");
+
+        run_in(
+            parse(&["--render-only", "--out", out_s]).expect("args"),
+            root.path(),
+        )
+        .expect("render");
+        assert!(out.join("REPORT.md").exists());
+        assert!(!docs.exists(), "the default run wrote docs/");
+
+        // The deprecated flag is still accepted and changes nothing.
+        let old = parse(&["--render-only", "--no-docs", "--out", out_s]).expect("--no-docs");
+        assert!(old.no_docs && !old.update_docs);
+        run_in(old, root.path()).expect("render --no-docs");
+        assert!(!docs.exists(), "--no-docs wrote docs/");
+
+        run_in(
+            parse(&["--render-only", "--update-docs", "--out", out_s]).expect("args"),
+            root.path(),
+        )
+        .expect("render --update-docs");
+        let report = std::fs::read_to_string(out.join("REPORT.md")).expect("report");
+        let copied = std::fs::read_to_string(docs.join("REPRODUCTION.md")).expect("docs copy");
+        assert_eq!(copied, report.replace("](fig4.", "](reproduction/fig4."));
+        assert_eq!(
+            std::fs::read_to_string(docs.join("reproduction").join("fig4.svg")).expect("svg"),
+            "<svg/>"
+        );
+    }
+
+    #[test]
+    fn update_docs_and_no_docs_conflict() {
+        assert!(parse(&["--update-docs"]).expect("parses").update_docs);
+        assert!(!parse(&[]).expect("parses").update_docs);
+        let err = parse(&["--update-docs", "--no-docs"]).expect_err("conflict");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 
     #[test]
     fn epoch_lines_are_recognised() {
@@ -603,7 +710,8 @@ mod tests {
             device: "cpu".into(),
             resume: false,
             out: Some(dir.path().to_path_buf()),
-            no_docs: true,
+            update_docs: false,
+            no_docs: false,
             render_only: false,
             data_dir: None,
             noprop_bin: Some(bin),
