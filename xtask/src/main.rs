@@ -14,7 +14,8 @@
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
 //!   run it with the given arguments.
 //! * `cargo xtask reproduce [--quick|--full]` trains every cell of the
-//!   paper's tables as subprocesses and renders `docs/REPRODUCTION.md`.
+//!   paper's tables as subprocesses and renders `results/<mode>/REPORT.md`
+//!   (and `docs/REPRODUCTION.md` with `--update-docs`).
 //! * `cargo xtask bench [gemm|dt|all]` times our kernels and training next to
 //!   their peers (NumPy/OpenBLAS, PyTorch) in one sitting and renders
 //!   `docs/BENCHMARKS.md` from the JSON it writes under `docs/results/`.

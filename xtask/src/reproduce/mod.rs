@@ -10,28 +10,31 @@
 //!    cell is recorded (`<cell>.failed.json`, log in `logs/`) and the rest go
 //!    on; a finished cell (its `<cell>.json` exists for the same flags) is
 //!    skipped on a re-run; an interrupted cell continues from its checkpoint
-//!    with `--resume`.
-//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory and
-//!    copy it to `docs/REPRODUCTION.md`.
+//!    with `--resume` ([`cells`], [`child`]). While they run, one status line
+//!    shows the cell, its epoch and batch (the [`progress`] lines of
+//!    `noprop train`), and the time left for the whole run, estimated per
+//!    cell ([`cost`]) and rescaled by the speed observed ([`live`]).
+//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory;
+//!    with `--update-docs`, also copy it to `docs/REPRODUCTION.md`.
 
+mod cells;
+mod child;
+pub mod cost;
 pub mod figure;
+pub mod live;
 pub mod paper;
 pub mod params;
 pub mod plan;
+pub mod progress;
 pub mod report;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use noprop_datasets::{fetch, locate, DatasetName, FetchOptions, LoadOptions};
 
 use crate::run_bin::{build_release, build_release_with, cpu_model, git_revision, workspace_root};
-use plan::{Cell, DatasetChoice, Mode, PlanRequest, RunPlan, EMBEDDINGS, METHODS, TABLES};
+use plan::{DatasetChoice, Mode, PlanRequest, RunPlan, EMBEDDINGS, METHODS, TABLES};
 
 /// Options of `cargo xtask reproduce`.
 #[derive(clap::Args, Debug, Clone)]
@@ -74,10 +77,17 @@ pub struct ReproduceArgs {
     /// Run directory (default: `results/<mode>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Do not copy the report to docs/REPRODUCTION.md.
+    /// Also copy the report to docs/REPRODUCTION.md and its figure to
+    /// docs/reproduction/ (refreshing the committed report; by default only
+    /// the run directory is written).
     #[arg(long)]
+    pub update_docs: bool,
+    /// Deprecated and without effect: leaving docs/ alone is now the
+    /// default (see --update-docs).
+    #[arg(long, hide = true, conflicts_with = "update_docs")]
     pub no_docs: bool,
-    /// Only render the report of an existing run directory.
+    /// Only render the report of an existing run directory (honours
+    /// --update-docs).
     #[arg(long)]
     pub render_only: bool,
     /// Dataset root searched first (and where fetched data goes).
@@ -102,8 +112,19 @@ impl ReproduceArgs {
 
 /// Runs `cargo xtask reproduce`.
 pub fn run(args: ReproduceArgs) -> Result<()> {
+    run_in(args, &workspace_root())
+}
+
+/// [`run`] with `root` as the workspace root (where `results/` and, with
+/// `--update-docs`, `docs/` are written).
+fn run_in(args: ReproduceArgs, root: &Path) -> Result<()> {
     let mode = args.mode();
-    let root = workspace_root();
+    if args.no_docs {
+        eprintln!(
+            "warning: --no-docs is deprecated and has no effect: reproduce now leaves docs/ \
+             alone unless --update-docs is given"
+        );
+    }
     let out = args
         .out
         .clone()
@@ -120,10 +141,17 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             None if args.device == "cpu" => build_release("noprop", "noprop")?,
             None => build_release_with("noprop", "noprop", &["cuda"])?,
         };
-        run_cells(&plan, &out, &bin, &args)?;
+        cells::run_cells(&plan, &out, &bin, args.resume)?;
     }
-    let report = render_report(&out, !args.no_docs, &root)?;
+    let report = render_report(&out, args.update_docs, root)?;
     eprintln!("report: {}", report.display());
+    if args.update_docs {
+        eprintln!(
+            "updated {} (figure under {})",
+            root.join("docs").join("REPRODUCTION.md").display(),
+            root.join("docs").join("reproduction").display()
+        );
+    }
     Ok(())
 }
 
@@ -357,214 +385,90 @@ fn host_info() -> serde_json::Value {
     serde_json::json!({"hostname": hostname, "cpu": cpu_model(), "threads": threads})
 }
 
-fn bar_style(template: &str) -> ProgressStyle {
-    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
-}
-
-/// Runs every unfinished cell in order.
-fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, args: &ReproduceArgs) -> Result<()> {
-    let logs = out.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let multi = MultiProgress::new();
-    if !std::io::stderr().is_terminal() {
-        multi.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let overall = multi.add(ProgressBar::new(plan.cells.len() as u64));
-    overall.set_style(bar_style(
-        "cells {pos}/{len} [{elapsed_precise}] {wide_bar} {msg}",
-    ));
-    let started = Instant::now();
-    let (mut ran, mut skipped, mut failed) = (0, 0, 0);
-    for cell in &plan.cells {
-        overall.set_message(cell.id.clone());
-        match run_cell(cell, out, &logs, bin, args, &multi)? {
-            CellRun::AlreadyDone => skipped += 1,
-            CellRun::Finished(secs) => {
-                ran += 1;
-                multi.suspend(|| eprintln!("cell {} finished in {secs:.0}s", cell.id));
-            }
-            CellRun::Failed(why) => {
-                failed += 1;
-                multi.suspend(|| eprintln!("cell {} FAILED: {why}", cell.id));
-            }
-        }
-        overall.inc(1);
-    }
-    overall.finish_and_clear();
-    eprintln!(
-        "{} cells: {ran} run, {skipped} already finished, {failed} failed, in {:.0}s",
-        plan.cells.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
-enum CellRun {
-    AlreadyDone,
-    Finished(f64),
-    Failed(String),
-}
-
-/// The flags a cell's files were made with, stored beside them so a re-run
-/// with different flags does not mistake old results for new ones.
-fn args_path(out: &Path, id: &str) -> PathBuf {
-    out.join(format!("{id}.args.json"))
-}
-
-fn run_cell(
-    cell: &Cell,
-    out: &Path,
-    logs: &Path,
-    bin: &Path,
-    args: &ReproduceArgs,
-    multi: &MultiProgress,
-) -> Result<CellRun> {
-    let result = report::result_path(out, &cell.id);
-    let failed = report::failure_path(out, &cell.id);
-    let args_file = args_path(out, &cell.id);
-    let ckpt_dir = out.join("checkpoints").join(&cell.id);
-    let same_args = std::fs::read_to_string(&args_file)
-        .ok()
-        .and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok())
-        .is_some_and(|a| a == cell.args);
-    if same_args && result.exists() {
-        return Ok(CellRun::AlreadyDone);
-    }
-    // Stale files (other flags), a previous failure, or (without --resume)
-    // an interrupted run's checkpoint: start clean.
-    let _ = std::fs::remove_file(&failed);
-    let _ = std::fs::remove_file(&result);
-    if (!same_args || !args.resume) && ckpt_dir.exists() {
-        if same_args {
-            multi.suspend(|| {
-                eprintln!(
-                    "cell {}: starting over (pass --resume to continue from {})",
-                    cell.id,
-                    ckpt_dir.display()
-                )
-            });
-        }
-        std::fs::remove_dir_all(&ckpt_dir)
-            .with_context(|| format!("removing {}", ckpt_dir.display()))?;
-    }
-    write_atomic(&args_file, serde_json::to_string(&cell.args)?.as_bytes())?;
-
-    let log_path = logs.join(format!("{}.log", cell.id));
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let epoch_bar = multi.add(ProgressBar::new(cell.budget.epochs as u64));
-    epoch_bar.set_style(bar_style(
-        "  {msg} epoch {pos}/{len} [{elapsed_precise}] {wide_bar}",
-    ));
-    epoch_bar.set_message(cell.id.clone());
-    let t0 = Instant::now();
-    let mut cmd = Command::new(bin);
-    cmd.arg("train")
-        .args(&cell.args)
-        .arg("--results-dir")
-        .arg(out)
-        .arg("--name")
-        .arg(&cell.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if args.resume {
-        cmd.arg("--resume");
-    }
-    let _ = writeln!(log, "$ {} train {}", bin.display(), cell.args.join(" "));
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            epoch_bar.finish_and_clear();
-            bail!("could not start {}: {e}", bin.display());
-        }
-    };
-    // stdout carries only the RESULT line; drain it on a thread so the
-    // child never blocks on a full pipe.
-    let stdout = child.stdout.take();
-    let drain = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut o) = stdout {
-            let _ = std::io::Read::read_to_string(&mut o, &mut s);
-        }
-        s
-    });
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(30);
-    if let Some(err) = child.stderr.take() {
-        for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
-            let _ = writeln!(log, "{line}");
-            if let Some(k) = finished_epoch(&line) {
-                epoch_bar.set_position(k);
-            }
-            if tail.len() == 30 {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        }
-    }
-    let status = child.wait().context("waiting for noprop")?;
-    let stdout = drain.join().unwrap_or_default();
-    let _ = write!(log, "{stdout}");
-    epoch_bar.finish_and_clear();
-    let why = if !status.success() {
-        Some(status.to_string())
-    } else if !result.exists() {
-        Some(format!(
-            "exited successfully but wrote no {}",
-            result.display()
-        ))
-    } else {
-        None
-    };
-    match why {
-        None => Ok(CellRun::Finished(t0.elapsed().as_secs_f64())),
-        Some(status) => {
-            let record = serde_json::json!({
-                "status": status,
-                "log": log_path.display().to_string(),
-                "tail": tail.iter().collect::<Vec<_>>(),
-            });
-            write_atomic(&failed, serde_json::to_string_pretty(&record)?.as_bytes())?;
-            let last = tail
-                .iter()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .cloned()
-                .unwrap_or_default();
-            Ok(CellRun::Failed(format!(
-                "{status}: {last} (log: {})",
-                log_path.display()
-            )))
-        }
-    }
-}
-
-/// `Some(k)` when a `noprop train` log line reports that epoch `k` ended
-/// (`… epoch k/N: loss …`).
-fn finished_epoch(line: &str) -> Option<u64> {
-    let at = line.find("epoch ")?;
-    let rest = &line[at + 6..];
-    let (k, rest) = rest.split_once('/')?;
-    let (_, rest) = rest.split_once(':')?;
-    let _ = rest;
-    k.trim().parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask reproduce <args>` as clap parses it.
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReproduceArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ReproduceArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("reproduce").chain(args.iter().copied()))
+            .map(|c| c.args)
+    }
+
+    /// A run directory whose plan has no cells, and a figure to copy.
+    fn empty_run(out: &Path) {
+        std::fs::create_dir_all(out).expect("mkdir");
+        let plan = RunPlan {
+            mode: Mode::Micro,
+            command: "cargo xtask reproduce --micro".into(),
+            tables: vec!["table1".into()],
+            seeds: 1,
+            inference_runs: 1,
+            device: "cpu".into(),
+            datasets: Vec::new(),
+            cells: Vec::new(),
+            skipped: Vec::new(),
+            host: serde_json::json!({}),
+            git_revision: "test".into(),
+            created_unix: 0,
+        };
+        std::fs::write(
+            out.join("plan.json"),
+            serde_json::to_string(&plan).expect("plan json"),
+        )
+        .expect("write plan");
+        std::fs::write(out.join("fig4.svg"), "<svg/>").expect("write svg");
+    }
 
     #[test]
-    fn epoch_lines_are_recognised() {
-        let l = "2026-11-29T22:00:00Z  INFO noprop::run: epoch 3/10: loss 0.1, train acc 0.9";
-        assert_eq!(finished_epoch(l), Some(3));
+    fn docs_are_written_only_with_update_docs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let out = root.path().join("results").join("micro");
+        empty_run(&out);
+        let out_s = out.to_str().expect("utf-8 path");
+        let docs = root.path().join("docs");
+
+        run_in(
+            parse(&["--render-only", "--out", out_s]).expect("args"),
+            root.path(),
+        )
+        .expect("render");
+        assert!(out.join("REPORT.md").exists());
+        assert!(!docs.exists(), "the default run wrote docs/");
+
+        // The deprecated flag is still accepted and changes nothing.
+        let old = parse(&["--render-only", "--no-docs", "--out", out_s]).expect("--no-docs");
+        assert!(old.no_docs && !old.update_docs);
+        run_in(old, root.path()).expect("render --no-docs");
+        assert!(!docs.exists(), "--no-docs wrote docs/");
+
+        run_in(
+            parse(&["--render-only", "--update-docs", "--out", out_s]).expect("args"),
+            root.path(),
+        )
+        .expect("render --update-docs");
+        let report = std::fs::read_to_string(out.join("REPORT.md")).expect("report");
+        let copied = std::fs::read_to_string(docs.join("REPRODUCTION.md")).expect("docs copy");
+        assert_eq!(copied, report.replace("](fig4.", "](reproduction/fig4."));
         assert_eq!(
-            finished_epoch("loaded mnist (8000 train / 2000 test)"),
-            None
+            std::fs::read_to_string(docs.join("reproduction").join("fig4.svg")).expect("svg"),
+            "<svg/>"
         );
+    }
+
+    #[test]
+    fn update_docs_and_no_docs_conflict() {
+        assert!(parse(&["--update-docs"]).expect("parses").update_docs);
+        assert!(!parse(&[]).expect("parses").update_docs);
+        let err = parse(&["--update-docs", "--no-docs"]).expect_err("conflict");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     /// The CI smoke test: the micro preset on the real-digit split runs
@@ -603,7 +507,8 @@ mod tests {
             device: "cpu".into(),
             resume: false,
             out: Some(dir.path().to_path_buf()),
-            no_docs: true,
+            update_docs: false,
+            no_docs: false,
             render_only: false,
             data_dir: None,
             noprop_bin: Some(bin),

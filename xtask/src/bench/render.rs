@@ -1,0 +1,316 @@
+//! `docs/BENCHMARKS.md` from the JSON files under `docs/results/`: one
+//! section per file present, in a fixed order.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::capture::results_dir;
+use crate::run_bin::workspace_root;
+
+/// `dir/name` parsed as JSON; `None` when it is missing or not JSON (its
+/// section is then left out).
+fn read(dir: &Path, name: &str) -> Option<Value> {
+    let p = dir.join(name);
+    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+}
+
+/// A JSON number as `f64` (NaN when absent: printed as `NaN`, not as a
+/// made-up zero).
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Render docs/BENCHMARKS.md from docs/results/*.json.
+pub fn render() -> Result<()> {
+    let md = markdown(&results_dir());
+    let p = workspace_root().join("docs").join("BENCHMARKS.md");
+    std::fs::write(&p, md).with_context(|| format!("writing {}", p.display()))?;
+    eprintln!("wrote {}", p.display());
+    Ok(())
+}
+
+/// The text of BENCHMARKS.md for the JSON files in `dir`.
+pub fn markdown(dir: &Path) -> String {
+    let mut md = String::from(
+        "# Benchmarks\n\nWritten by `cargo xtask bench` from the JSON in `docs/results/` — do not edit by hand.\n\
+         Every ratio compares two numbers measured in the same invocation on the same machine, 2 threads each.\n",
+    );
+    if let Some(g) = read(dir, "gemm.json") {
+        md += &format!(
+            "\n## GEMM (f32, batch-128 shapes of the paper's block)\n\nHost: {} ({} cores), revision {}, {}; best median of {} alternating rounds.\n\n\
+             | shape M×K×N | what | ours GFLOP/s | matrixmultiply GFLOP/s | NumPy/OpenBLAS GFLOP/s | ours / OpenBLAS |\n|---|---|---:|---:|---:|---:|\n",
+            g["host"]["cpu"].as_str().unwrap_or("?"),
+            g["host"]["cores"],
+            g["host"]["git_revision"].as_str().unwrap_or("?"),
+            g["host"]["date"].as_str().unwrap_or("?"),
+            g["rounds"]
+        );
+        let rows = g["rows"].as_array().cloned().unwrap_or_default();
+        let mut shapes: Vec<(String, String)> = Vec::new();
+        for r in &rows {
+            let s = (
+                r["shape"].as_str().unwrap_or("").to_string(),
+                r["label"].as_str().unwrap_or("").to_string(),
+            );
+            if !shapes.contains(&s) {
+                shapes.push(s);
+            }
+        }
+        for (shape, label) in shapes {
+            let get = |imp: &str| {
+                rows.iter()
+                    .find(|r| r["shape"] == shape.as_str() && r["impl"] == imp)
+                    .map(|r| f(&r["gflops"]))
+                    .unwrap_or(f64::NAN)
+            };
+            let (o, mm, nb) = (
+                get("noprop (gemm crate)"),
+                get("matrixmultiply"),
+                get("numpy/OpenBLAS"),
+            );
+            md += &format!(
+                "| {shape} | {label} | {o:.1} | {mm:.1} | {nb:.1} | {:.2} |\n",
+                o / nb
+            );
+        }
+        md += "\nThe `gemm` crate was chosen over `matrixmultiply` on these numbers.\n";
+    }
+    if let Some(g) = read(dir, "dt_step.json") {
+        md += &format!(
+            "\n## One NoProp-DT block training step (batch 128, one-hot, block update + classifier step)\n\nHost: {}, revision {}, {}.\n\n\
+             | input | noprop-rs img/s | PyTorch img/s | ratio |\n|---|---:|---:|---:|\n",
+            g["host"]["cpu"].as_str().unwrap_or("?"),
+            g["host"]["git_revision"].as_str().unwrap_or("?"),
+            g["host"]["date"].as_str().unwrap_or("?")
+        );
+        let rows = g["rows"].as_array().cloned().unwrap_or_default();
+        for input in ["1x28x28", "3x32x32"] {
+            let get = |imp: &str| {
+                rows.iter()
+                    .find(|r| r["input"] == input && r["impl"] == imp)
+                    .map(|r| f(&r["images_per_second"]))
+                    .unwrap_or(f64::NAN)
+            };
+            let (o, p) = (get("noprop-rs"), get("pytorch"));
+            md += &format!("| {input} | {o:.1} | {p:.1} | {:.2} |\n", o / p);
+        }
+    }
+    if let Some(g) = read(dir, "dt_epoch.json") {
+        let ours = &g["ours"];
+        md += &format!(
+            "\n## NoProp-DT on Fashion-MNIST (60k images, T = 10, batch 128, one-hot, `--order batch`)\n\nHost: {}, revision {}, {}.\n\n\
+             | epoch | noprop-rs s | noprop-rs img/s | noprop-rs test acc | PyTorch s | PyTorch img/s | PyTorch test acc | throughput ratio |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            g["host"]["cpu"].as_str().unwrap_or("?"),
+            g["host"]["git_revision"].as_str().unwrap_or("?"),
+            g["host"]["date"].as_str().unwrap_or("?")
+        );
+        let per = ours["per_epoch"].as_array().cloned().unwrap_or_default();
+        let peer = g["pytorch"].as_array().cloned().unwrap_or_default();
+        for (i, e) in per.iter().enumerate() {
+            // Epochs the peer did not run (`--peer-epochs`) show a dash.
+            let peer_cols = match peer.get(i) {
+                Some(p) => format!(
+                    "{:.1} | {:.1} | {:.4} | {:.2}",
+                    f(&p["train_seconds"]),
+                    f(&p["images_per_second"]),
+                    f(&p["test_accuracy"]),
+                    f(&e["images_per_second"]) / f(&p["images_per_second"])
+                ),
+                None => "— | — | — | —".into(),
+            };
+            md += &format!(
+                "| {} | {:.1} | {:.1} | {:.4} | {peer_cols} |\n",
+                i + 1,
+                f(&e["train_seconds"]),
+                f(&e["images_per_second"]),
+                f(&e["test_accuracy"]),
+            );
+        }
+        md += &format!(
+            "\nPeak heap (ours): {:.2} GB; peak RSS: {:.2} GB.\n",
+            f(&ours["peak_memory_bytes"]) / 1e9,
+            f(&ours["peak_rss_bytes"]) / 1e9
+        );
+    }
+    if let Some(g) = read(dir, "ct_fm.json") {
+        md += &render_ct_fm(&g);
+    }
+    if let Some(g) = read(dir, "baselines.json") {
+        md += &render_baselines(&g);
+    }
+    md
+}
+
+/// `Host: <cpu>, revision <rev>, <date>.` of a results file.
+fn host_line(g: &Value) -> String {
+    format!(
+        "Host: {}, revision {}, {}.",
+        g["host"]["cpu"].as_str().unwrap_or("?"),
+        g["host"]["git_revision"].as_str().unwrap_or("?"),
+        g["host"]["date"].as_str().unwrap_or("?")
+    )
+}
+
+/// The CT/FM section: epoch time, accuracy, cached and uncached inference.
+fn render_ct_fm(g: &Value) -> String {
+    let mut md = format!(
+        "\n## NoProp-CT and NoProp-FM on Fashion-MNIST (60k images, batch 128, one-hot)\n\n{}\n\n\
+         | method | epoch 1 train s | img/s | test acc (1000 steps) | inference, 10k images × 1000 steps, cached s | uncached s (10 steps × 100) | cached / uncached |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+        host_line(g)
+    );
+    for r in g["rows"].as_array().cloned().unwrap_or_default() {
+        let t = &r["train"];
+        let cached = f(&r["cached_1000"]["inference_seconds"]);
+        let uncached = 100.0 * f(&r["uncached_10"]["inference_seconds"]);
+        md += &format!(
+            "| {} | {:.1} | {:.0} | {:.4} | {:.1} | {:.0} | 1/{:.0} |\n",
+            r["method"].as_str().unwrap_or("?"),
+            f(&t["train_seconds"]),
+            f(&t["images_per_second"]),
+            f(&t["test_accuracy"]),
+            cached,
+            uncached,
+            uncached / cached
+        );
+    }
+    md += "\nInference times are the `inference_seconds` of `noprop eval` (data loading excluded). The uncached \
+           column re-runs the image path at every step (decision 17 off); it is timed at 10 steps \
+           and scaled by 100, since each step costs the same. At 10 steps, cached vs uncached: ";
+    let parts: Vec<String> = g["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:.1} s vs {:.1} s",
+                r["method"].as_str().unwrap_or("?"),
+                f(&r["cached_10"]["inference_seconds"]),
+                f(&r["uncached_10"]["inference_seconds"])
+            )
+        })
+        .collect();
+    md += &parts.join("; ");
+    md += ".\n";
+    md
+}
+
+/// The baselines section: backprop vs DT epoch, peak memory, adjoint time
+/// against Euler steps, early training on real digits.
+fn render_baselines(g: &Value) -> String {
+    let mut md = format!(
+        "\n## Baselines: back-propagation and the adjoint method\n\n{}\n\n\
+         ### One epoch on the first 20,000 Fashion-MNIST images (batch 128, one-hot, same invocation; test on all 10,000)\n\n\
+         | method | train s | img/s | test acc |\n|---|---:|---:|---:|\n",
+        host_line(g)
+    );
+    for r in g["epoch"].as_array().cloned().unwrap_or_default() {
+        md += &format!(
+            "| {} | {:.1} | {:.0} | {:.4} |\n",
+            r["method"].as_str().unwrap_or("?"),
+            f(&r["train_seconds"]),
+            f(&r["images_per_second"]),
+            f(&r["test_accuracy"])
+        );
+    }
+    md += "\n### Peak training memory, batch 128, Fashion-MNIST shapes (one-hot)\n\n\
+           Peak heap (counting allocator high-water mark) and peak RSS of the training process on \
+           10 mini-batches (the training-window peak excludes evaluation); the paper's Table 3 \
+           (GPU, MNIST) beside it for scale.\n\n\
+           | method | steps | training heap peak GB | whole-run heap peak GB | RSS peak GB | paper (GPU, MNIST) GB |\n|---|---:|---:|---:|---:|---:|\n";
+    for m in g["memory"].as_array().cloned().unwrap_or_default() {
+        let method = m["method"].as_str().unwrap_or("?");
+        let paper = match method {
+            "backprop" => "0.87",
+            "noprop-dt" => "0.49",
+            "adjoint" => "2.32",
+            "noprop-ct" => "1.05",
+            "noprop-fm" => "1.06",
+            _ => "—",
+        };
+        let steps = m["bench_steps"].as_str().unwrap_or("—");
+        md += &format!(
+            "| {method} | {steps} | {:.3} | {:.3} | {:.3} | {paper} |\n",
+            f(&m["peak_train_memory_bytes"]) / 1e9,
+            f(&m["peak_memory_bytes"]) / 1e9,
+            f(&m["peak_rss_bytes"]) / 1e9
+        );
+    }
+    md += "\n### Adjoint: training time against the number of Euler steps (1,280 images, one epoch)\n\n\
+           | Euler steps | train s | img/s | training heap peak GB |\n|---:|---:|---:|---:|\n";
+    for (r, steps) in g["adjoint_steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .zip([10, 100, 1000])
+    {
+        md += &format!(
+            "| {steps} | {:.1} | {:.1} | {:.3} |\n",
+            f(&r["train_seconds"]),
+            f(&r["images_per_second"]),
+            f(&r["peak_train_memory_bytes"]) / 1e9
+        );
+    }
+    md += "\n### Early training on real digits (mnist-test-split: 8,000 / 2,000), backprop vs NoProp-DT\n\n\
+           Not in the paper: end-to-end training through ten softmax bottlenecks starts slowly.\n\n\
+           | method | epoch | cumulative train s | test acc |\n|---|---:|---:|---:|\n";
+    for r in g["early"].as_array().cloned().unwrap_or_default() {
+        for e in r["per_epoch"].as_array().cloned().unwrap_or_default() {
+            md += &format!(
+                "| {} | {} | {:.1} | {:.4} |\n",
+                r["method"].as_str().unwrap_or("?"),
+                e["epoch"],
+                f(&e["cumulative_train_seconds"]),
+                f(&e["test_accuracy"])
+            );
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed BENCHMARKS.md is exactly what the committed JSON
+    /// renders to (it is never edited by hand).
+    #[test]
+    fn committed_report_matches_committed_json() {
+        let root = workspace_root();
+        let committed =
+            std::fs::read_to_string(root.join("docs/BENCHMARKS.md")).expect("docs/BENCHMARKS.md");
+        let rendered = markdown(&root.join("docs/results"));
+        assert!(
+            rendered == committed,
+            "docs/BENCHMARKS.md differs from `cargo xtask bench render`:\n{rendered}"
+        );
+    }
+
+    #[test]
+    fn missing_files_leave_their_sections_out() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = markdown(dir.path());
+        assert!(empty.starts_with("# Benchmarks"));
+        assert!(!empty.contains("## "), "{empty}");
+        std::fs::write(
+            dir.path().join("dt_step.json"),
+            r#"{"host": {"cpu": "Test CPU", "git_revision": "abc", "date": "today"},
+                "rows": [
+                  {"input": "1x28x28", "impl": "noprop-rs", "images_per_second": 300.0},
+                  {"input": "1x28x28", "impl": "pytorch", "images_per_second": 200.0}
+                ]}"#,
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("gemm.json"), "not json").expect("write");
+        let md = markdown(dir.path());
+        assert!(!md.contains("## GEMM"), "unreadable gemm.json is skipped");
+        assert!(md.contains("Host: Test CPU, revision abc, today."), "{md}");
+        assert!(md.contains("| 1x28x28 | 300.0 | 200.0 | 1.50 |"), "{md}");
+        // The input without numbers shows NaN rather than a made-up value.
+        assert!(md.contains("| 3x32x32 | NaN | NaN | NaN |"), "{md}");
+    }
+}
