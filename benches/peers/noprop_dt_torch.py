@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch peer of noprop-rs's NoProp-DT, for side-by-side timing only.
+"""PyTorch peer of noprop-rs's NoProp-DT, for side-by-side timing (its `Block`
+and `alpha_bar` are also what dt_checkpoint_torch.py loads checkpoints into).
 
 The same block (docs/DECISIONS.md, note G.1 and § 7: padding-0 convs,
 dropout 0.2, batch-norm, the residual label MLP, the fusion head), the same
