@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use noprop_baselines::{Adjoint, AdjointConfig, Backprop, BackpropConfig};
 use noprop_models::{
-    ClassEmbedding, ContConfig, ContMethod, DtConfig, EmbeddingKind, NoPropCont, NoPropDt,
-    Sampler,
+    ClassEmbedding, ContConfig, ContMethod, DtConfig, EmbeddingKind, NoPropCont, NoPropDt, Sampler,
 };
 use noprop_nn::Mode;
 use noprop_tensor::philox::RngStream;
