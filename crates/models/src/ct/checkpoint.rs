@@ -1,12 +1,16 @@
-//! Checkpoints: every tensor of the model and its optimiser, named, in an
-//! atomic safetensors file with the configuration in the metadata.
+//! NoProp-CT/FM checkpoints: the model's named state, stated once
+//! ([`StateDict`]), written and read by [`io::save_model`] / [`io::load_model`].
+//!
+//! Tensor names: `net.…` (the shared network), `classifier.fc.{weight,bias}`,
+//! `embed.weight` (`W_Embed`), `schedule.params` (CT only), `opt.…` (the
+//! Adam over all of them) and `step`.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use noprop_nn::io;
-use noprop_nn::optim::Optimizer;
-use noprop_tensor::{DType, Tensor};
+use noprop_nn::io::{self, FromCheckpoint, HasConfig};
+use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
+use noprop_tensor::Tensor;
 
 use super::{ContConfig, NoPropCont};
 use crate::embedding::ClassEmbedding;
@@ -14,84 +18,73 @@ use crate::{Error, Result};
 
 /// A checkpoint's configuration, string metadata and tensors by name.
 pub type ContCheckpoint = io::Checkpoint<ContConfig>;
-impl NoPropCont {
-    /// Every tensor of the model and optimiser, named for a checkpoint.
-    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = noprop_nn::prefixed("net", self.net.params())
-            .into_iter()
-            .map(|p| (p.name, p.value.clone()))
-            .collect();
-        out.extend(
-            self.classifier
-                .params()
-                .into_iter()
-                .map(|p| (p.name, p.value.clone())),
-        );
-        out.push(("embed.weight".into(), self.embedding.weight.clone()));
+
+impl StateDict for NoPropCont {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        self.net.visit_state(&join(prefix, "net"), v)?;
+        self.classifier
+            .visit_state(&join(prefix, "classifier"), v)?;
+        self.embedding.visit_state(&join(prefix, "embed"), v)?;
         if let Some(s) = self.schedule.as_mut() {
-            out.push(("schedule.params".into(), s.param_and_grad().0.clone()));
+            v.tensor(&join(prefix, "schedule.params"), s.param_and_grad().0)?;
         }
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(n, v)| (format!("opt.{n}"), v)),
-        );
-        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
-        out
+        self.opt.visit_state(&join(prefix, "opt"), v)?;
+        v.counter(&join(prefix, "step"), &mut self.step)
+    }
+}
+
+impl HasConfig for NoPropCont {
+    type Config = ContConfig;
+    fn config(&self) -> &ContConfig {
+        &self.config
+    }
+    fn method(&self) -> &str {
+        self.config.method.name()
+    }
+}
+
+impl FromCheckpoint for NoPropCont {
+    type Error = Error;
+    fn from_config(config: ContConfig, tensors: &StateLoader<'_>) -> Result<Self> {
+        let embedding = ClassEmbedding::from_saved(config.embedding, tensors.get("embed.weight")?)?;
+        NoPropCont::new(config, embedding)
     }
 
-    /// Restore from tensors written by [`NoPropCont::state_tensors`].
+    /// The learnable schedule's parameters must be finite.
+    fn check_loaded(&mut self, path: &Path) -> Result<()> {
+        match &self.schedule {
+            Some(s) if s.params().iter().any(|x| !x.is_finite()) => Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                what: "non-finite schedule parameters".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl NoPropCont {
+    /// Every tensor of the model and optimiser, named for a checkpoint.
+    pub fn state_tensors(&mut self) -> Result<Vec<(String, Tensor)>> {
+        Ok(state::state_tensors(self)?)
+    }
+
+    /// Restore from tensors written by [`NoPropCont::state_tensors`] (read
+    /// from `path`, named in errors); every tensor must be used.
     pub fn load_state_tensors(
         &mut self,
         path: &Path,
         tensors: HashMap<String, Tensor>,
     ) -> Result<()> {
-        let missing = |k: &str| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!("missing tensor `{k}`"),
-        };
-        let take =
-            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
-        for p in noprop_nn::prefixed("net", self.net.params()) {
-            take(&p.name, p.value)?;
-        }
-        for p in self.classifier.params() {
-            take(&p.name, p.value)?;
-        }
-        take("embed.weight", &mut self.embedding.weight)?;
-        if let Some(s) = self.schedule.as_mut() {
-            take("schedule.params", s.param_and_grad().0)?;
-            let v = s.params();
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    what: "non-finite schedule parameters".into(),
-                });
-            }
-        }
-        self.opt.load_state(
-            tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.clone())))
-                .collect(),
-        )?;
-        self.step = tensors.get("step").ok_or_else(|| missing("step"))?.item()? as u64;
-        Ok(())
+        let mut loader = StateLoader::new(path, &tensors);
+        self.visit_state("", &mut loader)?;
+        loader.finish()?;
+        self.check_loaded(path)
     }
 
     /// Write an atomic safetensors checkpoint with `metadata` (the config is
     /// added as `config`, the method as `method`).
     pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let tensors = self.state_tensors();
-        let method = self.config.method.name();
-        Ok(io::save_checkpoint(
-            path,
-            &tensors,
-            &self.config,
-            method,
-            metadata,
-        )?)
+        Ok(io::save_model(self, path, metadata)?)
     }
 
     /// Read a checkpoint's config and metadata without building a model.
@@ -101,16 +94,6 @@ impl NoPropCont {
 
     /// Rebuild a model from a checkpoint written by [`NoPropCont::save`].
     pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (cfg, meta, tensors) = Self::read_config(path)?;
-        let emb = tensors
-            .get("embed.weight")
-            .ok_or_else(|| Error::Checkpoint {
-                path: path.to_path_buf(),
-                what: "missing tensor `embed.weight`".into(),
-            })?;
-        let embedding = ClassEmbedding::from_saved(cfg.embedding, emb)?;
-        let mut model = NoPropCont::new(cfg, embedding)?;
-        model.load_state_tensors(path, tensors)?;
-        Ok((model, meta))
+        io::load_model(path)
     }
 }

@@ -123,10 +123,6 @@ impl ContConfig {
 
     /// The embedding dimension `d`.
     pub fn embed_dim(&self) -> usize {
-        match self.embedding {
-            EmbeddingKind::OneHot => self.classes,
-            EmbeddingKind::Learned { dim } => dim,
-            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
-        }
+        self.embedding.dim_for(self.image, self.classes)
     }
 }

@@ -78,10 +78,6 @@ impl DtConfig {
 
     /// The embedding dimension `d`.
     pub fn embed_dim(&self) -> usize {
-        match self.embedding {
-            EmbeddingKind::OneHot => self.classes,
-            EmbeddingKind::Learned { dim } => dim,
-            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
-        }
+        self.embedding.dim_for(self.image, self.classes)
     }
 }
