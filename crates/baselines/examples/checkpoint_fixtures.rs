@@ -1,7 +1,8 @@
 //! Writes the checkpoint fixtures of `crates/models/tests/fixtures` and
 //! `crates/baselines/tests/fixtures` (see the README there): one small
 //! trained checkpoint per model type and, beside them, `predictions.json`
-//! with what each model predicts on a fixed probe batch.
+//! with what each model predicts on a fixed probe batch, and what one more
+//! training step from the saved state gives (`after_one_more_step`).
 //!
 //! `cargo run --release -p noprop-baselines --example checkpoint_fixtures -- <repo root>`
 
@@ -66,6 +67,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "predict_mean": dt.predict(&probe, false, 0)?,
         "block1_logits_z0": floats(&block1),
     });
+    // One more step from the saved state: the result depends on the restored
+    // optimiser moments too.
+    let (xs, ys) = batch(8, 2);
+    let losses = dt.train_batch(&xs, &ys, 0)?;
+    let dt_next = json!({
+        "losses": losses.iter().map(|l| [l.l2, l.ce, l.kl]).collect::<Vec<_>>(),
+        "block1_logits_z0": floats(&dt.block_mut(1).forward(&probe, &z, Mode::Eval)?),
+        "block2_logits_z0": floats(&dt.block_mut(2).forward(&probe, &z, Mode::Eval)?),
+        "embed_weight": floats(&dt.embedding.weight),
+    });
 
     // NoProp-CT: learnable schedule, learned 20-d embedding.
     let cfg = ContConfig::paper(
@@ -87,9 +98,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "predict_euler4_mean": ct.predict(&probe, Sampler::Euler, 4, false, 0)?,
         "sample_heun3_mean": floats(&z1),
     });
+    let (xs, ys) = batch(8, 2);
+    let loss = ct.train_batch(&xs, &ys, 0)?;
+    let ct_next = json!({
+        "loss": [loss.l2, loss.ce, loss.kl],
+        "sample_heun3_mean": floats(&ct.sample(&probe, Sampler::Heun, 3, false, 0, true)?),
+        "embed_weight": floats(&ct.embedding.weight),
+        "schedule_params": ct.schedule.as_ref().map(|s| s.params()),
+    });
     write(
         &models.join("predictions.json"),
-        &json!({ "revision": "174820e", "noprop-dt": dt_json, "noprop-ct": ct_json }),
+        &json!({
+            "revision": "174820e",
+            "noprop-dt": dt_json,
+            "noprop-ct": ct_json,
+            "after_one_more_step": { "noprop-dt": dt_next, "noprop-ct": ct_next },
+        }),
     )?;
 
     // Back-propagation baseline: T = 2, one-hot.
@@ -103,6 +127,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bp_json = json!({
         "step": bp.step,
         "alpha": [bp.alpha(1), bp.alpha(2)],
+        "predict_key5": bp.predict(&probe, 5)?,
+    });
+    let (xs, ys) = batch(8, 2);
+    let loss = bp.train_batch(&xs, &ys, 0)?;
+    let bp_next = json!({
+        "loss": loss,
+        "alpha": [bp.alpha(1), bp.alpha(2)],
+        "classifier_weight": floats(&bp.classifier.fc.weight),
         "predict_key5": bp.predict(&probe, 5)?,
     });
 
@@ -120,9 +152,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "predict_steps4_key5": adj.predict(&probe, 4, 5)?,
         "sample_steps4_key5": floats(&z1),
     });
+    let (xs, ys) = batch(8, 2);
+    let loss = adj.train_batch(&xs, &ys, 0)?;
+    let adj_next = json!({
+        "loss": loss,
+        "sample_steps4_key5": floats(&adj.sample(&probe, 4, 5)?),
+    });
     write(
         &baselines.join("predictions.json"),
-        &json!({ "revision": "174820e", "backprop": bp_json, "adjoint": adj_json }),
+        &json!({
+            "revision": "174820e",
+            "backprop": bp_json,
+            "adjoint": adj_json,
+            "after_one_more_step": { "backprop": bp_next, "adjoint": adj_next },
+        }),
     )?;
     Ok(())
 }

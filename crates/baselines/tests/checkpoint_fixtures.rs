@@ -18,11 +18,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn recorded(model: &str) -> Value {
+/// What `model` gave when the fixtures were written: on the saved state, and
+/// after one more training step from it.
+fn recorded(model: &str) -> (Value, Value) {
     let text = std::fs::read_to_string(fixture("predictions.json")).unwrap();
     let all: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(all["revision"], "174820e");
-    all[model].clone()
+    (
+        all[model].clone(),
+        all["after_one_more_step"][model].clone(),
+    )
 }
 
 /// The generator's batches: `n` random 1×14×14 images from stream `seed`.
@@ -76,19 +81,34 @@ fn backprop_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_s
     assert_eq!(m.step, 2);
     assert_resaves_identically(&path, |p| m.save(p, meta.clone()).unwrap());
 
-    let rec = recorded("backprop");
+    let (rec, next) = recorded("backprop");
     assert_eq!(rec["step"], 2);
     assert_close(
         &[m.alpha(1), m.alpha(2)],
         &floats(&rec["alpha"]),
         "α_1, α_2",
     );
+    let probe = batch(16, 99).0;
     let want: Vec<usize> = serde_json::from_value(rec["predict_key5"].clone()).unwrap();
-    assert_eq!(m.predict(&batch(16, 99).0, 5).unwrap(), want);
+    assert_eq!(m.predict(&probe, 5).unwrap(), want);
 
-    let (x, y) = batch(8, 2);
-    assert!(m.train_batch(&x, &y, 0).unwrap().is_finite());
+    // One more step moves every parameter by the restored AdamW moments.
+    let (xs, ys) = batch(8, 2);
+    let loss = m.train_batch(&xs, &ys, 0).unwrap();
+    assert_close(&[loss], &[next["loss"].as_f64().unwrap()], "next loss");
     assert_eq!(m.step, 3);
+    assert_close(
+        &[m.alpha(1), m.alpha(2)],
+        &floats(&next["alpha"]),
+        "α after it",
+    );
+    assert_close(
+        &m.classifier.fc.weight.to_vec_f64(),
+        &floats(&next["classifier_weight"]),
+        "classifier after it",
+    );
+    let want: Vec<usize> = serde_json::from_value(next["predict_key5"].clone()).unwrap();
+    assert_eq!(m.predict(&probe, 5).unwrap(), want);
 }
 
 #[test]
@@ -103,7 +123,7 @@ fn adjoint_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_sa
     assert_eq!(m.step, 2);
     assert_resaves_identically(&path, |p| m.save(p, meta.clone()).unwrap());
 
-    let rec = recorded("adjoint");
+    let (rec, next) = recorded("adjoint");
     assert_eq!(rec["step"], 2);
     let x = batch(16, 99).0;
     let want: Vec<usize> = serde_json::from_value(rec["predict_steps4_key5"].clone()).unwrap();
@@ -111,9 +131,13 @@ fn adjoint_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_sa
     let z1 = m.sample(&x, 4, 5).unwrap().to_vec_f64();
     assert_close(&z1, &floats(&rec["sample_steps4_key5"]), "z_1");
 
-    let (x, y) = batch(8, 2);
-    assert!(m.train_batch(&x, &y, 0).unwrap().is_finite());
+    // One more step moves every parameter by the restored AdamW moments.
+    let (xs, ys) = batch(8, 2);
+    let loss = m.train_batch(&xs, &ys, 0).unwrap();
+    assert_close(&[loss], &[next["loss"].as_f64().unwrap()], "next loss");
     assert_eq!(m.step, 3);
+    let z1 = m.sample(&x, 4, 5).unwrap().to_vec_f64();
+    assert_close(&z1, &floats(&next["sample_steps4_key5"]), "z_1 after it");
 }
 
 #[test]

@@ -21,11 +21,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn recorded(model: &str) -> Value {
+/// What `model` gave when the fixtures were written: on the saved state, and
+/// after one more training step from it.
+fn recorded(model: &str) -> (Value, Value) {
     let text = std::fs::read_to_string(fixture("predictions.json")).unwrap();
     let all: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(all["revision"], "174820e");
-    all[model].clone()
+    (
+        all[model].clone(),
+        all["after_one_more_step"][model].clone(),
+    )
 }
 
 /// The generator's batches: `n` random 1×14×14 images from stream `seed`.
@@ -46,8 +51,11 @@ fn classes(v: &Value) -> Vec<usize> {
 /// Equal to what was recorded, up to last-bit differences of another CPU's
 /// matrix kernels (on the machine that wrote the fixtures they are equal).
 fn assert_close(got: &Tensor, want: &Value, what: &str) {
+    assert_close_f64(&got.to_vec_f64(), want, what);
+}
+
+fn assert_close_f64(got: &[f64], want: &Value, what: &str) {
     let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
-    let got = got.to_vec_f64();
     assert_eq!(got.len(), want.len(), "{what}");
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert!(
@@ -86,7 +94,7 @@ fn dt_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_same() 
     assert_eq!(m.step, 2);
     assert_resaves_identically(&path, |p| m.save(p, meta.clone()).unwrap());
 
-    let rec = recorded("noprop-dt");
+    let (rec, next) = recorded("noprop-dt");
     assert_eq!(rec["step"], 2);
     let x = probe();
     assert_eq!(
@@ -101,11 +109,29 @@ fn dt_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_same() 
     let logits = m.block_mut(1).forward(&x, &z, Mode::Eval).unwrap();
     assert_close(&logits, &rec["block1_logits_z0"], "block 1 logits");
 
-    // The restored optimisers fit the parameters: training goes on.
-    let (x, y) = batch(8, 2);
-    let losses = m.train_batch(&x, &y, 0).unwrap();
-    assert!(losses.iter().all(|l| l.total().is_finite()));
+    // One more step moves the parameters by the restored AdamW moments: a
+    // block's moments restored into another block would show here.
+    let (xs, ys) = batch(8, 2);
+    let losses = m.train_batch(&xs, &ys, 0).unwrap();
+    let losses: Vec<f64> = losses.iter().flat_map(|l| [l.l2, l.ce, l.kl]).collect();
+    let want: Vec<Vec<f64>> = serde_json::from_value(next["losses"].clone()).unwrap();
+    let want = Value::from(want.concat());
+    assert_close_f64(&losses, &want, "losses of the next step");
     assert_eq!(m.step, 3);
+    for t in [1, 2] {
+        let logits = m.block_mut(t).forward(&x, &z, Mode::Eval).unwrap();
+        let key = format!("block{t}_logits_z0");
+        assert_close(
+            &logits,
+            &next[key.as_str()],
+            &format!("block {t} logits after it"),
+        );
+    }
+    assert_close(
+        &m.embedding.weight,
+        &next["embed_weight"],
+        "W_Embed after it",
+    );
 }
 
 #[test]
@@ -126,7 +152,7 @@ fn ct_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_same() 
     assert!(m.schedule.is_some());
     assert_resaves_identically(&path, |p| m.save(p, meta.clone()).unwrap());
 
-    let rec = recorded("noprop-ct");
+    let (rec, next) = recorded("noprop-ct");
     assert_eq!(rec["step"], 2);
     let x = probe();
     assert_eq!(
@@ -140,9 +166,20 @@ fn ct_checkpoint_from_174820e_loads_resaves_identically_and_predicts_the_same() 
     let z1 = m.sample(&x, Sampler::Heun, 3, false, 0, true).unwrap();
     assert_close(&z1, &rec["sample_heun3_mean"], "z_1 (Heun, 3 steps)");
 
-    let (x, y) = batch(8, 2);
-    assert!(m.train_batch(&x, &y, 0).unwrap().total().is_finite());
+    // One more step moves every parameter by the restored Adam moments.
+    let (xs, ys) = batch(8, 2);
+    let l = m.train_batch(&xs, &ys, 0).unwrap();
+    assert_close_f64(&[l.l2, l.ce, l.kl], &next["loss"], "loss of the next step");
     assert_eq!(m.step, 3);
+    let z1 = m.sample(&x, Sampler::Heun, 3, false, 0, true).unwrap();
+    assert_close(&z1, &next["sample_heun3_mean"], "z_1 after it");
+    assert_close(
+        &m.embedding.weight,
+        &next["embed_weight"],
+        "W_Embed after it",
+    );
+    let sched = m.schedule.as_ref().map(|s| s.params()).unwrap_or_default();
+    assert_close_f64(&sched, &next["schedule_params"], "schedule after it");
 }
 
 /// Rewrite the DT fixture with `edit` applied to its tensors.
