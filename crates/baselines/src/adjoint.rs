@@ -69,9 +69,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use noprop_models::{ClassEmbedding, CtNet, EmbeddingKind};
-use noprop_nn::io;
+use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::{mix_stream, Linear};
 use noprop_nn::optim::{Adam, Optimizer};
+use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
@@ -406,61 +407,51 @@ impl Adjoint {
     }
 
     /// Every tensor of the model and optimiser, named for a checkpoint.
-    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
-        let mut out: Vec<(String, Tensor)> = self
-            .params()
-            .into_iter()
-            .map(|p| (p.name, p.value.clone()))
-            .collect();
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(n, v)| (format!("opt.{n}"), v)),
-        );
-        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
-        out
+    pub fn state_tensors(&mut self) -> Result<Vec<(String, Tensor)>> {
+        Ok(state::state_tensors(self)?)
     }
 
     /// Write an atomic safetensors checkpoint (config and method in the metadata).
     pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let tensors = self.state_tensors();
-        Ok(io::save_checkpoint(
-            path,
-            &tensors,
-            &self.config,
-            "adjoint",
-            metadata,
-        )?)
+        Ok(io::save_model(self, path, metadata)?)
     }
 
     /// Rebuild from a checkpoint written by [`Adjoint::save`].
     pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (cfg, meta, tensors): (AdjointConfig, _, HashMap<String, Tensor>) =
-            io::load_checkpoint(path)?;
-        let bad = |what: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what,
-        };
-        let mut m = Adjoint::new(cfg)?;
-        for p in m.params() {
-            io::restore(path, &tensors, &p.name, p.value)?;
-        }
-        m.opt.load_state(
-            tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.clone())))
-                .collect(),
-        )?;
-        m.step = tensors
-            .get("step")
-            .ok_or_else(|| bad("missing tensor `step`".into()))?
-            .item()? as u64;
-        Ok((m, meta))
+        io::load_model(path)
     }
 
     /// The embedding kind (always one-hot: the paper runs the adjoint baseline with one-hot only).
     pub fn embedding_kind(&self) -> EmbeddingKind {
         EmbeddingKind::OneHot
+    }
+}
+
+/// `net.…` (the CT network), `classifier.{weight,bias}`, `opt.…` (the
+/// AdamW) and `step`; the one-hot `W_Embed` is not saved.
+impl StateDict for Adjoint {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        self.net.visit_state(&join(prefix, "net"), v)?;
+        self.classifier
+            .visit_state(&join(prefix, "classifier"), v)?;
+        self.opt.visit_state(&join(prefix, "opt"), v)?;
+        v.counter(&join(prefix, "step"), &mut self.step)
+    }
+}
+
+impl HasConfig for Adjoint {
+    type Config = AdjointConfig;
+    fn config(&self) -> &AdjointConfig {
+        &self.config
+    }
+    fn method(&self) -> &str {
+        "adjoint"
+    }
+}
+
+impl FromCheckpoint for Adjoint {
+    type Error = Error;
+    fn from_config(config: AdjointConfig, _: &StateLoader<'_>) -> Result<Self> {
+        Adjoint::new(config)
     }
 }

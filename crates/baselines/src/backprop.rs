@@ -7,9 +7,10 @@ use std::path::Path;
 use noprop_models::{
     ClassEmbedding, ClassifierKind, DenoiseBlock, EmbeddingKind, OutputClassifier,
 };
-use noprop_nn::io;
+use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::mix_stream;
 use noprop_nn::optim::{Adam, Optimizer};
+use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
 use noprop_nn::{Mode, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
@@ -58,11 +59,7 @@ impl BackpropConfig {
 
     /// The embedding dimension `d`.
     pub fn embed_dim(&self) -> usize {
-        match self.embedding {
-            EmbeddingKind::OneHot => self.classes,
-            EmbeddingKind::Learned { dim } => dim,
-            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
-        }
+        self.embedding.dim_for(self.image, self.classes)
     }
 }
 
@@ -274,88 +271,52 @@ impl Backprop {
     }
 
     /// Every tensor of the model and optimiser, named for a checkpoint.
-    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, blk) in self.blocks.iter_mut().enumerate() {
-            let t = i + 1;
-            out.extend(
-                blk.params()
-                    .into_iter()
-                    .map(|p| (format!("block{t}.{}", p.name), p.value.clone())),
-            );
-            out.extend(
-                blk.buffers()
-                    .into_iter()
-                    .map(|(n, v)| (format!("block{t}.{n}"), v.clone())),
-            );
-        }
-        out.push(("alpha.w".into(), self.w.clone()));
-        out.extend(
-            self.classifier
-                .params()
-                .into_iter()
-                .map(|p| (p.name, p.value.clone())),
-        );
-        out.push(("embed.weight".into(), self.embedding.weight.clone()));
-        out.extend(
-            self.opt
-                .state()
-                .into_iter()
-                .map(|(n, v)| (format!("opt.{n}"), v)),
-        );
-        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
-        out
+    pub fn state_tensors(&mut self) -> Result<Vec<(String, Tensor)>> {
+        Ok(state::state_tensors(self)?)
     }
 
     /// Write an atomic safetensors checkpoint (config in the metadata).
     pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let tensors = self.state_tensors();
-        Ok(io::save_checkpoint(
-            path,
-            &tensors,
-            &self.config,
-            "backprop",
-            metadata,
-        )?)
+        Ok(io::save_model(self, path, metadata)?)
     }
 
     /// Rebuild from a checkpoint written by [`Backprop::save`].
     pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (cfg, meta, tensors): (BackpropConfig, _, HashMap<String, Tensor>) =
-            io::load_checkpoint(path)?;
-        let bad = |what: String| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what,
-        };
-        let get = |k: &str| {
-            tensors
-                .get(k)
-                .ok_or_else(|| bad(format!("missing tensor `{k}`")))
-        };
-        let embedding = ClassEmbedding::from_saved(cfg.embedding, get("embed.weight")?)?;
-        let mut m = Backprop::new(cfg, embedding)?;
-        let take =
-            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
-        for (i, blk) in m.blocks.iter_mut().enumerate() {
-            let t = i + 1;
-            for p in blk.params() {
-                take(&format!("block{t}.{}", p.name), p.value)?;
-            }
-            for (n, v) in blk.buffers() {
-                take(&format!("block{t}.{n}"), v)?;
-            }
+        io::load_model(path)
+    }
+}
+
+/// `block{t}.…` (block `t`'s parameters and batch-norm statistics),
+/// `alpha.w` (the `w_t`), `classifier.fc.…`, `embed.weight`, `opt.…` (the
+/// one AdamW) and `step`.
+impl StateDict for Backprop {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            blk.visit_state(&join(prefix, &format!("block{}", i + 1)), v)?;
         }
-        take("alpha.w", &mut m.w)?;
-        for p in m.classifier.params() {
-            take(&p.name, p.value)?;
-        }
-        m.opt.load_state(
-            tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|n| (n.to_string(), v.clone())))
-                .collect(),
-        )?;
-        m.step = get("step")?.item()? as u64;
-        Ok((m, meta))
+        v.tensor(&join(prefix, "alpha.w"), &mut self.w)?;
+        self.classifier
+            .visit_state(&join(prefix, "classifier"), v)?;
+        self.embedding.visit_state(&join(prefix, "embed"), v)?;
+        self.opt.visit_state(&join(prefix, "opt"), v)?;
+        v.counter(&join(prefix, "step"), &mut self.step)
+    }
+}
+
+impl HasConfig for Backprop {
+    type Config = BackpropConfig;
+    fn config(&self) -> &BackpropConfig {
+        &self.config
+    }
+    fn method(&self) -> &str {
+        "backprop"
+    }
+}
+
+impl FromCheckpoint for Backprop {
+    type Error = Error;
+    fn from_config(config: BackpropConfig, tensors: &StateLoader<'_>) -> Result<Self> {
+        let embedding = ClassEmbedding::from_saved(config.embedding, tensors.get("embed.weight")?)?;
+        Backprop::new(config, embedding)
     }
 }

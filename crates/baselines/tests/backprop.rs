@@ -25,7 +25,7 @@ fn alpha_starts_at_one_half_and_every_block_learns() {
     for t in 1..=3 {
         assert!((m.alpha(t) - 0.5).abs() < 1e-6);
     }
-    let before: Vec<_> = m.state_tensors();
+    let before: Vec<_> = m.state_tensors().unwrap();
     let x = ops::randn(&[16, 1, 28, 28], DType::F32, &mut RngStream::new(1, 0)).unwrap();
     let y: Vec<usize> = (0..16).map(|i| i % 10).collect();
     let mut losses = Vec::new();
@@ -36,7 +36,7 @@ fn alpha_starts_at_one_half_and_every_block_learns() {
     let first: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let last: f64 = losses[10..].iter().sum::<f64>() / 5.0;
     assert!(last < first - 0.03, "loss did not fall: {losses:?}");
-    let after = m.state_tensors();
+    let after = m.state_tensors().unwrap();
     // End-to-end training moves every block's first conv and every α.
     for t in 1..=3 {
         let name = format!("block{t}.img.conv1.weight");
@@ -60,7 +60,12 @@ fn checkpoint_round_trip_continues_identically() {
     let la = a.train_batch(&x, &y, 0).unwrap();
     let lb = b.train_batch(&x, &y, 0).unwrap();
     assert_eq!(la.to_bits(), lb.to_bits());
-    for ((n, t1), (_, t2)) in a.state_tensors().iter().zip(&b.state_tensors()) {
+    for ((n, t1), (_, t2)) in a
+        .state_tensors()
+        .unwrap()
+        .iter()
+        .zip(&b.state_tensors().unwrap())
+    {
         assert!(t1.bit_eq(t2), "{n}");
     }
     assert_eq!(a.predict(&x, 3).unwrap(), b.predict(&x, 3).unwrap());

@@ -3,6 +3,7 @@
 use noprop_nn::layers::{
     mix_stream, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU, Sequential,
 };
+use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::{ops, Tensor};
 
@@ -297,5 +298,15 @@ impl DenoiseBlock {
     /// Trainable scalars in this block (the quantity of Table 5).
     pub fn num_params(&mut self) -> usize {
         self.params().iter().map(|p| p.value.numel()).sum()
+    }
+}
+
+/// `{prefix}.img.…`, `{prefix}.label.…`, `{prefix}.head.…`: each path's
+/// parameters, then its batch-norm running statistics.
+impl StateDict for DenoiseBlock {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        self.img.visit_state(&join(prefix, "img"), v)?;
+        self.label.visit_state(&join(prefix, "label"), v)?;
+        self.head.visit_state(&join(prefix, "head"), v)
     }
 }

@@ -1,6 +1,7 @@
 //! The output classifier `p̂_θout(y | z_T)` (Eqs. 14–16).
 
 use noprop_nn::layers::Linear;
+use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::Tensor;
@@ -125,6 +126,13 @@ impl OutputClassifier {
     /// Parameters `classifier.fc.weight`, `classifier.fc.bias`.
     pub fn params(&mut self) -> Vec<ParamMut<'_>> {
         noprop_nn::prefixed("classifier.fc", self.fc.params())
+    }
+}
+
+/// `{prefix}.fc.weight`, `{prefix}.fc.bias`: `f_θout`.
+impl StateDict for OutputClassifier {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        self.fc.visit_state(&join(prefix, "fc"), v)
     }
 }
 

@@ -3,6 +3,7 @@
 //! image-path cache of docs/DECISIONS.md § 17.
 
 use noprop_nn::layers::{mix_stream, Linear, Sequential, SinusoidalTimeEmbedding};
+use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::{DType, Tensor};
@@ -217,5 +218,22 @@ impl CtNet {
     /// Trainable scalars (the CT column of Table 5).
     pub fn num_params(&mut self) -> usize {
         self.params().iter().map(|p| p.value.numel()).sum()
+    }
+}
+
+/// `{prefix}.img.…`, `{prefix}.label.…`, `{prefix}.time.fc.…`,
+/// `{prefix}.head.fc{1,2,3}.…`: the names of [`CtNet::params`] (no path has
+/// batch-norm statistics).
+impl StateDict for CtNet {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        self.img.visit_state(&join(prefix, "img"), v)?;
+        match &mut self.label {
+            LabelPath::Fc(fc) => fc.visit_state(&join(prefix, "label.fc"), v)?,
+            LabelPath::Conv(path, _) => path.visit_state(&join(prefix, "label"), v)?,
+        }
+        self.time_fc.visit_state(&join(prefix, "time.fc"), v)?;
+        self.fc1.visit_state(&join(prefix, "head.fc1"), v)?;
+        self.fc2.visit_state(&join(prefix, "head.fc2"), v)?;
+        self.fc3.visit_state(&join(prefix, "head.fc3"), v)
     }
 }

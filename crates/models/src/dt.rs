@@ -2,10 +2,6 @@
 //! paper's block-outer order or the default batch-outer order, stochastic
 //! inference by Eq. 3, and checkpoints (docs/DECISIONS.md §§ 1–7, note B).
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use noprop_nn::io;
 use noprop_nn::layers::mix_stream;
 use noprop_nn::optim::{Adam, Optimizer};
 use noprop_nn::{Mode, ParamMut};
@@ -14,94 +10,17 @@ use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::block::{DenoiseBlock, ImageDims};
-use crate::classifier::{ClassifierKind, OutputClassifier};
-use crate::embedding::{ClassEmbedding, EmbeddingKind};
+use crate::block::DenoiseBlock;
+use crate::classifier::OutputClassifier;
+use crate::embedding::ClassEmbedding;
 use crate::{Error, Result};
 
-/// A checkpoint's configuration, string metadata and tensors by name.
-pub type CheckpointContents = io::Checkpoint<DtConfig>;
+mod checkpoint;
+mod config;
 
-/// The order of the training loops (docs/DECISIONS.md § 6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Order {
-    /// Algorithm 1: for t = 1…T, a full pass over the data training block t.
-    Paper,
-    /// Each mini-batch once; for t = 1…T block t's step and one shared step.
-    Batch,
-}
-
-/// Which uses of `W_Embed` pass gradients to it (docs/DECISIONS.md § 4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EmbedGrad {
-    /// Target `u_y`, noisy input (reparameterised), block output, KL and classifier input.
-    All,
-    /// Only the block output `û = softmax(logits)·W_Embed`.
-    OutputOnly,
-}
-
-/// Everything that defines a NoProp-DT model and its training.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DtConfig {
-    /// Image `(C, H, W)`.
-    pub image: ImageDims,
-    /// Number of classes `m`.
-    pub classes: usize,
-    /// The class embedding.
-    pub embedding: EmbeddingKind,
-    /// Number of blocks `T` (10).
-    pub steps: usize,
-    /// η, the weight of the L2 terms (0.1 for DT).
-    pub eta: f64,
-    /// Learning rate (1e-3).
-    pub lr: f64,
-    /// Weight decay, decoupled (AdamW, 1e-3).
-    pub weight_decay: f64,
-    /// The output classifier.
-    pub classifier: ClassifierKind,
-    /// Gradient routes into `W_Embed`.
-    pub embed_grad: EmbedGrad,
-    /// Loop order.
-    pub order: Order,
-    /// Run the T block updates of a mini-batch concurrently when the
-    /// embedding is fixed (bit-identical to sequential).
-    pub concurrent_blocks: bool,
-    /// Master seed.
-    pub seed: u64,
-}
-
-impl DtConfig {
-    /// The paper's settings (Table 4) for images `image`, `classes` classes.
-    pub fn paper(image: ImageDims, classes: usize, embedding: EmbeddingKind, seed: u64) -> Self {
-        DtConfig {
-            image,
-            classes,
-            embedding,
-            steps: 10,
-            eta: 0.1,
-            lr: 1e-3,
-            weight_decay: 1e-3,
-            classifier: ClassifierKind::Softmax,
-            embed_grad: EmbedGrad::All,
-            order: Order::Batch,
-            concurrent_blocks: true,
-            seed,
-        }
-    }
-
-    /// The embedding dimension `d`.
-    pub fn embed_dim(&self) -> usize {
-        match self.embedding {
-            EmbeddingKind::OneHot => self.classes,
-            EmbeddingKind::Learned { dim } => dim,
-            EmbeddingKind::Prototype => self.image.0 * self.image.1 * self.image.2,
-        }
-    }
-}
+pub use checkpoint::CheckpointContents;
+pub use config::{DtConfig, EmbedGrad, Order};
 
 /// Random-stream purposes; every draw is keyed by `(seed, purpose, t, step)`.
 #[derive(Clone, Copy)]
@@ -492,126 +411,6 @@ impl NoPropDt {
         }
         let logits = self.classifier.logits(&z, &self.embedding, Mode::Eval)?;
         argmax_rows(&logits)
-    }
-
-    /// Every tensor of the model and optimisers, named for a checkpoint.
-    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, blk) in self.blocks.iter_mut().enumerate() {
-            let t = i + 1;
-            out.extend(
-                blk.params()
-                    .into_iter()
-                    .map(|p| (format!("block{t}.{}", p.name), p.value.clone())),
-            );
-            out.extend(
-                blk.buffers()
-                    .into_iter()
-                    .map(|(n, v)| (format!("block{t}.{n}"), v.clone())),
-            );
-            out.extend(
-                self.block_opts[i]
-                    .state()
-                    .into_iter()
-                    .map(|(n, v)| (format!("opt.block{t}.{n}"), v)),
-            );
-        }
-        out.extend(
-            self.classifier
-                .params()
-                .into_iter()
-                .map(|p| (p.name, p.value.clone())),
-        );
-        out.push(("embed.weight".into(), self.embedding.weight.clone()));
-        out.extend(
-            self.shared_opt
-                .state()
-                .into_iter()
-                .map(|(n, v)| (format!("opt.shared.{n}"), v)),
-        );
-        out.push(("step".into(), Tensor::scalar(self.step as f64, DType::F64)));
-        out
-    }
-
-    /// Restore from tensors written by [`NoPropDt::state_tensors`].
-    pub fn load_state_tensors(
-        &mut self,
-        path: &Path,
-        tensors: HashMap<String, Tensor>,
-    ) -> Result<()> {
-        let missing = |k: &str| Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!("missing tensor `{k}`"),
-        };
-        let take =
-            |k: &str, dst: &mut Tensor| -> Result<()> { Ok(io::restore(path, &tensors, k, dst)?) };
-        for (i, blk) in self.blocks.iter_mut().enumerate() {
-            let t = i + 1;
-            for p in blk.params() {
-                take(&format!("block{t}.{}", p.name), p.value)?;
-            }
-            for (n, v) in blk.buffers() {
-                take(&format!("block{t}.{n}"), v)?;
-            }
-            let prefix = format!("opt.block{t}.");
-            self.block_opts[i].load_state(
-                tensors
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        k.strip_prefix(&prefix).map(|n| (n.to_string(), v.clone()))
-                    })
-                    .collect(),
-            )?;
-        }
-        for p in self.classifier.params() {
-            take(&p.name, p.value)?;
-        }
-        take("embed.weight", &mut self.embedding.weight)?;
-        self.shared_opt.load_state(
-            tensors
-                .iter()
-                .filter_map(|(k, v)| {
-                    k.strip_prefix("opt.shared.")
-                        .map(|n| (n.to_string(), v.clone()))
-                })
-                .collect(),
-        )?;
-        self.step = tensors.get("step").ok_or_else(|| missing("step"))?.item()? as u64;
-        // Restored optimiser state arrives on the host.
-        let device = self.device.clone();
-        self.to_device(&device)
-    }
-
-    /// Write an atomic safetensors checkpoint with `metadata` (the config is added as `config`).
-    pub fn save(&mut self, path: &Path, metadata: HashMap<String, String>) -> Result<()> {
-        let tensors = self.state_tensors();
-        Ok(io::save_checkpoint(
-            path,
-            &tensors,
-            &self.config,
-            "noprop-dt",
-            metadata,
-        )?)
-    }
-
-    /// Read a checkpoint's config and metadata without building a model.
-    pub fn read_config(path: &Path) -> Result<CheckpointContents> {
-        Ok(io::load_checkpoint(path)?)
-    }
-
-    /// Rebuild a model from a checkpoint written by [`NoPropDt::save`].
-    pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
-        let (cfg, meta, tensors) = Self::read_config(path)?;
-        let emb = tensors
-            .get("embed.weight")
-            .ok_or_else(|| Error::Checkpoint {
-                path: path.to_path_buf(),
-                what: "missing tensor `embed.weight`".into(),
-            })?;
-        let embedding = ClassEmbedding::from_saved(cfg.embedding, emb)?;
-        let mut model = NoPropDt::new(cfg, embedding)?;
-        model.load_state_tensors(path, tensors)?;
-        Ok((model, meta))
     }
 
     /// Trainable scalars per block (Table 5 counts: excludes `W_Embed` and the classifier).

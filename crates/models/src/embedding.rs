@@ -6,11 +6,13 @@ use ndarray::Array2;
 use ndarray_rand::rand_distr::StandardNormal;
 use ndarray_rand::RandomExt;
 use noprop_nn::init::rng_for;
+use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::ParamMut;
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::{DType, Tensor};
 use rand::seq::index::sample;
 
+use crate::block::ImageDims;
 use crate::{Error, Result};
 
 /// Which class embedding a model uses.
@@ -55,6 +57,18 @@ impl std::fmt::Display for EmbeddingKind {
             EmbeddingKind::OneHot => write!(f, "one-hot"),
             EmbeddingKind::Learned { dim } => write!(f, "dim{dim}"),
             EmbeddingKind::Prototype => write!(f, "prototype"),
+        }
+    }
+}
+
+impl EmbeddingKind {
+    /// The embedding dimension `d` for images `image` and `classes` classes:
+    /// `m` (one-hot), `dim` (learned) or `C·H·W` (prototype).
+    pub fn dim_for(self, image: ImageDims, classes: usize) -> usize {
+        match self {
+            EmbeddingKind::OneHot => classes,
+            EmbeddingKind::Learned { dim } => dim,
+            EmbeddingKind::Prototype => image.0 * image.1 * image.2,
         }
     }
 }
@@ -246,5 +260,12 @@ impl ClassEmbedding {
         self.weight = self.weight.to_device(device)?;
         self.grad = self.grad.to_device(device)?;
         Ok(())
+    }
+}
+
+/// `{prefix}.weight`: `W_Embed` (saved for every kind; a one-hot one is the identity).
+impl StateDict for ClassEmbedding {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        v.tensor(&join(prefix, "weight"), &mut self.weight)
     }
 }

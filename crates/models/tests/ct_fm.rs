@@ -298,8 +298,8 @@ fn checkpoint_round_trip_continues_bit_exactly() {
         let la = a.train_batch(&x, &labels, 0).unwrap();
         let lb = b.train_batch(&x, &labels, 0).unwrap();
         assert_eq!(la, lb);
-        let sa = a.state_tensors();
-        let sb = b.state_tensors();
+        let sa = a.state_tensors().unwrap();
+        let sb = b.state_tensors().unwrap();
         assert_eq!(sa.len(), sb.len());
         for ((na, ta), (nb, tb)) in sa.iter().zip(&sb) {
             assert_eq!(na, nb);

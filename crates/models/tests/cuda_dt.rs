@@ -88,7 +88,7 @@ fn one_dt_training_step_matches_the_cpu() {
     }
 
     let lr = cpu.config.lr as f32;
-    let (cs, gs) = (cpu.state_tensors(), gpu.state_tensors());
+    let (cs, gs) = (cpu.state_tensors().unwrap(), gpu.state_tensors().unwrap());
     assert_eq!(cs.len(), gs.len());
     let mut compared = 0;
     for ((name, c), (gname, g)) in cs.iter().zip(&gs) {

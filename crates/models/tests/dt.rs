@@ -100,7 +100,7 @@ fn training_block_t_leaves_every_other_block_bit_identical() {
 }
 
 fn all_state(m: &mut NoPropDt) -> Vec<(String, Tensor)> {
-    m.state_tensors()
+    m.state_tensors().unwrap()
 }
 
 #[test]

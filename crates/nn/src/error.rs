@@ -42,6 +42,52 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A checkpoint lacks a tensor the model needs.
+    #[error("{path}: missing tensor `{name}`")]
+    MissingTensor {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's full name.
+        name: String,
+    },
+    /// A checkpoint holds tensors the model does not have.
+    #[error("{path}: unexpected tensors (not part of this model): {}", names.join(", "))]
+    UnexpectedTensors {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Their full names, sorted.
+        names: Vec<String>,
+    },
+    /// A checkpoint tensor's shape differs from the model's.
+    #[error("{path}: tensor `{name}` has shape {stored:?}, the model needs {expected:?}")]
+    TensorShape {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's full name.
+        name: String,
+        /// The shape in the checkpoint.
+        stored: Vec<usize>,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// A checkpoint tensor holds a value the model cannot take (e.g. a step
+    /// count that is not a non-negative integer).
+    #[error("{path}: tensor `{name}`: {what}")]
+    InvalidTensor {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's full name.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// Two pieces of state were given the same name while saving (a bug in a
+    /// [`StateDict`](crate::state::StateDict) implementation).
+    #[error("two tensors are named `{name}` in one checkpoint")]
+    DuplicateTensor {
+        /// The name.
+        name: String,
+    },
     /// Optimiser state does not match the parameters it is applied to.
     #[error("optimizer state mismatch: {what}")]
     OptimizerState {

@@ -2,6 +2,10 @@
 //!
 //! [`save`] writes `path.tmp`, fsyncs it and renames it over `path`, so an
 //! interrupted save never leaves a truncated checkpoint under the final name.
+//!
+//! A model is checkpointed by [`save_model`] and rebuilt by [`load_model`]:
+//! its tensors are those of its [`StateDict`] walk, its metadata holds its
+//! configuration and method ([`HasConfig`]).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,6 +15,7 @@ use noprop_tensor::{DType, Tensor};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 use safetensors::SafeTensors;
 
+use crate::state::{StateDict, StateLoader, StateSaver, StateVisitor};
 use crate::{Error, Result};
 
 /// Named tensors in file order.
@@ -194,28 +199,14 @@ pub fn load(path: &Path) -> Result<Loaded> {
 
 /// Copy loaded tensors into a module's parameters and buffers by name
 /// (after stripping `prefix.`); every parameter must be present with the
-/// right shape.
+/// right shape. Other tensors in `tensors` are left alone.
 pub fn load_into(
     path: &Path,
     tensors: &HashMap<String, Tensor>,
     prefix: &str,
     module: &mut dyn crate::Module,
 ) -> Result<()> {
-    let full = |n: &str| {
-        if prefix.is_empty() {
-            n.to_string()
-        } else {
-            format!("{prefix}.{n}")
-        }
-    };
-    let copy = |name: &str, dst: &mut Tensor| restore(path, tensors, &full(name), dst);
-    for p in module.params() {
-        copy(&p.name, p.value)?;
-    }
-    for (name, dst) in module.buffers() {
-        copy(&name, dst)?;
-    }
-    Ok(())
+    module.visit_state(prefix, &mut StateLoader::new(path, tensors))
 }
 
 /// Copy `tensors[key]` into `dst`, converted to `dst`'s dtype; a missing
@@ -226,43 +217,92 @@ pub fn restore(
     key: &str,
     dst: &mut Tensor,
 ) -> Result<()> {
-    let src = tensors.get(key).ok_or_else(|| Error::Checkpoint {
-        path: path.to_path_buf(),
-        what: format!("missing tensor `{key}`"),
-    })?;
-    if src.shape() != dst.shape() {
-        return Err(Error::Checkpoint {
-            path: path.to_path_buf(),
-            what: format!(
-                "tensor `{key}` has shape {:?}, the model needs {:?}",
-                src.shape(),
-                dst.shape()
-            ),
-        });
-    }
-    *dst = src.to_dtype(dst.dtype()).to_device(&dst.device())?;
-    Ok(())
+    StateLoader::new(path, tensors).tensor(key, dst)
 }
 
-/// A module's parameters and buffers as named tensors under `prefix.`.
-pub fn named_tensors(prefix: &str, module: &mut dyn crate::Module) -> Vec<(String, Tensor)> {
-    let full = |n: &str| {
-        if prefix.is_empty() {
-            n.to_string()
-        } else {
-            format!("{prefix}.{n}")
-        }
-    };
-    let mut out: Vec<(String, Tensor)> = module
-        .params()
-        .into_iter()
-        .map(|p| (full(&p.name), p.value.clone()))
-        .collect();
-    out.extend(
-        module
-            .buffers()
-            .into_iter()
-            .map(|(n, t)| (full(&n), t.clone())),
-    );
-    out
+/// A module's parameters and buffers as named tensors under `prefix.`; two
+/// with the same name are [`Error::DuplicateTensor`].
+pub fn named_tensors(prefix: &str, module: &mut dyn crate::Module) -> Result<NamedTensors> {
+    let mut saver = StateSaver::default();
+    module.visit_state(prefix, &mut saver)?;
+    Ok(saver.into_tensors())
+}
+
+/// What a checkpoint records about the model besides its tensors: the
+/// configuration (as JSON, metadata key `config`) and the method name
+/// (metadata key `method`).
+pub trait HasConfig {
+    /// Everything that defines the model; rebuilding needs only this and the tensors.
+    type Config: serde::Serialize + serde::de::DeserializeOwned;
+    /// The configuration.
+    fn config(&self) -> &Self::Config;
+    /// The method name, e.g. `noprop-dt`.
+    fn method(&self) -> &str;
+}
+
+/// A model [`load_model`] can rebuild: built from its configuration, then
+/// its state loaded by the same [`StateDict`] walk that saved it.
+pub trait FromCheckpoint: StateDict + HasConfig + Sized {
+    /// The model crate's error type.
+    type Error: From<Error>;
+    /// A fresh model for `config`, before its state is loaded. `tensors` gives
+    /// read access to the checkpoint (e.g. to `W_Embed`, which some
+    /// embeddings need to be built).
+    fn from_config(
+        config: Self::Config,
+        tensors: &StateLoader<'_>,
+    ) -> std::result::Result<Self, Self::Error>;
+    /// Checks on the loaded state (default: none).
+    fn check_loaded(&mut self, path: &Path) -> std::result::Result<(), Self::Error> {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Atomically write `model`'s checkpoint: every tensor of its [`StateDict`]
+/// walk, plus `metadata` with the configuration and method of [`HasConfig`]
+/// added ([`save_checkpoint`]).
+pub fn save_model<M: StateDict + HasConfig + ?Sized>(
+    model: &mut M,
+    path: &Path,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let tensors = crate::state::state_tensors(model)?;
+    save_checkpoint(path, &tensors, model.config(), model.method(), metadata)
+}
+
+/// Rebuild a model from a checkpoint written by [`save_model`]: its
+/// configuration, then every tensor of its [`StateDict`] walk (missing,
+/// mis-shaped or left-over tensors are errors naming `path` and the tensor),
+/// then [`FromCheckpoint::check_loaded`]. Returns the model and the metadata.
+pub fn load_model<M: FromCheckpoint>(
+    path: &Path,
+) -> std::result::Result<(M, HashMap<String, String>), M::Error> {
+    let (config, metadata, tensors) = load_checkpoint::<M::Config>(path)?;
+    let mut loader = StateLoader::new(path, &tensors);
+    let mut model = M::from_config(config, &loader)?;
+    model.visit_state("", &mut loader)?;
+    loader.finish()?;
+    model.check_loaded(path)?;
+    Ok((model, metadata))
+}
+
+/// Whether two safetensors files hold the same checkpoint: byte-identical,
+/// or differing only in the order of the keys of the JSON header (the
+/// safetensors writer emits the metadata map in hash order, which differs
+/// between processes). The tensor data must be byte-identical.
+pub fn same_checkpoint(a: &[u8], b: &[u8]) -> bool {
+    fn split(x: &[u8]) -> Option<(serde_json::Value, &[u8])> {
+        let n = u64::from_le_bytes(x.get(..8)?.try_into().ok()?);
+        let end = 8usize.checked_add(usize::try_from(n).ok()?)?;
+        let header = serde_json::from_slice(x.get(8..end)?).ok()?;
+        Some((header, x.get(end..)?))
+    }
+    if a == b {
+        return true;
+    }
+    match (split(a), split(b)) {
+        (Some((ha, da)), Some((hb, db))) => ha == hb && da == db,
+        _ => false,
+    }
 }

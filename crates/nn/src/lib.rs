@@ -34,6 +34,7 @@ pub mod layers;
 pub mod loss;
 mod module;
 pub mod optim;
+pub mod state;
 
 pub use error::{Error, Result};
 pub use module::{prefixed, Mode, Module, ParamMut};

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use noprop_tensor::ops::{self, AdamHyper};
 use noprop_tensor::Tensor;
 
+use crate::state::{join, StateDict, StateVisitor};
 use crate::{Error, ParamMut, Result};
 
 /// A first-order optimiser.
@@ -156,6 +157,24 @@ impl Optimizer for Adam {
     }
 }
 
+/// `{prefix}.step` (the step count `t` of the bias corrections), then
+/// `{prefix}.{param}.exp_avg` and `{prefix}.{param}.exp_avg_sq` (the moments
+/// `m` and `v`) of every parameter stepped so far: the names of
+/// [`Optimizer::state`] under `prefix`.
+impl StateDict for Adam {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> Result<()> {
+        v.counter(&join(prefix, "step"), &mut self.t)?;
+        v.tensor_map(prefix, ".exp_avg", &mut self.m)?;
+        v.tensor_map(prefix, ".exp_avg_sq", &mut self.v)?;
+        if !self.m.keys().eq(self.v.keys()) {
+            return Err(Error::OptimizerState {
+                what: "first and second moments name different parameters".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// SGD with momentum and coupled weight decay (`torch.optim.SGD`, no dampening, not Nesterov).
 #[derive(Clone, Debug)]
 pub struct Sgd {
@@ -235,5 +254,13 @@ impl Optimizer for Sgd {
 
     fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
+    }
+}
+
+/// `{prefix}.{param}.momentum_buffer` of every parameter stepped so far: the
+/// names of [`Optimizer::state`] under `prefix`.
+impl StateDict for Sgd {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> Result<()> {
+        v.tensor_map(prefix, ".momentum_buffer", &mut self.buf)
     }
 }

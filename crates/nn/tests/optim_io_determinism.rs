@@ -181,7 +181,7 @@ fn safetensors_round_trip_params_buffers_and_optimizer_state() {
     net.backward(&d).unwrap();
     opt.step(net.params()).unwrap();
 
-    let mut tensors = io::named_tensors("model", &mut net);
+    let mut tensors = io::named_tensors("model", &mut net).unwrap();
     tensors.extend(
         opt.state()
             .into_iter()
