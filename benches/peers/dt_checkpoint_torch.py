@@ -35,7 +35,7 @@ reads `train-*` and `t10k-*` (MNIST, Fashion-MNIST). Inputs are normalised
 exactly as noprop-datasets does it: `(x/255 − mean) / std` with the mean and
 standard deviation of all pixels of the training part (`--norm-limit-train
 N`: of its first N images, which is what `noprop train --limit-train N`
-uses; `noprop eval` uses the whole training part). `--limit N` evaluates the
+uses and records in the checkpoint for `noprop eval`). `--limit N` evaluates the
 first N test images (`noprop train --limit-test N`).
 
   python3 dt_checkpoint_torch.py CHECKPOINT --data DIR [--noise both]
@@ -370,7 +370,7 @@ def main():
     p.add_argument("--split", default="mnist-test-split", choices=["mnist-test-split", "idx"])
     p.add_argument("--limit", type=int, default=0, help="first N test images (0 = all)")
     p.add_argument("--norm-limit-train", type=int, default=0,
-                   help="normalise with the first N training images (0 = all, as noprop eval)")
+                   help="normalise with the first N training images (0 = all; use the --limit-train of the run)")
     p.add_argument("--noise", default="both", choices=["on", "off", "both"])
     p.add_argument("--runs", type=int, default=1, help="stochastic inference runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the inference noise")

@@ -103,13 +103,18 @@ fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
 
 /// Our noise-free predictions on the test split, through the library.
 fn our_predictions(ckpt: &Path, data: &Path) -> (Vec<usize>, Vec<usize>) {
-    let (mut model, _) = NoPropDt::load(ckpt).expect("load checkpoint");
+    let (mut model, meta) = NoPropDt::load(ckpt).expect("load checkpoint");
     let tt = load(
         DatasetName::MnistTestSplit,
         &LoadOptions::with_data_dir(data),
     )
     .expect("load mnist-test-split");
-    let norm = tt.normalization();
+    // The normalisation training used (of the first 1,024 training images),
+    // recorded in the checkpoint; `noprop eval` uses it too.
+    let norm = noprop_train::recorded_normalization(ckpt, &meta)
+        .expect("normalization metadata")
+        .expect("recorded by noprop train");
+    assert_ne!(norm, tt.normalization(), "a subset's statistics differ from the whole split's");
     let mut batches = tt
         .test
         .batches(BatchOptions::new(500).normalize(norm))
@@ -194,6 +199,7 @@ fn pytorch_loads_a_noprop_dt_checkpoint_and_agrees_without_noise() {
         .arg(&ckpt)
         .args(["--data", data_arg, "--split", "mnist-test-split"])
         .args(["--noise", "both", "--runs", "1", "--threads", "1"])
+        .args(["--norm-limit-train", "1024"])
         .arg("--reference-predictions")
         .arg(&ref_path)
         .output()

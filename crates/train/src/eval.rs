@@ -12,6 +12,7 @@ use crate::host::git_revision;
 use crate::memory;
 use crate::method::Phase;
 use crate::methods;
+use crate::progress::recorded_normalization;
 
 /// The result of [`evaluate`].
 #[derive(Clone, Debug)]
@@ -40,7 +41,27 @@ pub fn evaluate(c: &EvalConfig) -> Result<EvalReport> {
     if c.limit_test > 0 && c.limit_test < data.test.len() {
         data.test = data.test.slice(0..c.limit_test)?;
     }
-    let norm = data.normalization();
+    // Normalise as training did: the statistics recorded in the checkpoint
+    // (of the images it was trained on, `limit_train` included), or, for a
+    // checkpoint written before they were recorded, those of the training split.
+    let norm = match recorded_normalization(&c.checkpoint, &meta)? {
+        Some(n) if n.channels() == data.test.shape().channels => n,
+        Some(n) => {
+            return Err(Error::Checkpoint {
+                path: c.checkpoint.clone(),
+                why: format!(
+                    "trained on {}-channel images, but {} has {} channels",
+                    n.channels(),
+                    c.dataset,
+                    data.test.shape().channels
+                ),
+            })
+        }
+        None => {
+            info!("the checkpoint records no input normalisation (written by an older noprop); using the statistics of the whole training split");
+            data.normalization()
+        }
+    };
     let t_inf = Instant::now();
     let mut runs = Vec::new();
     for r in 0..c.inference_runs {

@@ -65,5 +65,7 @@ pub use options::{
     AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
     OrderArg, SamplerArg,
 };
-pub use progress::{EpochMetrics, Progress, PROGRESS_KEY};
+pub use progress::{
+    recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,
+};
 pub use trainer::{TrainReport, Trainer};

@@ -21,7 +21,9 @@ use crate::method::{Method, Phase};
 use crate::methods;
 use crate::observe::{Event, Observer};
 use crate::options::DeviceArg;
-use crate::progress::{EpochMetrics, Progress, PROGRESS_KEY};
+use crate::progress::{
+    normalization_json, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,
+};
 
 /// What every training run shares before a model exists.
 pub(crate) struct Setup {
@@ -216,11 +218,11 @@ impl Trainer {
                     })?;
                     if c.checkpoint_every > 0 && model.step() % c.checkpoint_every == 0 {
                         progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
-                        save_ckpt(model, ckpt, &progress)?;
+                        save_ckpt(model, ckpt, &progress, norm)?;
                     }
                     if c.stop_after == Some(done_this_run) {
                         progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
-                        save_ckpt(model, ckpt, &progress)?;
+                        save_ckpt(model, ckpt, &progress, norm)?;
                         info!(
                             "stopping after {done_this_run} mini-batches as asked (--stop-after); checkpoint {}",
                             ckpt.display()
@@ -288,7 +290,7 @@ impl Trainer {
             progress.block = 0;
             progress.batch = 0;
             progress.train_seconds = cumulative;
-            save_ckpt(model, ckpt, &progress)?;
+            save_ckpt(model, ckpt, &progress, norm)?;
             let last = progress.history.last().cloned();
             if let Some(m) = &last {
                 self.emit(Event::EpochFinished { metrics: m })?;
@@ -440,12 +442,20 @@ fn setup(c: &TrainConfig) -> Result<Setup> {
     })
 }
 
-fn save_ckpt(model: &mut dyn Method, path: &Path, progress: &Progress) -> Result<()> {
+fn save_ckpt(
+    model: &mut dyn Method,
+    path: &Path,
+    progress: &Progress,
+    norm: &Normalization,
+) -> Result<()> {
     let json = serde_json::to_string(progress).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         why: format!("cannot encode the progress: {e}"),
     })?;
-    let meta = HashMap::from([(PROGRESS_KEY.to_string(), json)]);
+    let meta = HashMap::from([
+        (PROGRESS_KEY.to_string(), json),
+        (NORMALIZATION_KEY.to_string(), normalization_json(norm)),
+    ]);
     model.save(path, meta)
 }
 
