@@ -25,7 +25,7 @@ docs/DECISIONS.md § 1: `z_0 ~ N(0, I)`, then for t = 1 … T
 `z_t = a_t·û_θt(z_{t−1}, x) + b_t·z_{t−1} + √c_t·ε_t`, batch-norm in
 evaluation mode, and `ŷ = argmax f_θout(z_T)` (or the posterior read-out of
 Eqs. 15–16 when the checkpoint uses it). `--noise off` is the deterministic
-variant of `noprop eval --inference-noise off` (`z_0 = 0`, `ε_t = 0`).
+variant of `noprop eval --no-inference-noise` (`z_0 = 0`, `ε_t = 0`).
 
 Data: MNIST-format IDX files (raw or .gz) in `--data`. `--split
 mnist-test-split` (the default) reads `t10k-images-idx3-ubyte` and

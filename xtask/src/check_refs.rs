@@ -11,11 +11,11 @@
 //!   or a cited note letter no `## Note X. …` heading (`note G.1` also needs
 //!   `### G.1 …`);
 //! * a line names a design file outside the repository (the shared folder's
-//!   paper or design notes, or the shared folder itself). The one exception
-//!   is the data search path `…/shared/data`, a place the dataset loader
-//!   looks for the MNIST test files (see `noprop_datasets::locate`), which
-//!   is not a document; and the `Sources:` paragraph at the top of
-//!   `docs/DECISIONS.md`, which may name where the decisions came from.
+//!   paper or design notes, or the shared folder itself, data included: the
+//!   repository ships the MNIST test files it needs). The exceptions are the
+//!   `Sources:` paragraph at the top of `docs/DECISIONS.md`, which may name
+//!   where the decisions came from, and the measurement records under
+//!   `docs/results/` (JSON written by past runs, never edited).
 //!
 //! It runs as the first step of `cargo xtask ci`.
 
@@ -36,14 +36,15 @@ pub const SCANNED: &[&str] = &["crates", "xtask", "benches", "docs", "README.md"
 /// Folders never entered (build output, caches).
 const SKIPPED_DIRS: &[&str] = &["target", ".git", "__pycache__", "node_modules"];
 
+/// Measurement records: JSON written by past runs (their `data_source`
+/// says where the data was found then); records are never edited.
+const RECORDS: &str = "docs/results/";
+
 /// This file: its tests hold deliberately unresolved examples.
 const SELF: &str = "xtask/src/check_refs.rs";
 
 /// Names of files outside the repository that must not be referenced.
 const FORBIDDEN: &[&str] = &["PAPER.md", "DESIGN.md", "../shared"];
-
-/// The one permitted use of the shared folder: the data search path.
-const ALLOWED_SHARED: &str = "../shared/data";
 
 /// Options of `cargo xtask check-refs`.
 #[derive(clap::Args, Debug, Default)]
@@ -131,7 +132,7 @@ pub fn check(root: &Path) -> Result<Vec<Finding>> {
             .unwrap_or(&file)
             .to_string_lossy()
             .replace('\\', "/");
-        if rel == SELF {
+        if rel == SELF || rel.starts_with(RECORDS) {
             continue;
         }
         findings.extend(check_text(&rel, &text, &headings));
@@ -244,9 +245,6 @@ pub fn parse_line(line: &str) -> Vec<Cite> {
     let mut cites: Vec<(usize, Cite)> = Vec::new();
     for name in FORBIDDEN {
         for (pos, _) in line.match_indices(name) {
-            if *name == FORBIDDEN[2] && line[pos..].starts_with(ALLOWED_SHARED) {
-                continue;
-            }
             cites.push((pos, Cite::Outside(name)));
         }
     }
@@ -456,8 +454,9 @@ mod tests {
         assert_eq!(parse_line(&paper), [Cite::Outside(FORBIDDEN[0])]);
         let shared = format!("design notes in {}/x", FORBIDDEN[2]);
         assert_eq!(parse_line(&shared), [Cite::Outside(FORBIDDEN[2])]);
-        let data = format!("found in `{}/mnist-test`", ALLOWED_SHARED);
-        assert!(parse_line(&data).is_empty());
+        // Data beside the clone is no exception: the repository ships its own.
+        let data = format!("found in `{}/data/mnist-test`", FORBIDDEN[2]);
+        assert_eq!(parse_line(&data), [Cite::Outside(FORBIDDEN[2])]);
     }
 
     const HEADINGS: &str = "# Project decisions\n\n\

@@ -183,8 +183,8 @@ fn interrupted_and_resumed_ct_run_matches_uninterrupted_run() {
         let out = common::noprop(&args);
         result(&out)
     };
-    let on = ev(&["--image-cache", "on"]);
-    let off = ev(&["--image-cache", "off"]);
+    let on = ev(&[]);
+    let off = ev(&["--no-image-cache"]);
     assert_eq!(on["test_accuracy"], off["test_accuracy"]);
     assert_eq!(on["method"], "noprop-ct");
     for s in ["euler", "heun"] {

@@ -4,7 +4,7 @@
 //! 1,024 training images of `mnist-test-split`, batch 16, one epoch: 64 steps,
 //! enough to reach about 77 % noise-free test accuracy, so that agreement is
 //! not the trivial agreement of two constant predictors), evaluates it with
-//! `noprop eval --inference-noise off`, loads the same checkpoint into the
+//! `noprop eval --no-inference-noise`, loads the same checkpoint into the
 //! PyTorch transcription (`benches/peers/dt_checkpoint_torch.py`, which maps
 //! every tensor and fails on any it cannot place) and evaluates it there on
 //! the same 2,000 test images, also noise-free. The two accuracies must agree
@@ -23,10 +23,9 @@
 //! more (an untrained model scores about 10 %).
 //!
 //! Skips, saying why, when `python3 -c "import torch"` fails (torch is not
-//! part of CI). The MNIST test files are looked for in the workspace's
-//! `datasets/mnist-test/`, then in `shared/data/mnist-test/` beside the
-//! workspace, then in `$NOPROP_DATA/mnist-test`; the folder found is passed
-//! to `noprop` (`--data-dir`) and to the script, so both read the same files.
+//! part of CI). The MNIST test files are the copy shipped in the
+//! repository's `datasets/mnist-test/`; the folder is passed to `noprop`
+//! (`--data-dir`) and to the script, so both read the same files.
 
 mod common;
 
@@ -67,24 +66,13 @@ fn torch_importable() -> Result<(), String> {
         .to_string())
 }
 
-/// The first folder holding the MNIST test files, raw or `.gz`.
+/// The MNIST test files shipped in the repository.
 fn mnist_test_dir() -> PathBuf {
-    let ws = workspace();
-    let mut candidates = vec![
-        ws.join("datasets/mnist-test"),
-        ws.join("../shared/data/mnist-test"),
-    ];
-    if let Some(env) = std::env::var_os("NOPROP_DATA").filter(|v| !v.is_empty()) {
-        candidates.push(Path::new(&env).join("mnist-test"));
+    let d = workspace().join("datasets/mnist-test");
+    for f in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+        assert!(d.join(f).is_file(), "{} is missing", d.join(f).display());
     }
-    let has =
-        |d: &Path, stem: &str| d.join(stem).is_file() || d.join(format!("{stem}.gz")).is_file();
-    for d in &candidates {
-        if has(d, "t10k-images-idx3-ubyte") && has(d, "t10k-labels-idx1-ubyte") {
-            return std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
-        }
-    }
-    panic!("the MNIST test files (t10k-*-ubyte[.gz]) are in none of {candidates:?}");
+    std::fs::canonicalize(&d).unwrap_or(d)
 }
 
 fn find_checkpoint(dir: &Path) -> Option<PathBuf> {
@@ -114,7 +102,11 @@ fn our_predictions(ckpt: &Path, data: &Path) -> (Vec<usize>, Vec<usize>) {
     let norm = noprop_train::recorded_normalization(ckpt, &meta)
         .expect("normalization metadata")
         .expect("recorded by noprop train");
-    assert_ne!(norm, tt.normalization(), "a subset's statistics differ from the whole split's");
+    assert_ne!(
+        norm,
+        tt.normalization(),
+        "a subset's statistics differ from the whole split's"
+    );
     let mut batches = tt
         .test
         .batches(BatchOptions::new(500).normalize(norm))
@@ -182,8 +174,7 @@ fn pytorch_loads_a_noprop_dt_checkpoint_and_agrees_without_noise() {
         "mnist-test-split",
         "--data-dir",
         data_arg,
-        "--inference-noise",
-        "off",
+        "--no-inference-noise",
     ]));
     let ours = eval["test_accuracy"].as_f64().expect("test_accuracy");
 

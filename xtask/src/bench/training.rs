@@ -97,7 +97,11 @@ pub(super) fn ct_fm(_a: &BenchArgs) -> Result<()> {
             eval_fashion(
                 &bin,
                 &ckpt,
-                &["--steps", steps, "--image-cache", cache],
+                &if cache == "on" {
+                    vec!["--steps", steps]
+                } else {
+                    vec!["--steps", steps, "--no-image-cache"]
+                },
                 "noprop eval",
             )
         };
