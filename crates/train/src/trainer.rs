@@ -130,225 +130,105 @@ impl Trainer {
         c: &TrainConfig,
         s: Setup,
         model: &mut dyn Method,
-        mut progress: Progress,
+        progress: Progress,
         device: &Device,
         started: Instant,
     ) -> Result<TrainReport> {
-        let (data, norm, ckpt) = (&s.data, &s.norm, s.ckpt.as_path());
         info!("{}", model.describe());
-        let n_train = data.train.len();
-        let batches_per_pass = n_train.div_ceil(c.batch_size);
+        let n_train = s.data.train.len();
         let train_eval = if c.train_eval_limit > 0 && c.train_eval_limit < n_train {
-            let idx = data
+            let idx = s
+                .data
                 .train
                 .class_balanced_indices(c.train_eval_limit.div_ceil(s.classes), Some(c.seed))?;
-            data.train
+            s.data
+                .train
                 .subset(&idx[..c.train_eval_limit.min(idx.len())])?
         } else {
-            data.train.clone()
+            s.data.train.clone()
         };
-        let mut buf = BatchBuf::new();
-        let mut done_this_run = 0u64;
-        let mut cumulative = progress.train_seconds;
-        let multi = model.passes();
-        let passes = multi.unwrap_or(1);
-        let per_epoch = batches_per_pass * passes;
+        let multi = model.passes().is_some();
+        let mut r = Run {
+            c,
+            s: &s,
+            device,
+            passes: model.passes().unwrap_or(1),
+            multi,
+            model,
+            batches_per_pass: n_train.div_ceil(c.batch_size),
+            cumulative: progress.train_seconds,
+            progress,
+            done_this_run: 0,
+            buf: BatchBuf::new(),
+        };
         // Heap high-water mark over the training mini-batches only
         // (evaluation, with its larger batches, excluded), and the live heap
         // (data, model, optimiser) before training starts.
         let live_before_training = memory::live_heap_bytes();
         let mut peak_train = 0usize;
-        let epochs = c.epochs;
         self.emit(Event::Started {
-            epoch: progress.epoch + 1,
-            epochs,
+            epoch: r.progress.epoch + 1,
+            epochs: c.epochs,
         })?;
-
-        while progress.epoch < epochs {
-            let epoch = progress.epoch;
-            let t_epoch = Instant::now();
-            let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-            let first_pass = progress.block.max(1);
-            let mut done = (first_pass - 1) * batches_per_pass + progress.batch;
-            self.emit(Event::EpochStarted {
-                epoch: epoch + 1,
-                epochs,
-                batches: per_epoch,
-                done,
-            })?;
+        while r.progress.epoch < c.epochs {
             memory::reset_window();
-            for pass in first_pass..=passes {
-                let mut batches = data.train.batches(
-                    BatchOptions::new(c.batch_size)
-                        .shuffle(c.seed)
-                        .epoch((epoch * passes + pass - 1) as u64)
-                        .normalize(norm.clone()),
-                )?;
-                let mut bi = 0usize;
-                while batches.next_into(&mut buf) {
-                    if bi < progress.batch {
-                        bi += 1;
-                        continue;
-                    }
-                    let (x, y) = to_tensor(&buf)?;
-                    let x = x.to_device(device)?;
-                    let (l, n) = model.train_batch(&x, &y, epoch, pass)?;
-                    if !l.is_finite() {
-                        return Err(Error::NonFiniteLoss {
-                            method: model.method().to_string(),
-                            epoch: epoch + 1,
-                            batch: bi + 1,
-                            step: model.step(),
-                            loss: l,
-                        });
-                    }
-                    loss_sum += l;
-                    loss_n += n;
-                    bi += 1;
-                    done += 1;
-                    progress.batch = bi;
-                    progress.block = if multi.is_some() { pass } else { 0 };
-                    done_this_run += 1;
-                    self.emit(Event::Batch {
-                        epoch: epoch + 1,
-                        epochs,
-                        done,
-                        batches: per_epoch,
-                        loss: l / n.max(1) as f64,
-                    })?;
-                    if c.checkpoint_every > 0 && model.step() % c.checkpoint_every == 0 {
-                        progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
-                        save_ckpt(model, ckpt, &progress, norm)?;
-                    }
-                    if c.stop_after == Some(done_this_run) {
-                        progress.train_seconds = cumulative + t_epoch.elapsed().as_secs_f64();
-                        save_ckpt(model, ckpt, &progress, norm)?;
-                        info!(
-                            "stopping after {done_this_run} mini-batches as asked (--stop-after); checkpoint {}",
-                            ckpt.display()
-                        );
-                        return Ok(TrainReport {
-                            test_accuracy: None,
-                            history: progress.history,
-                            checkpoint: ckpt.to_path_buf(),
-                            result_path: None,
-                            result: Value::Null,
-                        });
-                    }
-                }
-                progress.batch = 0;
-                progress.block = if multi.is_some() { pass + 1 } else { 0 };
-            }
-            device.synchronize()?;
-            peak_train = peak_train.max(memory::window_peak_bytes());
-            let train_seconds = t_epoch.elapsed().as_secs_f64();
-            cumulative += train_seconds;
-            let ev = Instant::now();
-            let test_acc = self.accuracy(
-                model,
-                &data.test,
-                norm,
-                1 + epoch as u64,
-                Phase::Epoch,
-                device,
-                epoch + 1,
-                epochs,
-            )?;
-            let train_acc = self.accuracy(
-                model,
-                &train_eval,
-                norm,
-                1_000 + epoch as u64,
-                Phase::Epoch,
-                device,
-                epoch + 1,
-                epochs,
-            )?;
-            let m = EpochMetrics {
-                epoch: epoch + 1,
-                train_loss: loss_sum / loss_n.max(1) as f64,
-                train_accuracy: train_acc,
-                test_accuracy: test_acc,
-                train_seconds,
-                cumulative_train_seconds: cumulative,
-                images_per_second: (n_train * passes) as f64 / train_seconds,
+            let Some(trained) = self.train_epoch(&mut r)? else {
+                return Ok(TrainReport {
+                    test_accuracy: None,
+                    history: r.progress.history,
+                    checkpoint: s.ckpt.clone(),
+                    result_path: None,
+                    result: Value::Null,
+                });
             };
-            info!(
-                "epoch {}/{}: loss {:.4}, train acc {:.4}, test acc {:.4}, {:.1}s ({:.0} img/s), eval {:.1}s{}",
-                epoch + 1,
-                epochs,
-                m.train_loss,
-                train_acc,
-                test_acc,
-                train_seconds,
-                m.images_per_second,
-                ev.elapsed().as_secs_f64(),
-                model.epoch_note()
-            );
-            progress.history.push(m);
-            progress.epoch += 1;
-            progress.block = 0;
-            progress.batch = 0;
-            progress.train_seconds = cumulative;
-            save_ckpt(model, ckpt, &progress, norm)?;
-            let last = progress.history.last().cloned();
-            if let Some(m) = &last {
-                self.emit(Event::EpochFinished { metrics: m })?;
-            }
+            peak_train = peak_train.max(memory::window_peak_bytes());
+            let m = self.evaluate_epoch(&mut r, &train_eval, trained)?;
+            self.emit(Event::EpochFinished { metrics: &m })?;
         }
 
         // Final test accuracy over the requested stochastic inference runs.
         let t_inf = Instant::now();
         let mut runs = Vec::new();
-        for r in 0..c.inference_runs.max(1) {
-            runs.push(self.accuracy(
-                model,
-                &data.test,
-                norm,
-                1_000_000 + r as u64,
-                Phase::Final,
-                device,
-                epochs,
-                epochs,
-            )?);
+        for k in 0..c.inference_runs.max(1) {
+            let key = 1_000_000 + k as u64;
+            runs.push(self.accuracy(&mut r, &s.data.test, key, Phase::Final)?);
         }
         let inference_seconds = t_inf.elapsed().as_secs_f64() / runs.len() as f64;
         let test_accuracy = runs.iter().sum::<f64>() / runs.len() as f64;
-        let train_accuracy = progress.history.last().map_or(0.0, |m| m.train_accuracy);
         let results_path = c.results_dir.join(format!("{}.json", c.run_name()));
         let mut result = serde_json::json!({
             "method": c.method.as_str(),
             "dataset": c.dataset.as_str(),
             "embedding": s.embedding.to_string(),
-            "epochs": epochs,
+            "epochs": c.epochs,
             "seed": c.seed,
             "test_accuracy": test_accuracy,
             "test_accuracy_runs": runs,
-            "train_accuracy": train_accuracy,
+            "train_accuracy": r.progress.history.last().map_or(0.0, |m| m.train_accuracy),
             "train_accuracy_subset": train_eval.len(),
             "wall_seconds": started.elapsed().as_secs_f64(),
-            "train_seconds": cumulative,
-            "images_per_second": (n_train * passes * epochs) as f64 / cumulative.max(1e-9),
+            "train_seconds": r.cumulative,
+            "images_per_second": (n_train * r.passes * c.epochs) as f64 / r.cumulative.max(1e-9),
             "inference_seconds": inference_seconds,
             "peak_memory_bytes": memory::peak_heap_bytes(),
             "peak_rss_bytes": memory::peak_rss_bytes(),
             "peak_train_memory_bytes": peak_train,
             "live_memory_before_training_bytes": live_before_training,
             "result_path": results_path.display().to_string(),
-            "checkpoint": ckpt.display().to_string(),
+            "checkpoint": s.ckpt.display().to_string(),
             "batch_size": c.batch_size,
             "train_images": n_train,
-            "test_images": data.test.len(),
-            "data_source": data.source.display().to_string(),
+            "test_images": s.data.test.len(),
+            "data_source": s.data.source.display().to_string(),
             "device": device.to_string(),
             "peak_device_memory_bytes": device.peak_memory_bytes(),
             "git_revision": git_revision(),
             "host": host_info(),
-            "per_epoch": progress.history,
+            "per_epoch": r.progress.history,
             "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         });
         if let Value::Object(obj) = &mut result {
-            obj.extend(model.result_fields());
+            obj.extend(r.model.result_fields());
         }
         write_json(&results_path, &result)?;
         info!(
@@ -360,25 +240,146 @@ impl Trainer {
         self.emit(Event::Finished { test_accuracy })?;
         Ok(TrainReport {
             test_accuracy: Some(test_accuracy),
-            history: progress.history,
-            checkpoint: ckpt.to_path_buf(),
+            history: r.progress.history,
+            checkpoint: s.ckpt.clone(),
             result_path: Some(results_path),
             result,
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn accuracy(
+    /// Train the rest of the epoch in progress (resuming mid-epoch or
+    /// mid-pass), checkpointing on the cadence. `None`: stopped as asked by
+    /// `stop_after` (checkpoint written).
+    fn train_epoch(&mut self, r: &mut Run<'_>) -> Result<Option<EpochTraining>> {
+        let (c, epoch, epochs) = (r.c, r.progress.epoch, r.c.epochs);
+        let (data, norm, ckpt) = (&r.s.data, &r.s.norm, r.s.ckpt.as_path());
+        let t_epoch = Instant::now();
+        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
+        let per_epoch = r.batches_per_pass * r.passes;
+        let first_pass = r.progress.block.max(1);
+        let mut done = (first_pass - 1) * r.batches_per_pass + r.progress.batch;
+        self.emit(Event::EpochStarted {
+            epoch: epoch + 1,
+            epochs,
+            batches: per_epoch,
+            done,
+        })?;
+        for pass in first_pass..=r.passes {
+            let mut batches = data.train.batches(
+                BatchOptions::new(c.batch_size)
+                    .shuffle(c.seed)
+                    .epoch((epoch * r.passes + pass - 1) as u64)
+                    .normalize(norm.clone()),
+            )?;
+            let mut bi = 0usize;
+            while batches.next_into(&mut r.buf) {
+                if bi < r.progress.batch {
+                    bi += 1;
+                    continue;
+                }
+                let (x, y) = to_tensor(&r.buf)?;
+                let x = x.to_device(r.device)?;
+                let (l, n) = r.model.train_batch(&x, &y, epoch, pass)?;
+                if !l.is_finite() {
+                    return Err(Error::NonFiniteLoss {
+                        method: r.model.method().to_string(),
+                        epoch: epoch + 1,
+                        batch: bi + 1,
+                        step: r.model.step(),
+                        loss: l,
+                    });
+                }
+                loss_sum += l;
+                loss_n += n;
+                bi += 1;
+                done += 1;
+                r.progress.batch = bi;
+                r.progress.block = if r.multi { pass } else { 0 };
+                r.done_this_run += 1;
+                self.emit(Event::Batch {
+                    epoch: epoch + 1,
+                    epochs,
+                    done,
+                    batches: per_epoch,
+                    loss: l / n.max(1) as f64,
+                })?;
+                let stop = c.stop_after == Some(r.done_this_run);
+                if stop || (c.checkpoint_every > 0 && r.model.step() % c.checkpoint_every == 0) {
+                    r.progress.train_seconds = r.cumulative + t_epoch.elapsed().as_secs_f64();
+                    save_ckpt(r.model, ckpt, &r.progress, norm)?;
+                }
+                if stop {
+                    info!(
+                        "stopping after {} mini-batches as asked (--stop-after); checkpoint {}",
+                        r.done_this_run,
+                        ckpt.display()
+                    );
+                    return Ok(None);
+                }
+            }
+            r.progress.batch = 0;
+            r.progress.block = if r.multi { pass + 1 } else { 0 };
+        }
+        r.device.synchronize()?;
+        let seconds = t_epoch.elapsed().as_secs_f64();
+        r.cumulative += seconds;
+        Ok(Some(EpochTraining {
+            loss: loss_sum / loss_n.max(1) as f64,
+            seconds,
+        }))
+    }
+
+    /// The per-epoch test and train accuracies; records the epoch's metrics
+    /// and writes the epoch-end checkpoint.
+    fn evaluate_epoch(
         &mut self,
-        model: &mut dyn Method,
-        data: &Dataset,
-        norm: &Normalization,
-        key: u64,
-        phase: Phase,
-        device: &Device,
-        epoch: usize,
-        epochs: usize,
-    ) -> Result<f64> {
+        r: &mut Run<'_>,
+        train_eval: &Dataset,
+        trained: EpochTraining,
+    ) -> Result<EpochMetrics> {
+        let epoch = r.progress.epoch;
+        let ev = Instant::now();
+        let test = &r.s.data.test;
+        let test_acc = self.accuracy(r, test, 1 + epoch as u64, Phase::Epoch)?;
+        let train_acc = self.accuracy(r, train_eval, 1_000 + epoch as u64, Phase::Epoch)?;
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: trained.loss,
+            train_accuracy: train_acc,
+            test_accuracy: test_acc,
+            train_seconds: trained.seconds,
+            cumulative_train_seconds: r.cumulative,
+            images_per_second: (r.s.data.train.len() * r.passes) as f64 / trained.seconds,
+        };
+        info!(
+            "epoch {}/{}: loss {:.4}, train acc {:.4}, test acc {:.4}, {:.1}s ({:.0} img/s), eval {:.1}s{}",
+            epoch + 1,
+            r.c.epochs,
+            m.train_loss,
+            train_acc,
+            test_acc,
+            trained.seconds,
+            m.images_per_second,
+            ev.elapsed().as_secs_f64(),
+            r.model.epoch_note()
+        );
+        r.progress.history.push(m.clone());
+        r.progress.epoch += 1;
+        r.progress.block = 0;
+        r.progress.batch = 0;
+        r.progress.train_seconds = r.cumulative;
+        save_ckpt(r.model, &r.s.ckpt, &r.progress, &r.s.norm)?;
+        Ok(m)
+    }
+
+    /// Accuracy of the model on `data` (the run's normalisation), reporting
+    /// evaluation progress to the observers.
+    fn accuracy(&mut self, r: &mut Run<'_>, data: &Dataset, key: u64, phase: Phase) -> Result<f64> {
+        let epochs = r.c.epochs;
+        let epoch = match phase {
+            Phase::Epoch => r.progress.epoch + 1,
+            Phase::Final => epochs,
+        };
         let batches = data.len().div_ceil(EVAL_BATCH);
         self.emit(Event::EvalStarted {
             phase,
@@ -388,9 +389,10 @@ impl Trainer {
         })?;
         let mut failed = None;
         let observers = &mut self.observers;
+        let (model, device) = (&mut *r.model, r.device);
         let acc = accuracy_with(
             data,
-            norm,
+            &r.s.norm,
             key,
             |x, k| model.predict(&x.to_device(device)?, k, phase),
             |done, batches| {
@@ -413,6 +415,34 @@ impl Trainer {
             None => Ok(acc),
         }
     }
+}
+
+/// A run in progress: the model, where it stands, and what stays fixed.
+struct Run<'a> {
+    c: &'a TrainConfig,
+    s: &'a Setup,
+    device: &'a Device,
+    model: &'a mut dyn Method,
+    progress: Progress,
+    /// Passes over the data per epoch (NoProp-DT `--order paper`: T).
+    passes: usize,
+    /// Whether the method makes several passes (recorded in `progress.block`).
+    multi: bool,
+    batches_per_pass: usize,
+    /// Training seconds so far, earlier invocations included.
+    cumulative: f64,
+    /// Mini-batches trained by this invocation (for `stop_after`).
+    done_this_run: u64,
+    buf: BatchBuf,
+}
+
+/// What training one epoch produced.
+#[derive(Clone, Copy)]
+struct EpochTraining {
+    /// Mean of the loss values.
+    loss: f64,
+    /// Training seconds of the epoch (this invocation's part).
+    seconds: f64,
 }
 
 /// Check the device, load the data, and create the run's checkpoint folder.

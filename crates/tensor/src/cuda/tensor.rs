@@ -57,27 +57,6 @@ pub(crate) fn fits_u32(op: &'static str, shape: &[usize], n: usize) -> Result<u3
     Ok(n as u32)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_sizes_stop_below_the_counter_wrap() {
-        assert_eq!(fits_u32("t", &[7], 7).unwrap(), 7);
-        let max = MAX_KERNEL_ELEMS;
-        assert_eq!(fits_u32("t", &[max], max).unwrap() as usize, max);
-        // One more, and everything up to the old u32 limit, is refused.
-        for n in [max + 1, u32::MAX as usize, u32::MAX as usize + 1] {
-            let e = fits_u32("t", &[n], n).unwrap_err().to_string();
-            assert!(e.contains("2^31 − 1"), "{e}");
-        }
-        // The largest stride of a 1-D launch plus the largest index stays
-        // below 2^32, and so does the Philox block count's `n + 3`.
-        let stride = (super::super::BLOCK as u64) << 20;
-        assert!(max as u64 - 1 + stride < 1 << 32);
-        assert!(max as u64 + 3 < 1 << 32);
-    }
-}
 
 impl CudaTensor {
     /// A tensor whose contents are unspecified (every caller overwrites it).
@@ -304,5 +283,27 @@ impl Tensor {
     /// Back with [`CudaTensor::to_host`].
     pub fn to_cuda(&self, device: &CudaDevice) -> Result<CudaTensor> {
         CudaTensor::from_host(self, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_sizes_stop_below_the_counter_wrap() {
+        assert_eq!(fits_u32("t", &[7], 7).unwrap(), 7);
+        let max = MAX_KERNEL_ELEMS;
+        assert_eq!(fits_u32("t", &[max], max).unwrap() as usize, max);
+        // One more, and everything up to the old u32 limit, is refused.
+        for n in [max + 1, u32::MAX as usize, u32::MAX as usize + 1] {
+            let e = fits_u32("t", &[n], n).unwrap_err().to_string();
+            assert!(e.contains("2^31 − 1"), "{e}");
+        }
+        // The largest stride of a 1-D launch plus the largest index stays
+        // below 2^32, and so does the Philox block count's `n + 3`.
+        let stride = (super::super::BLOCK as u64) << 20;
+        assert!(max as u64 - 1 + stride < 1 << 32);
+        assert!(max as u64 + 3 < 1 << 32);
     }
 }
