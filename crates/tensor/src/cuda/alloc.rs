@@ -117,8 +117,14 @@ impl Pool {
                 let s = match first {
                     Ok(s) => s,
                     Err(_) => {
-                        // Out of memory, maybe because of cached buffers: free them and retry.
+                        // Out of memory, maybe because of cached buffers:
+                        // free them, wait until the frees have completed on
+                        // the device, and retry.
                         self.empty_cache();
+                        stream.synchronize().map_err(|e| Error::Cuda {
+                            op: "cuStreamSynchronize",
+                            why: format!("after freeing the cache on out-of-memory: {e}"),
+                        })?;
                         // SAFETY: as above.
                         unsafe { stream.alloc::<u8>(class) }.map_err(|e| Error::Cuda {
                             op: "cuMemAlloc",

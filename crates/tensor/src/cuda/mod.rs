@@ -61,6 +61,65 @@ pub fn device_count() -> Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// The oldest driver the kernels run on: CUDA 13.0 (cudarc is built with
+/// the `cuda-13000` bindings, and NVRTC 13 emits PTX that older drivers
+/// cannot load).
+pub const MIN_DRIVER_VERSION: i32 = 13_000;
+
+/// The CUDA version the installed driver supports, as `1000·major +
+/// 10·minor` (`cuDriverGetVersion`).
+pub fn driver_version() -> Result<i32> {
+    if !driver_available() {
+        return Err(Error::CudaLibraryMissing {
+            lib: "cuda",
+            why: "libcuda.so.1 (the NVIDIA driver) is not installed or not on the library path"
+                .into(),
+        });
+    }
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: libcuda is present (checked above, so cudarc's lazy loader
+    // does not panic), and the call only writes the version to `v`.
+    let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    if r != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+        return Err(Error::Cuda {
+            op: "cuDriverGetVersion",
+            why: format!("{r:?}"),
+        });
+    }
+    Ok(v)
+}
+
+/// Fail, saying what is needed, when the driver is older than
+/// [`MIN_DRIVER_VERSION`]; every kernel load would otherwise fail later
+/// with an opaque PTX error.
+pub fn check_driver_version(version: i32) -> Result<()> {
+    if version >= MIN_DRIVER_VERSION {
+        return Ok(());
+    }
+    Err(Error::Cuda {
+        op: "cuDriverGetVersion",
+        why: format!(
+            "the NVIDIA driver supports CUDA {}.{}, but the kernels need CUDA {}.{} or newer: \
+             update the driver (R580 or later) or use --device cpu",
+            version / 1000,
+            (version % 1000) / 10,
+            MIN_DRIVER_VERSION / 1000,
+            (MIN_DRIVER_VERSION % 1000) / 10
+        ),
+    })
+}
+
+/// The environment variable that makes every kernel launch synchronise and
+/// report a fault under the kernel's own name (`NOPROP_CUDA_SYNC=1`): slow,
+/// for finding which kernel faulted.
+pub const SYNC_ENV: &str = "NOPROP_CUDA_SYNC";
+
+/// Whether [`SYNC_ENV`] is set to `1` (read once per process).
+pub(crate) fn sync_launches() -> bool {
+    static SYNC: OnceLock<bool> = OnceLock::new();
+    *SYNC.get_or_init(|| std::env::var(SYNC_ENV).as_deref() == Ok("1"))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -126,6 +185,7 @@ impl CudaDevice {
             return Ok(d.clone());
         }
         let count = device_count()?;
+        check_driver_version(driver_version()?)?;
         if ordinal >= count {
             return Err(Error::CudaNoDevice { ordinal, count });
         }
@@ -238,7 +298,8 @@ impl CudaDevice {
     }
 
     /// The cuBLAS handle of this stream, or `None` when cuBLAS cannot be
-    /// loaded (GEMM then uses the tiled fallback kernel).
+    /// loaded or its handle cannot be created (GEMM then uses the tiled
+    /// fallback kernel; a failed creation is reported once on stderr).
     pub(crate) fn blas(&self) -> Result<Option<&CudaBlas>> {
         if !self.shared.cublas {
             return Ok(None);
@@ -248,10 +309,16 @@ impl CudaDevice {
         });
         match b {
             Ok(b) => Ok(Some(b)),
-            Err(e) => Err(Error::Cuda {
-                op: "cublasCreate",
-                why: e.clone(),
-            }),
+            Err(e) => {
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!(
+                        "warning: cublasCreate failed ({e}); GEMM falls back to the tiled CUDA kernel"
+                    );
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -322,4 +389,18 @@ pub(crate) fn cfg_rows(rows: usize) -> Option<LaunchConfig> {
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     })
+}
+
+#[cfg(test)]
+mod driver_tests {
+    use super::*;
+
+    #[test]
+    fn drivers_older_than_cuda_13_are_refused_with_what_is_needed() {
+        check_driver_version(13_000).unwrap();
+        check_driver_version(13_020).unwrap();
+        let e = check_driver_version(12_080).unwrap_err().to_string();
+        assert!(e.contains("CUDA 12.8") && e.contains("CUDA 13.0"), "{e}");
+        assert!(e.contains("--device cpu"), "{e}");
+    }
 }

@@ -33,6 +33,12 @@ macro_rules! launch {
                 kernel: $name,
                 why: e.to_string(),
             })?;
+            if super::sync_launches() {
+                stream.synchronize().map_err(|e| Error::CudaLaunch {
+                    kernel: $name,
+                    why: format!("failed while running ({}=1 synchronises after every launch): {e}", super::SYNC_ENV),
+                })?;
+            }
         }
     }};
 }

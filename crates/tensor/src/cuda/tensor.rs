@@ -57,7 +57,6 @@ pub(crate) fn fits_u32(op: &'static str, shape: &[usize], n: usize) -> Result<u3
     Ok(n as u32)
 }
 
-
 impl CudaTensor {
     /// A tensor whose contents are unspecified (every caller overwrites it).
     pub(crate) fn uninit(device: &CudaDevice, shape: &[usize]) -> Result<CudaTensor> {
