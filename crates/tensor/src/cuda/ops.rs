@@ -625,6 +625,18 @@ pub fn conv2d_backward(
     ws: &mut ConvWorkspace,
     need_dx: bool,
 ) -> Result<Conv2dGrads> {
+    // The weight must match the input the forward pass cached: a weight
+    // with other input channels would index `col` out of bounds in the
+    // kernels (the CPU path refuses it too). Checked before the workspace
+    // is consumed, so a rejected call leaves it intact.
+    rank("conv2d_backward", w, 4)?;
+    if ws.cached && ws.x_shape.len() == 4 && w.shape()[1] != ws.x_shape[1] {
+        return Err(Error::ShapeMismatch {
+            op: "conv2d_backward (input channels)",
+            expected: vec![ws.x_shape[1]],
+            got: vec![w.shape()[1]],
+        });
+    }
     let col = match ws.col.take() {
         Some(c) if ws.cached => c,
         other => {
@@ -637,7 +649,6 @@ pub fn conv2d_backward(
     };
     ws.cached = false;
     let s = ws.x_shape.clone();
-    rank("conv2d_backward", w, 4)?;
     let wsh = w.shape().to_vec();
     let (oc, kh, kw) = (wsh[0], wsh[2], wsh[3]);
     let g = Geom::new("conv2d_backward", &s, kh, kw, ws.pad)?;

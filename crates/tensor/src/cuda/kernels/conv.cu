@@ -26,8 +26,12 @@ extern "C" __global__ void im2col_f32(const float* x, float* col, unsigned int n
 }
 
 // dx[n, c, iy, ix] = Σ_(ky, kx) col[(c, ky, kx), n·P + (iy + pad − ky)·OW + (ix + pad − kx)],
-// taps added in the CPU's order (ky outer, kx inner), one thread per input
-// pixel: no atomics, deterministic.
+// taps added ky outer, kx inner, one thread per input pixel: no atomics,
+// deterministic. This is the CPU's generic order, but not the order of the
+// CPU's fused path for 3-row kernels without padding (ops/conv.rs sums the
+// three row taps of an input row in one pass), so the two may differ by an
+// ulp per sum there: cuda_parity compares col2im at a tolerance of 1e-6
+// relative, not bit for bit.
 extern "C" __global__ void col2im_f32(const float* col, float* dx, unsigned int n,
                                       unsigned int c, unsigned int h, unsigned int w,
                                       unsigned int kh, unsigned int kw, unsigned int pad,
