@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = TrainConfig::new(method, DatasetName::MnistTestSplit);
     config.limit_train = 1024;
     config.limit_test = 500;
+    config.batch_size = 16; // 64 steps: enough to learn something from 1,024 images
     config.results_dir = results.clone();
     if matches!(
         method,
