@@ -197,6 +197,38 @@ pub fn load(path: &Path) -> Result<Loaded> {
     from_bytes(&bytes, path)
 }
 
+/// The largest header [`read_metadata`] accepts (safetensors' own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Only the metadata of a safetensors file (its `__metadata__` map), read
+/// from the header without reading the tensors: what a caller needs to
+/// decide how to load a checkpoint (its `method`, its `config`).
+pub fn read_metadata(path: &Path) -> Result<HashMap<String, String>> {
+    use std::io::Read;
+    let bad = |what: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        what,
+    };
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|e| bad(format!("not a safetensors file (no header length): {e}")))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER {
+        return Err(bad(format!("not a safetensors file (header of {n} bytes)")));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| bad(format!("not a safetensors file (truncated header): {e}")))?;
+    let mut json: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("not a safetensors file (header is not JSON): {e}")))?;
+    match json.remove("__metadata__") {
+        None => Ok(HashMap::new()),
+        Some(m) => serde_json::from_value(m)
+            .map_err(|e| bad(format!("metadata is not a map of strings: {e}"))),
+    }
+}
+
 /// Copy loaded tensors into a module's parameters and buffers by name
 /// (after stripping `prefix.`); every parameter must be present with the
 /// right shape. Other tensors in `tensors` are left alone.

@@ -196,6 +196,8 @@ fn safetensors_round_trip_params_buffers_and_optimizer_state() {
         meta2.get("config").map(String::as_str),
         Some("{\"seed\":4}")
     );
+    // The header alone gives the same metadata.
+    assert_eq!(io::read_metadata(&path).unwrap(), meta2);
     let map: HashMap<String, Tensor> = loaded.into_iter().collect();
     let mut net2 = small_convnet(99);
     io::load_into(&path, &map, "model", &mut net2).unwrap();
@@ -231,6 +233,13 @@ fn safetensors_round_trip_params_buffers_and_optimizer_state() {
     std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
     let err = io::load(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.safetensors"), "{err}");
+    // A file cut inside its header: read_metadata names the file too.
+    std::fs::write(&bad, &bytes[..12]).unwrap();
+    let err = io::read_metadata(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("bad.safetensors") && err.contains("header"),
+        "{err}"
+    );
     // A missing tensor is reported by name.
     let mut partial = map.clone();
     partial.remove("model.fc.weight");

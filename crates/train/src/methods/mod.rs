@@ -155,7 +155,8 @@ pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method
 /// The method a checkpoint records in its metadata (`noprop-dt` for early
 /// NoProp-DT checkpoints that recorded none).
 pub fn checkpoint_method(path: &Path) -> Result<MethodName> {
-    let (_, meta) = noprop_nn::io::load(path)?;
+    // The header only: the model's own load reads the tensors afterwards.
+    let meta = noprop_nn::io::read_metadata(path)?;
     match meta.get("method") {
         None => Ok(MethodName::NopropDt),
         Some(m) => m.parse().map_err(|_| Error::Checkpoint {
