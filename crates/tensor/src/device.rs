@@ -1,8 +1,9 @@
 //! Devices a [`Tensor`](crate::Tensor) can live on.
 //!
 //! The pattern follows candle: a runtime enum at the surface, and a stub CUDA
-//! device when the `cuda` feature is off, so every caller compiles the same
-//! way and a missing backend is a typed error instead of a panic.
+//! device when the `cuda` feature is off (see [`crate::cuda`]), so every
+//! caller compiles the same way and a missing backend is a typed error
+//! instead of a panic.
 
 use crate::{Error, Result};
 
@@ -61,10 +62,7 @@ impl Device {
     pub fn peak_memory_bytes(&self) -> Option<usize> {
         match self {
             Device::Cpu => None,
-            #[cfg(feature = "cuda")]
             Device::Cuda(d) => Some(d.pool_stats().peak_reserved_bytes),
-            #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => None,
         }
     }
 
@@ -72,9 +70,8 @@ impl Device {
     /// on the CPU); for wall-clock timings.
     pub fn synchronize(&self) -> Result<()> {
         match self {
-            #[cfg(feature = "cuda")]
             Device::Cuda(d) => d.synchronize(),
-            _ => Ok(()),
+            Device::Cpu => Ok(()),
         }
     }
 }
@@ -89,29 +86,4 @@ impl std::fmt::Display for Device {
     }
 }
 
-#[cfg(feature = "cuda")]
 pub use crate::cuda::CudaDevice;
-
-/// A handle to one CUDA GPU.
-///
-/// This build has no CUDA backend: [`CudaDevice::new`] always fails with
-/// [`Error::CudaNotCompiled`].
-#[cfg(not(feature = "cuda"))]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CudaDevice {
-    ordinal: usize,
-}
-
-#[cfg(not(feature = "cuda"))]
-impl CudaDevice {
-    /// Open CUDA device `ordinal`.
-    pub fn new(ordinal: usize) -> Result<Self> {
-        let _ = ordinal;
-        Err(Error::CudaNotCompiled)
-    }
-
-    /// The device's ordinal.
-    pub fn ordinal(&self) -> usize {
-        self.ordinal
-    }
-}

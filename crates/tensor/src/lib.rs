@@ -11,9 +11,10 @@
 //! * [`philox`]: the counter-based Philox 4x32-10 generator, keyed by
 //!   `(seed, stream, offset)`, so no draw depends on thread scheduling.
 //!
-//! * `cuda` (feature `cuda`): the CUDA backend — hand-written kernels
-//!   compiled with NVRTC at first use, cuBLAS GEMM, a caching allocator, and
-//!   one CUDA twin of every op in [`ops`].
+//! * [`cuda`]: the CUDA backend (feature `cuda`) — hand-written kernels
+//!   compiled with NVRTC at first use, cuBLAS GEMM, a caching allocator; one
+//!   CUDA twin of every op in [`ops`]. Without the feature a stub with the
+//!   same names, whose device constructor returns a typed error.
 //!
 //! CPU kernels run on rayon with work splits fixed by the shapes, so results
 //! are bit-for-bit identical for any `RAYON_NUM_THREADS`.
@@ -29,7 +30,6 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "cuda")]
 pub mod cuda;
 mod device;
 mod dtype;

@@ -4,17 +4,18 @@ use std::sync::Arc;
 
 use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, Dimension, IxDyn};
 
+use crate::cuda::CudaTensor;
 use crate::{DType, Device, Elem, Error, Result};
 
-/// The storage of a tensor: host vectors, or (feature `cuda`) an `f32`
-/// buffer in device memory.
+/// The storage of a tensor: host vectors, or an `f32` buffer in device
+/// memory (without the `cuda` feature `CudaTensor` is an empty enum, so the
+/// last variant cannot be built).
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum CpuStorage {
+pub(crate) enum Storage {
     F32(Vec<f32>),
     F64(Vec<f64>),
     /// Device memory; its shape is kept equal to the tensor's.
-    #[cfg(feature = "cuda")]
-    Cuda(crate::cuda::CudaTensor),
+    Cuda(CudaTensor),
 }
 
 /// A dense tensor: contiguous, row-major (NCHW for images), owning its storage.
@@ -33,7 +34,7 @@ pub(crate) enum CpuStorage {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     shape: Vec<usize>,
-    storage: Arc<CpuStorage>,
+    storage: Arc<Storage>,
 }
 
 fn numel_of(shape: &[usize]) -> usize {
@@ -45,8 +46,8 @@ impl Tensor {
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         let n = numel_of(shape);
         let storage = match dtype {
-            DType::F32 => CpuStorage::F32(vec![0.0; n]),
-            DType::F64 => CpuStorage::F64(vec![0.0; n]),
+            DType::F32 => Storage::F32(vec![0.0; n]),
+            DType::F64 => Storage::F64(vec![0.0; n]),
         };
         Tensor {
             shape: shape.to_vec(),
@@ -67,13 +68,8 @@ impl Tensor {
     /// op then reports the device mismatch); [`Tensor::try_zeros_like`]
     /// returns the error instead.
     pub fn zeros_like(&self) -> Tensor {
-        #[cfg(feature = "cuda")]
-        if !self.is_on_host() {
-            return self
-                .try_zeros_like()
-                .unwrap_or_else(|_| Tensor::zeros(&self.shape, self.dtype()));
-        }
-        Tensor::zeros(&self.shape, self.dtype())
+        self.try_zeros_like()
+            .unwrap_or_else(|_| Tensor::zeros(&self.shape, self.dtype()))
     }
 
     /// Take ownership of `data` as a tensor of shape `shape`.
@@ -162,39 +158,32 @@ impl Tensor {
     /// Number of elements.
     pub fn numel(&self) -> usize {
         match &*self.storage {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(t) => t.numel(),
+            Storage::F32(v) => v.len(),
+            Storage::F64(v) => v.len(),
+            Storage::Cuda(t) => t.numel(),
         }
     }
 
     /// The element type.
     pub fn dtype(&self) -> DType {
         match &*self.storage {
-            CpuStorage::F32(_) => DType::F32,
-            CpuStorage::F64(_) => DType::F64,
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(_) => DType::F32,
+            Storage::F32(_) => DType::F32,
+            Storage::F64(_) => DType::F64,
+            Storage::Cuda(_) => DType::F32,
         }
     }
 
     /// The device holding the storage.
     pub fn device(&self) -> Device {
         match &*self.storage {
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(t) => Device::Cuda(t.device().clone()),
+            Storage::Cuda(t) => Device::Cuda(t.device().clone()),
             _ => Device::Cpu,
         }
     }
 
     /// True when the storage is in host memory.
     pub fn is_on_host(&self) -> bool {
-        match &*self.storage {
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(_) => false,
-            _ => true,
-        }
+        !matches!(&*self.storage, Storage::Cuda(_))
     }
 
     /// Fail with [`Error::NotOnHost`] unless the storage is in host memory.
@@ -209,34 +198,31 @@ impl Tensor {
         }
     }
 
-    /// The device tensor, when the storage is on a GPU (feature `cuda`).
-    #[cfg(feature = "cuda")]
-    pub fn cuda(&self) -> Option<&crate::cuda::CudaTensor> {
+    /// The device tensor, when the storage is on a GPU.
+    pub fn cuda(&self) -> Option<&CudaTensor> {
         match &*self.storage {
-            CpuStorage::Cuda(t) => Some(t),
+            Storage::Cuda(t) => Some(t),
             _ => None,
         }
     }
 
-    /// Wrap a device tensor (feature `cuda`).
-    #[cfg(feature = "cuda")]
-    pub fn from_cuda(t: crate::cuda::CudaTensor) -> Tensor {
+    /// Wrap a device tensor.
+    pub fn from_cuda(t: CudaTensor) -> Tensor {
         Tensor {
             shape: t.shape().to_vec(),
-            storage: Arc::new(CpuStorage::Cuda(t)),
+            storage: Arc::new(Storage::Cuda(t)),
         }
     }
 
-    /// The device tensor for an in-place op (feature `cuda`); `None` for a
-    /// host tensor. Shared storage stays shared until the op writes (the
-    /// device buffer is copied on write).
-    #[cfg(feature = "cuda")]
-    pub(crate) fn cuda_mut(&mut self) -> Option<&mut crate::cuda::CudaTensor> {
-        if !matches!(&*self.storage, CpuStorage::Cuda(_)) {
+    /// The device tensor for an in-place op; `None` for a host tensor.
+    /// Shared storage stays shared until the op writes (the device buffer
+    /// is copied on write).
+    pub(crate) fn cuda_mut(&mut self) -> Option<&mut CudaTensor> {
+        if !matches!(&*self.storage, Storage::Cuda(_)) {
             return None;
         }
         match Arc::make_mut(&mut self.storage) {
-            CpuStorage::Cuda(t) => Some(t),
+            Storage::Cuda(t) => Some(t),
             _ => None,
         }
     }
@@ -245,7 +231,6 @@ impl Tensor {
     pub fn zeros_on(shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         match device {
             Device::Cpu => Ok(Tensor::zeros(shape, dtype)),
-            #[cfg(feature = "cuda")]
             Device::Cuda(d) => {
                 if dtype != DType::F32 {
                     return Err(Error::CudaUnsupported {
@@ -253,18 +238,15 @@ impl Tensor {
                         why: format!("only f32 tensors live on the GPU, got {dtype:?}"),
                     });
                 }
-                Ok(Tensor::from_cuda(crate::cuda::CudaTensor::zeros(d, shape)?))
+                Ok(Tensor::from_cuda(CudaTensor::zeros(d, shape)?))
             }
-            #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err(Error::CudaNotCompiled),
         }
     }
 
     /// Zeros with the shape, dtype and device of `self`, or the device's error.
     pub fn try_zeros_like(&self) -> Result<Tensor> {
         match &*self.storage {
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(t) => Ok(Tensor::from_cuda(crate::cuda::CudaTensor::zeros(
+            Storage::Cuda(t) => Ok(Tensor::from_cuda(CudaTensor::zeros(
                 t.device(),
                 &self.shape,
             )?)),
@@ -277,26 +259,16 @@ impl Tensor {
     /// tensors move to a GPU.
     pub fn to_device(&self, device: &Device) -> Result<Tensor> {
         match (&*self.storage, device) {
-            #[cfg(feature = "cuda")]
-            (CpuStorage::Cuda(t), Device::Cpu) => t.to_host(),
-            #[cfg(feature = "cuda")]
-            (CpuStorage::Cuda(t), Device::Cuda(d)) => {
+            (Storage::Cuda(t), Device::Cpu) => t.to_host(),
+            (Storage::Cuda(t), Device::Cuda(d)) => {
                 if t.device() == d {
                     Ok(Tensor::from_cuda(t.on_stream(d)?))
                 } else {
-                    Ok(Tensor::from_cuda(crate::cuda::CudaTensor::from_host(
-                        &t.to_host()?,
-                        d,
-                    )?))
+                    Ok(Tensor::from_cuda(CudaTensor::from_host(&t.to_host()?, d)?))
                 }
             }
             (_, Device::Cpu) => Ok(self.clone()),
-            #[cfg(feature = "cuda")]
-            (_, Device::Cuda(d)) => Ok(Tensor::from_cuda(crate::cuda::CudaTensor::from_host(
-                self, d,
-            )?)),
-            #[cfg(not(feature = "cuda"))]
-            (_, Device::Cuda(_)) => Err(Error::CudaNotCompiled),
+            (_, Device::Cuda(d)) => Ok(Tensor::from_cuda(CudaTensor::from_host(self, d)?)),
         }
     }
 
@@ -356,10 +328,9 @@ impl Tensor {
     /// Copy the elements out as `f64`, or the device's error.
     pub fn try_to_vec_f64(&self) -> Result<Vec<f64>> {
         Ok(match &*self.storage {
-            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(t) => t.to_vec()?.into_iter().map(|x| x as f64).collect(),
+            Storage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            Storage::F64(v) => v.clone(),
+            Storage::Cuda(t) => t.to_vec()?.into_iter().map(|x| x as f64).collect(),
         })
     }
 
@@ -373,10 +344,9 @@ impl Tensor {
     /// Copy the elements out as `f32`, or the device's error.
     pub fn try_to_vec_f32(&self) -> Result<Vec<f32>> {
         Ok(match &*self.storage {
-            CpuStorage::F32(v) => v.clone(),
-            CpuStorage::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(t) => t.to_vec()?,
+            Storage::F32(v) => v.clone(),
+            Storage::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            Storage::Cuda(t) => t.to_vec()?,
         })
     }
 
@@ -396,19 +366,18 @@ impl Tensor {
     /// A device tensor converted to `f64` comes back to the host (only f32
     /// lives on a GPU; a failed copy gives NaNs as in [`Tensor::to_vec_f64`]).
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
-        #[cfg(feature = "cuda")]
-        if let (CpuStorage::Cuda(_), DType::F64) = (&*self.storage, dtype) {
+        if let (Storage::Cuda(_), DType::F64) = (&*self.storage, dtype) {
             return Tensor {
                 shape: self.shape.clone(),
-                storage: Arc::new(CpuStorage::F64(self.to_vec_f64())),
+                storage: Arc::new(Storage::F64(self.to_vec_f64())),
             };
         }
         let storage = match (&*self.storage, dtype) {
-            (CpuStorage::F32(v), DType::F64) => {
-                CpuStorage::F64(v.iter().map(|&x| x as f64).collect())
+            (Storage::F32(v), DType::F64) => {
+                Storage::F64(v.iter().map(|&x| x as f64).collect())
             }
-            (CpuStorage::F64(v), DType::F32) => {
-                CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
+            (Storage::F64(v), DType::F32) => {
+                Storage::F32(v.iter().map(|&x| x as f32).collect())
             }
             _ => return self.clone(),
         };
@@ -435,9 +404,8 @@ impl Tensor {
                 len: self.numel(),
             });
         }
-        #[cfg(feature = "cuda")]
-        if let CpuStorage::Cuda(t) = &*self.storage {
-            self.storage = Arc::new(CpuStorage::Cuda(t.clone().reshape(shape)?));
+        if let Storage::Cuda(t) = &*self.storage {
+            self.storage = Arc::new(Storage::Cuda(t.reshaped(shape)?));
         }
         self.shape = shape.to_vec();
         Ok(())
@@ -448,7 +416,6 @@ impl Tensor {
     /// A device tensor stays on its device (a host tensor should the device
     /// allocation fail; the next op then reports the mismatch).
     pub fn resize_zeroed(&mut self, shape: &[usize], dtype: DType) {
-        #[cfg(feature = "cuda")]
         if !self.is_on_host() {
             let dev = self.device();
             *self = Tensor::zeros_on(shape, dtype, &dev)
@@ -462,15 +429,14 @@ impl Tensor {
             return;
         };
         match (storage, dtype) {
-            (CpuStorage::F32(v), DType::F32) => {
+            (Storage::F32(v), DType::F32) => {
                 v.clear();
                 v.resize(n, 0.0);
             }
-            (CpuStorage::F64(v), DType::F64) => {
+            (Storage::F64(v), DType::F64) => {
                 v.clear();
                 v.resize(n, 0.0);
             }
-            #[allow(unreachable_patterns)]
             _ => *self = Tensor::zeros(shape, dtype),
         }
         self.shape = shape.to_vec();
@@ -483,8 +449,8 @@ impl Tensor {
         let n = numel_of(shape);
         let same_dtype = self.dtype() == dtype;
         match Arc::get_mut(&mut self.storage) {
-            Some(CpuStorage::F32(v)) if same_dtype => v.resize(n, 0.0),
-            Some(CpuStorage::F64(v)) if same_dtype => v.resize(n, 0.0),
+            Some(Storage::F32(v)) if same_dtype => v.resize(n, 0.0),
+            Some(Storage::F64(v)) if same_dtype => v.resize(n, 0.0),
             _ => return self.resize_zeroed(shape, dtype),
         }
         self.shape = shape.to_vec();
@@ -496,7 +462,6 @@ impl Tensor {
     /// becomes a host tensor full of `value` (the next op then reports the
     /// device mismatch) — use [`Tensor::try_fill`] to get the error.
     pub fn fill(&mut self, value: f64) {
-        #[cfg(feature = "cuda")]
         if !self.is_on_host() {
             if self.try_fill(value).is_err() {
                 *self = Tensor::full(&self.shape.clone(), value, DType::F32);
@@ -507,24 +472,15 @@ impl Tensor {
             *self = Tensor::zeros(&self.shape.clone(), self.dtype());
         }
         match Arc::make_mut(&mut self.storage) {
-            CpuStorage::F32(v) => v.iter_mut().for_each(|x| *x = value as f32),
-            CpuStorage::F64(v) => v.iter_mut().for_each(|x| *x = value),
-            #[cfg(feature = "cuda")]
-            CpuStorage::Cuda(_) => {}
+            Storage::F32(v) => v.iter_mut().for_each(|x| *x = value as f32),
+            Storage::F64(v) => v.iter_mut().for_each(|x| *x = value),
+            Storage::Cuda(_) => {}
         }
     }
 
     /// Set every element to `value`, or the device's error.
     pub fn try_fill(&mut self, value: f64) -> Result<()> {
-        #[cfg(feature = "cuda")]
-        if let Some(t) = self.cuda_mut() {
-            if value == 0.0 {
-                return t.zero();
-            }
-            return crate::cuda::ops::fill(t, value);
-        }
-        self.fill(value);
-        Ok(())
+        crate::ops::elementwise::fill(self, value)
     }
 
     /// Copy `src` into `self` (same shape and dtype), keeping `self`'s allocation.
@@ -539,12 +495,11 @@ impl Tensor {
         if Arc::ptr_eq(&self.storage, &src.storage) {
             return Ok(());
         }
-        #[cfg(feature = "cuda")]
         if !self.is_on_host() || !src.is_on_host() {
             // Across devices (or device to device): copy on the destination's device.
             let moved = src.to_dtype(self.dtype()).to_device(&self.device())?;
             return match (Arc::make_mut(&mut self.storage), &*moved.storage) {
-                (CpuStorage::Cuda(d), CpuStorage::Cuda(s)) => d.copy_from(s),
+                (Storage::Cuda(d), Storage::Cuda(s)) => d.copy_from(s),
                 _ => {
                     *self = moved;
                     Ok(())
@@ -552,8 +507,8 @@ impl Tensor {
             };
         }
         match (Arc::make_mut(&mut self.storage), &*src.storage) {
-            (CpuStorage::F32(d), CpuStorage::F32(s)) => d.copy_from_slice(s),
-            (CpuStorage::F64(d), CpuStorage::F64(s)) => d.copy_from_slice(s),
+            (Storage::F32(d), Storage::F32(s)) => d.copy_from_slice(s),
+            (Storage::F64(d), Storage::F64(s)) => d.copy_from_slice(s),
             _ => {
                 return Err(Error::DTypeMismatch {
                     op: "Tensor::copy_from",
@@ -571,7 +526,6 @@ impl Tensor {
         if self.shape != other.shape {
             return false;
         }
-        #[cfg(feature = "cuda")]
         if !self.is_on_host() || !other.is_on_host() {
             return match (self.to_device(&Device::Cpu), other.to_device(&Device::Cpu)) {
                 (Ok(a), Ok(b)) => a.bit_eq(&b),
@@ -579,10 +533,10 @@ impl Tensor {
             };
         }
         match (&*self.storage, &*other.storage) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            (Storage::F32(a), Storage::F32(b)) => {
                 a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
             }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            (Storage::F64(a), Storage::F64(b)) => {
                 a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
             }
             _ => false,
@@ -614,7 +568,7 @@ impl Tensor {
     }
 }
 
-fn wrap_vec<T: Elem>(v: Vec<T>) -> CpuStorage {
+fn wrap_vec<T: Elem>(v: Vec<T>) -> Storage {
     // `Elem` is implemented for f32 and f64 only; dispatch by dtype.
     let mut v = std::mem::ManuallyDrop::new(v);
     let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
@@ -622,48 +576,48 @@ fn wrap_vec<T: Elem>(v: Vec<T>) -> CpuStorage {
         // SAFETY: T::DTYPE == F32 means T is f32 (Elem is only implemented for
         // f32 and f64, and each names its own DTYPE), so the raw parts form a
         // valid Vec<f32>.
-        DType::F32 => CpuStorage::F32(unsafe { Vec::from_raw_parts(ptr as *mut f32, len, cap) }),
+        DType::F32 => Storage::F32(unsafe { Vec::from_raw_parts(ptr as *mut f32, len, cap) }),
         // SAFETY: as above, T is f64.
-        DType::F64 => CpuStorage::F64(unsafe { Vec::from_raw_parts(ptr as *mut f64, len, cap) }),
+        DType::F64 => Storage::F64(unsafe { Vec::from_raw_parts(ptr as *mut f64, len, cap) }),
     }
 }
 
-fn get_vec<T: Elem>(s: &CpuStorage) -> Option<&Vec<T>> {
+fn get_vec<T: Elem>(s: &Storage) -> Option<&Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (CpuStorage::F32(v), DType::F32) => {
+        (Storage::F32(v), DType::F32) => {
             Some(unsafe { &*(v as *const Vec<f32> as *const Vec<T>) })
         }
         // SAFETY: T is f64.
-        (CpuStorage::F64(v), DType::F64) => {
+        (Storage::F64(v), DType::F64) => {
             Some(unsafe { &*(v as *const Vec<f64> as *const Vec<T>) })
         }
         _ => None,
     }
 }
 
-fn get_vec_mut<T: Elem>(s: &mut CpuStorage) -> Option<&mut Vec<T>> {
+fn get_vec_mut<T: Elem>(s: &mut Storage) -> Option<&mut Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (CpuStorage::F32(v), DType::F32) => {
+        (Storage::F32(v), DType::F32) => {
             Some(unsafe { &mut *(v as *mut Vec<f32> as *mut Vec<T>) })
         }
         // SAFETY: T is f64.
-        (CpuStorage::F64(v), DType::F64) => {
+        (Storage::F64(v), DType::F64) => {
             Some(unsafe { &mut *(v as *mut Vec<f64> as *mut Vec<T>) })
         }
         _ => None,
     }
 }
 
-fn unwrap_vec<T: Elem>(s: CpuStorage) -> Option<Vec<T>> {
+fn unwrap_vec<T: Elem>(s: Storage) -> Option<Vec<T>> {
     match (s, T::DTYPE) {
-        (CpuStorage::F32(v), DType::F32) => {
+        (Storage::F32(v), DType::F32) => {
             let mut v = std::mem::ManuallyDrop::new(v);
             // SAFETY: T is f32.
             Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut T, v.len(), v.capacity()) })
         }
-        (CpuStorage::F64(v), DType::F64) => {
+        (Storage::F64(v), DType::F64) => {
             let mut v = std::mem::ManuallyDrop::new(v);
             // SAFETY: T is f64.
             Some(unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut T, v.len(), v.capacity()) })

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, CudaViewMut, DeviceRepr};
 
+use super::info::PoolStats;
 use crate::{Error, Result};
 
 const MIN_CLASS: usize = 1 << 10;
@@ -31,22 +32,6 @@ pub fn size_class(bytes: usize) -> usize {
     } else {
         bytes.div_ceil(POW2_LIMIT) * POW2_LIMIT
     }
-}
-
-/// Counters of a [`Pool`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Buffers obtained from the driver.
-    pub device_allocations: u64,
-    /// Requests served from a free list.
-    pub reuses: u64,
-    /// Bytes held in free lists now.
-    pub cached_bytes: usize,
-    /// Bytes obtained from the driver and not released (in use + cached).
-    pub reserved_bytes: usize,
-    /// The high-water mark of `reserved_bytes`: the most device memory this
-    /// pool has held at once (what `nvidia-smi` would show, less the context).
-    pub peak_reserved_bytes: usize,
 }
 
 /// Free lists of device buffers, keyed by size class in bytes.

@@ -1,6 +1,6 @@
 //! Kernel sources and their NVRTC compilation.
 //!
-//! Every `.cu` file under `src/cuda/kernels/` is embedded with
+//! Every op family's `.cu` file (`src/ops/<family>/<family>.cu`) is embedded with
 //! `include_str!`, prefixed with `common.cuh`, compiled to PTX by NVRTC the
 //! first time one of its kernels is launched on a device, and cached for the
 //! rest of the process (see [`CudaDevice`](super::CudaDevice)).
@@ -10,20 +10,20 @@ use cudarc::nvrtc::{self, CompileError, CompileOptions, Ptx};
 use crate::{Error, Result};
 
 /// Helpers prepended to every kernel file.
-const COMMON: &str = include_str!("kernels/common.cuh");
+const COMMON: &str = include_str!("common.cuh");
 
 /// The kernel files: `(file name, source)`, one per op family.
 const SOURCES: &[(&str, &str)] = &[
-    ("batchnorm.cu", include_str!("kernels/batchnorm.cu")),
-    ("conv.cu", include_str!("kernels/conv.cu")),
-    ("elementwise.cu", include_str!("kernels/elementwise.cu")),
-    ("gemm.cu", include_str!("kernels/gemm.cu")),
-    ("optim.cu", include_str!("kernels/optim.cu")),
-    ("pool.cu", include_str!("kernels/pool.cu")),
-    ("random.cu", include_str!("kernels/random.cu")),
-    ("reduce.cu", include_str!("kernels/reduce.cu")),
-    ("shape.cu", include_str!("kernels/shape.cu")),
-    ("softmax.cu", include_str!("kernels/softmax.cu")),
+    ("batchnorm.cu", include_str!("../ops/batchnorm/batchnorm.cu")),
+    ("conv.cu", include_str!("../ops/conv/conv.cu")),
+    ("elementwise.cu", include_str!("../ops/elementwise/elementwise.cu")),
+    ("gemm.cu", include_str!("../ops/gemm/gemm.cu")),
+    ("optim.cu", include_str!("../ops/optim/optim.cu")),
+    ("pool.cu", include_str!("../ops/pool/pool.cu")),
+    ("random.cu", include_str!("../ops/random/random.cu")),
+    ("reduce.cu", include_str!("../ops/reduce/reduce.cu")),
+    ("shape.cu", include_str!("../ops/shape/shape.cu")),
+    ("softmax.cu", include_str!("../ops/softmax/softmax.cu")),
 ];
 
 /// Every kernel file as `(file name, source without the common prelude)`.

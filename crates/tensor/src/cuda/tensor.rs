@@ -217,6 +217,11 @@ impl CudaTensor {
         })
     }
 
+    /// A handle on the same data with a new shape.
+    pub(crate) fn reshaped(&self, shape: &[usize]) -> Result<CudaTensor> {
+        self.clone().reshape(shape)
+    }
+
     /// Same data, new shape with the same element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<CudaTensor> {
         let needed = numel_of(shape);

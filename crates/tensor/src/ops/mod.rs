@@ -6,24 +6,25 @@
 //! reduction adds in a fixed order — so results are bit-for-bit identical
 //! whatever `RAYON_NUM_THREADS` is.
 //!
-//! Every function runs where its tensor inputs live: on the host, or (feature
-//! `cuda`) on the GPU through the twin of the same name in
-//! `crate::cuda::ops` — one match on the storage per op, the host path
-//! untouched. Inputs on different devices are an
+//! One folder per op family: `mod.rs` holds the API (docs, every shape,
+//! dtype and device check, the geometry the kernels need) and dispatches
+//! once to `cpu.rs` (the rayon reference) or `cuda.rs` (its CUDA twin,
+//! launching the kernels of `<family>.cu` beside it); both trust the checks.
+//! Every function runs where its tensor inputs live (see the `dev` helpers below). Inputs on different devices are an
 //! [`Error::DeviceMismatch`]. Functions that
 //! take no tensor input (`randn`, `rand_uniform`, `dropout_mask`) draw on
 //! the host; [`randn_on`] draws on a given device.
 
-mod batchnorm;
-mod conv;
-mod elementwise;
-mod gemm;
-mod optim;
-mod pool;
+pub(crate) mod batchnorm;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod gemm;
+pub(crate) mod optim;
+pub(crate) mod pool;
 pub(crate) mod random;
-mod reduce;
-mod shape;
-mod softmax;
+pub(crate) mod reduce;
+pub(crate) mod shape;
+pub(crate) mod softmax;
 
 pub use batchnorm::{batch_norm_backward, batch_norm_eval, batch_norm_train, BatchNormSaved};
 pub use conv::{
@@ -36,7 +37,7 @@ pub use elementwise::{
 pub use gemm::{gemm_into, matmul, Transpose};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward, max_pool2d_grad, PoolIndices};
-pub use random::{dropout_forward, dropout_mask, rand_uniform, randn, randn_on};
+pub use random::{dropout_forward, dropout_mask, rand_uniform, rand_uniform_on, randn, randn_on};
 pub use reduce::{dot, mean, sum, sum_rows, sum_sq};
 pub use shape::{concat_cols, gather_rows, scatter_add_rows, split_cols, transpose2d};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_cross_entropy};
@@ -82,8 +83,15 @@ pub(crate) fn rank(op: &'static str, t: &Tensor, r: usize) -> Result<()> {
     Ok(())
 }
 
-/// Device dispatch helpers (feature `cuda`).
-#[cfg(feature = "cuda")]
+/// Device checks and dispatch, done once per op in its API.
+///
+/// An op asks where its operands live ([`dev::all`] for inputs,
+/// [`dev::same_kind`] for an in-place output and its inputs); mixed host and
+/// GPU operands, or operands on two GPUs, are an [`Error::DeviceMismatch`]
+/// before any kernel runs. The answer is matched once: `None` runs the
+/// family's `cpu.rs`, `Some(..)` its `cuda.rs` twin. Without the `cuda`
+/// feature no device tensor can exist (`CudaTensor` is an empty enum), so
+/// the CUDA arm is statically unreachable and needs no `cfg`.
 pub(crate) mod dev {
     use crate::cuda::CudaTensor;
     use crate::{Error, Result, Tensor};
@@ -96,17 +104,28 @@ pub(crate) mod dev {
         }
     }
 
-    /// The device tensors of `ts` when all live on a GPU, `None` when all are
-    /// on the host, an error when they are mixed.
+    /// Fail unless every tensor of `ts` lives on the host, or every one on
+    /// the same GPU; true when they are on a GPU.
+    fn check(op: &'static str, ts: &[&Tensor]) -> Result<bool> {
+        let first = ts[0].cuda();
+        let same = ts.iter().all(|t| match (t.cuda(), first) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.device() == b.device(),
+            _ => false,
+        });
+        if !same {
+            return Err(mismatch(op, ts));
+        }
+        Ok(first.is_some())
+    }
+
+    /// The device tensors of `ts` when all live on one GPU, `None` when all
+    /// are on the host, an error when they are mixed.
     pub(crate) fn all<'a, const N: usize>(
         op: &'static str,
         ts: [&'a Tensor; N],
     ) -> Result<Option<[&'a CudaTensor; N]>> {
-        let first = ts[0].cuda().is_some();
-        if ts.iter().any(|t| t.cuda().is_some() != first) {
-            return Err(mismatch(op, &ts));
-        }
-        if !first {
+        if !check(op, &ts)? {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(N);
@@ -116,16 +135,12 @@ pub(crate) mod dev {
         out.try_into().map(Some).map_err(|_| mismatch(op, &ts))
     }
 
-    /// Fail unless `y` and every tensor of `others` share a device kind;
-    /// true when they are on a GPU.
+    /// Fail unless `y` and every tensor of `others` share a device; true
+    /// when they are on a GPU.
     pub(crate) fn same_kind(op: &'static str, y: &Tensor, others: &[&Tensor]) -> Result<bool> {
-        let on = y.cuda().is_some();
-        if others.iter().any(|t| t.cuda().is_some() != on) {
-            let mut ts = vec![y];
-            ts.extend_from_slice(others);
-            return Err(mismatch(op, &ts));
-        }
-        Ok(on)
+        let mut ts = vec![y];
+        ts.extend_from_slice(others);
+        check(op, &ts)
     }
 
     /// The device tensor of `t`, which the caller checked is on a GPU.

@@ -1,42 +1,17 @@
-//! Fused optimiser updates: one pass over a parameter tensor per step.
+//! The CPU reference of [`super`]: fixed chunks of
+//! [`CHUNK`](crate::ops::CHUNK) elements on rayon. Operands were checked
+//! by the API.
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use super::CHUNK;
-use crate::{with_dtype, Elem, Error, Result, Tensor};
+use super::AdamHyper;
+use crate::ops::CHUNK;
+use crate::{with_dtype, Elem, Result, Tensor};
 
-/// Adam / AdamW hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamHyper {
-    /// Learning rate.
-    pub lr: f64,
-    /// First-moment decay β₁.
-    pub beta1: f64,
-    /// Second-moment decay β₂.
-    pub beta2: f64,
-    /// Denominator ε.
-    pub eps: f64,
-    /// Weight decay λ.
-    pub weight_decay: f64,
-    /// AdamW (Loshchilov & Hutter): `θ ← θ·(1 − lr·λ)` before the Adam step.
-    /// Otherwise Adam with coupled L2: `g ← g + λ·θ`.
-    pub decoupled: bool,
-}
-
-fn check4(op: &'static str, p: &Tensor, g: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
-    super::same_shape(op, p, g)?;
-    super::same_shape(op, p, m)?;
-    super::same_shape(op, p, v)
-}
-
-/// One Adam/AdamW step (PyTorch's formulation) at step number `t ≥ 1`:
-///
-/// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
-/// `θ ← θ − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε)`.
-pub fn adam_update(
+pub(super) fn adam_update(
     param: &mut Tensor,
     grad: &Tensor,
     m: &mut Tensor,
@@ -44,20 +19,6 @@ pub fn adam_update(
     h: &AdamHyper,
     t: u64,
 ) -> Result<()> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind("adam_update", param, &[grad, m, v])? {
-        use super::dev::{get, get_mut};
-        let g = get("adam_update", grad)?;
-        let (m, v) = (get_mut("adam_update", m)?, get_mut("adam_update", v)?);
-        return crate::cuda::ops::adam_update(get_mut("adam_update", param)?, g, m, v, h, t);
-    }
-    check4("adam_update", param, grad, m, v)?;
-    if t == 0 {
-        return Err(Error::InvalidArgument {
-            op: "adam_update",
-            why: "the step number starts at 1".into(),
-        });
-    }
     let bc1 = 1.0 - h.beta1.powf(t as f64);
     let bc2 = 1.0 - h.beta2.powf(t as f64);
     with_dtype!(param.dtype(), T, {
@@ -102,9 +63,7 @@ pub fn adam_update(
     Ok(())
 }
 
-/// One SGD step with momentum μ and coupled weight decay λ (PyTorch's rule,
-/// no dampening): `g ← g + λθ`, `b ← μb + g`, `θ ← θ − lr·b`.
-pub fn sgd_momentum_update(
+pub(super) fn sgd_momentum_update(
     param: &mut Tensor,
     grad: &Tensor,
     buf: &mut Tensor,
@@ -112,16 +71,6 @@ pub fn sgd_momentum_update(
     momentum: f64,
     weight_decay: f64,
 ) -> Result<()> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind("sgd_momentum_update", param, &[grad, buf])? {
-        use super::dev::{get, get_mut};
-        let g = get("sgd_momentum_update", grad)?;
-        let b = get_mut("sgd_momentum_update", buf)?;
-        let p = get_mut("sgd_momentum_update", param)?;
-        return crate::cuda::ops::sgd_momentum_update(p, g, b, lr, momentum, weight_decay);
-    }
-    super::same_shape("sgd_momentum_update", param, grad)?;
-    super::same_shape("sgd_momentum_update", param, buf)?;
     with_dtype!(param.dtype(), T, {
         let (lr, mu, wd) = (
             T::from_f64_lossy(lr),

@@ -1,12 +1,13 @@
-//! Reductions. Every sum runs in a fixed order: per fixed-size chunk, then
-//! the chunk partials in index order — independent of the thread count.
+//! The CPU reference of [`super`]: every sum runs in a fixed order, per
+//! fixed-size chunk, then the chunk partials in index order — independent
+//! of the thread count.
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use super::CHUNK;
+use crate::ops::CHUNK;
 use crate::{with_dtype, Elem, Result, Tensor};
 
 fn chunked_sum<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> T {
@@ -27,41 +28,19 @@ fn chunked_sum<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> T {
     s
 }
 
-/// `Σ x` (accumulated in the tensor's dtype), returned as `f64`.
-pub fn sum(x: &Tensor) -> Result<f64> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return crate::cuda::ops::sum(t);
-    }
+pub(super) fn sum(x: &Tensor) -> Result<f64> {
     with_dtype!(x.dtype(), T, {
         Ok(chunked_sum::<T>(x.as_slice()?, |v| v).to_f64_lossless())
     })
 }
 
-/// `Σ x / numel` (0 for an empty tensor).
-pub fn mean(x: &Tensor) -> Result<f64> {
-    let n = x.numel();
-    Ok(if n == 0 { 0.0 } else { sum(x)? / n as f64 })
-}
-
-/// `Σ x²`.
-pub fn sum_sq(x: &Tensor) -> Result<f64> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return crate::cuda::ops::sum_sq(t);
-    }
+pub(super) fn sum_sq(x: &Tensor) -> Result<f64> {
     with_dtype!(x.dtype(), T, {
         Ok(chunked_sum::<T>(x.as_slice()?, |v| v * v).to_f64_lossless())
     })
 }
 
-/// `Σ a ⊙ b`.
-pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
-    #[cfg(feature = "cuda")]
-    if let Some([a, b]) = super::dev::all("dot", [a, b])? {
-        return crate::cuda::ops::dot(a, b);
-    }
-    super::same_shape("dot", a, b)?;
+pub(super) fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
     with_dtype!(a.dtype(), T, {
         let (av, bv) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
         let partial: Vec<T> = av
@@ -83,13 +62,7 @@ pub fn dot(a: &Tensor, b: &Tensor) -> Result<f64> {
     })
 }
 
-/// Column sums of a `[M, N]` matrix: `[N]` (the bias gradient of a Linear layer).
-pub fn sum_rows(x: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return Ok(super::dev::wrap(crate::cuda::ops::sum_rows(t)?));
-    }
-    super::rank("sum_rows", x, 2)?;
+pub(super) fn sum_rows(x: &Tensor) -> Result<Tensor> {
     let (m, n) = (x.dim(0), x.dim(1));
     let mut out = Tensor::zeros(&[n], x.dtype());
     const COLS: usize = 64;

@@ -1,55 +1,36 @@
-//! 2-D convolution (stride 1, square zero padding) by im2col + GEMM.
-//!
-//! Shapes: input `x` is `[N, C, H, W]`, weight `w` is `[OC, C, KH, KW]`,
-//! output `y` is `[N, OC, OH, OW]` with `OH = H + 2·pad − KH + 1`; `P = OH·OW`.
-//!
-//! The column matrix is `col = im2col(x)`, `[C·KH·KW, N·P]` (row = kernel tap
-//! `(c, kh, kw)`, column = output pixel `(n, oy, ox)`), so every copy in
-//! im2col/col2im is a contiguous run of `OW` pixels. Forward:
-//! `y' = w·col` is `[OC, N·P]`, and `y[n, oc, :] = y'[oc, n·P..(n+1)·P] + b`
-//! (ReLU fused). Backward: `dy'` is `dy` gathered the same way (with the ReLU
-//! mask fused), `dw = dy'·colᵀ`, `db = Σ dy'`, `dcol = wᵀ·dy'`,
-//! `dx = col2im(dcol)`.
+//! The CPU reference of [`super`]: im2col/col2im with contiguous runs of
+//! `OW` pixels, the `gemm` crate, and host scratch buffers pooled across
+//! calls. Every split is fixed by the shapes, so results do not depend on
+//! the thread count. Operands were checked by the API.
 
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use super::gemm::gemm_slices;
+use super::{ConvGeom as Geom, Conv2dGrads};
+use crate::ops::gemm::gemm_slices;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
 
-/// The buffers of one convolution between its forward and its backward: the
-/// im2col matrix of the forward, which the weight gradient needs.
-///
-/// Scratch buffers are not kept per layer: the GEMM output is handed back to
-/// a process-wide pool as soon as the forward has used it, and the im2col
-/// matrix when the backward is done (see [`scratch_pool_bytes`]). A network
-/// of many conv layers trained one block at a time (NoProp-DT: ten blocks of
-/// three convs) thus holds the large im2col matrices of the blocks being
-/// trained at that moment, not of every block it has ever trained.
-#[derive(Clone, Debug, Default)]
-pub struct ConvWorkspace {
-    col: Option<Tensor>,
-    x_shape: Vec<usize>,
-    pad: usize,
-    cached: bool,
-    /// The workspace of the CUDA twin, used when the inputs are on a GPU.
-    #[cfg(feature = "cuda")]
-    cuda: crate::cuda::ops::ConvWorkspace,
-}
-
-impl ConvWorkspace {
-    /// An empty workspace.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Bytes currently held.
-    pub fn size_in_bytes(&self) -> usize {
-        self.col.as_ref().map_or(0, |t| t.size_in_bytes())
+impl Geom {
+    /// For tap (ky, kx) and output row oy: the input row (if inside) and the
+    /// range of output columns whose input column is inside, with the input
+    /// column of the first one.
+    #[inline(always)]
+    fn run(&self, ky: usize, kx: usize, oy: usize) -> Option<(usize, usize, usize, usize)> {
+        let iy = (oy + ky) as isize - self.pad as isize;
+        if iy < 0 || iy as usize >= self.h {
+            return None;
+        }
+        // ix = ox + kx − pad must be in [0, w).
+        let lo = self.pad.saturating_sub(kx);
+        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow);
+        if lo >= hi {
+            return None;
+        }
+        Some((iy as usize, lo, hi, lo + kx - self.pad))
     }
 }
 
@@ -109,89 +90,9 @@ fn take(slot: Option<Tensor>, shape: &[usize], dtype: crate::DType) -> Tensor {
     t
 }
 
-fn out_hw(
-    op: &'static str,
-    x: &[usize],
-    kh: usize,
-    kw: usize,
-    pad: usize,
-) -> Result<(usize, usize)> {
-    let (h, w) = (x[2] + 2 * pad, x[3] + 2 * pad);
-    if h < kh || w < kw {
-        return Err(Error::InvalidShape {
-            op,
-            shape: x.to_vec(),
-            why: "the padded image is smaller than the kernel",
-        });
-    }
-    Ok((h - kh + 1, w - kw + 1))
-}
-
-/// The geometry shared by the kernels.
-#[derive(Clone, Copy)]
-struct Geom {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
-}
-
-impl Geom {
-    fn new(s: &[usize], kh: usize, kw: usize, pad: usize) -> Self {
-        let (oh, ow) = (s[2] + 2 * pad + 1 - kh, s[3] + 2 * pad + 1 - kw);
-        Geom {
-            n: s[0],
-            c: s[1],
-            h: s[2],
-            w: s[3],
-            kh,
-            kw,
-            pad,
-            oh,
-            ow,
-        }
-    }
-    fn p(&self) -> usize {
-        self.oh * self.ow
-    }
-    fn kk(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
-    /// For tap (ky, kx) and output row oy: the input row (if inside) and the
-    /// range of output columns whose input column is inside, with the input
-    /// column of the first one.
-    #[inline(always)]
-    fn run(&self, ky: usize, kx: usize, oy: usize) -> Option<(usize, usize, usize, usize)> {
-        let iy = (oy + ky) as isize - self.pad as isize;
-        if iy < 0 || iy as usize >= self.h {
-            return None;
-        }
-        // ix = ox + kx − pad must be in [0, w).
-        let lo = self.pad.saturating_sub(kx);
-        let hi = (self.w + self.pad).saturating_sub(kx).min(self.ow);
-        if lo >= hi {
-            return None;
-        }
-        Some((iy as usize, lo, hi, lo + kx - self.pad))
-    }
-}
-
-/// `im2col`: `[N, C, H, W]` to `[C·KH·KW, N·OH·OW]` with zero padding `pad`.
-pub fn im2col(x: &Tensor, kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return Ok(super::dev::wrap(crate::cuda::ops::im2col(t, kh, kw, pad)?));
-    }
-    super::rank("im2col", x, 4)?;
-    let s = x.shape().to_vec();
-    out_hw("im2col", &s, kh, kw, pad)?;
-    let g = Geom::new(&s, kh, kw, pad);
-    let mut col = Tensor::zeros(&[g.kk(), g.n * g.p()], x.dtype());
+/// `im2col` on host tensors.
+pub(super) fn im2col(x: &Tensor, g: Geom) -> Result<Tensor> {
+    let mut col = Tensor::zeros(&[g.kk(), g.np()], x.dtype());
     with_dtype!(x.dtype(), T, {
         im2col_slices::<T>(x.as_slice()?, g, col.as_mut_slice()?);
     });
@@ -226,24 +127,8 @@ fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
     });
 }
 
-/// `col2im`: the adjoint of [`im2col`] — sums `[C·KH·KW, N·OH·OW]` back into `[N, C, H, W]`.
-pub fn col2im(col: &Tensor, x_shape: &[usize], kh: usize, kw: usize, pad: usize) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = col.cuda() {
-        return Ok(super::dev::wrap(crate::cuda::ops::col2im(
-            t, x_shape, kh, kw, pad,
-        )?));
-    }
-    if x_shape.len() != 4 {
-        return Err(Error::InvalidShape {
-            op: "col2im",
-            shape: x_shape.to_vec(),
-            why: "expected a 4-D NCHW shape",
-        });
-    }
-    out_hw("col2im", x_shape, kh, kw, pad)?;
-    let g = Geom::new(x_shape, kh, kw, pad);
-    col.expect_shape("col2im", &[g.kk(), g.n * g.p()])?;
+/// `col2im` on host tensors.
+pub(super) fn col2im(col: &Tensor, x_shape: &[usize], g: Geom) -> Result<Tensor> {
     let mut dx = Tensor::zeros(x_shape, col.dtype());
     with_dtype!(col.dtype(), T, {
         col2im_slices::<T>(col.as_slice()?, g, dx.as_mut_slice()?);
@@ -326,54 +211,20 @@ fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
         });
 }
 
-/// Convolution forward: `y = conv(x, w) + b`, then ReLU when `relu` is set.
-///
-/// Keeps the im2col matrix in `ws` for [`conv2d_backward`].
-pub fn conv2d_forward(
+/// Forward on host tensors; returns `y` and leaves the im2col matrix in `slot`.
+pub(super) fn conv2d_forward(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
-    pad: usize,
+    g: Geom,
     relu: bool,
-    ws: &mut ConvWorkspace,
+    slot: &mut Option<Tensor>,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind("conv2d", x, &[w])? {
-        let op = "conv2d";
-        let b = match b {
-            Some(b) => {
-                super::dev::same_kind(op, x, &[b])?;
-                Some(super::dev::get(op, b)?)
-            }
-            None => None,
-        };
-        let (xc, wc) = (super::dev::get(op, x)?, super::dev::get(op, w)?);
-        let y = crate::cuda::ops::conv2d_forward(xc, wc, b, pad, relu, &mut ws.cuda)?;
-        return Ok(super::dev::wrap(y));
-    }
-    super::rank("conv2d", x, 4)?;
-    super::rank("conv2d", w, 4)?;
-    let s = x.shape().to_vec();
-    let wsh = w.shape().to_vec();
-    let (oc, kh, kw) = (wsh[0], wsh[2], wsh[3]);
-    if wsh[1] != s[1] {
-        return Err(Error::ShapeMismatch {
-            op: "conv2d (input channels)",
-            expected: vec![wsh[1]],
-            got: vec![s[1]],
-        });
-    }
-    if let Some(b) = b {
-        b.expect_shape("conv2d bias", &[oc])?;
-        b.expect_dtype("conv2d bias", x.dtype())?;
-    }
-    w.expect_dtype("conv2d", x.dtype())?;
-    out_hw("conv2d", &s, kh, kw, pad)?;
-    let g = Geom::new(&s, kh, kw, pad);
-    let np = g.n * g.p();
+    let oc = w.dim(0);
+    let np = g.np();
     let kk = g.kk();
     let dtype = x.dtype();
-    let mut col = take(ws.col.take(), &[kk, np], dtype);
+    let mut col = take(slot.take(), &[kk, np], dtype);
     let mut tmp = take(None, &[oc, np], dtype);
     let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow], dtype);
     with_dtype!(dtype, T, {
@@ -398,11 +249,8 @@ pub fn conv2d_forward(
         };
         scatter_to_nchw::<T>(tmp.as_slice()?, oc, g.p(), bias, relu, y.as_mut_slice()?);
     });
-    ws.col = Some(col);
+    *slot = Some(col);
     give_back(Some(tmp));
-    ws.x_shape = s;
-    ws.pad = pad;
-    ws.cached = true;
     Ok(y)
 }
 
@@ -441,66 +289,23 @@ fn scatter_to_nchw<T: Elem>(
     });
 }
 
-/// Gradients of a convolution.
-#[derive(Clone, Debug)]
-pub struct Conv2dGrads {
-    /// Gradient with respect to the input, when requested.
-    pub dx: Option<Tensor>,
-    /// Gradient with respect to the weight, `[OC, C, KH, KW]`.
-    pub dw: Tensor,
-    /// Gradient with respect to the bias, `[OC]`.
-    pub db: Tensor,
-}
-
-/// Convolution backward from `dy`, the gradient of the output.
-///
-/// When the forward fused a ReLU, pass its output as `relu_out`: the mask
-/// `[y > 0]` is applied while `dy` is gathered (no extra pass). Uses the
-/// im2col matrix that [`conv2d_forward`] left in `ws`.
-pub fn conv2d_backward(
+/// Backward on host tensors from the im2col matrix the forward left in `slot`.
+pub(super) fn conv2d_backward(
     dy: &Tensor,
     w: &Tensor,
     relu_out: Option<&Tensor>,
-    ws: &mut ConvWorkspace,
+    g: Geom,
+    slot: &mut Option<Tensor>,
     need_dx: bool,
 ) -> Result<Conv2dGrads> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind("conv2d_backward", dy, &[w])? {
-        use super::dev::{get, wrap};
-        let op = "conv2d_backward";
-        let y = match relu_out {
-            Some(y) => {
-                super::dev::same_kind(op, dy, &[y])?;
-                Some(get(op, y)?)
-            }
-            None => None,
-        };
-        let g =
-            crate::cuda::ops::conv2d_backward(get(op, dy)?, get(op, w)?, y, &mut ws.cuda, need_dx)?;
-        return Ok(Conv2dGrads {
-            dx: g.dx.map(wrap),
-            dw: wrap(g.dw),
-            db: wrap(g.db),
-        });
-    }
-    let col = match ws.col.take() {
-        Some(c) if ws.cached => c,
-        other => {
-            ws.col = other;
-            return Err(Error::InvalidArgument {
-                op: "conv2d_backward",
-                why: "no forward pass cached in the workspace (one backward per forward)".into(),
-            });
-        }
-    };
-    ws.cached = false;
-    let s = ws.x_shape.clone();
+    let col = slot.take().ok_or(Error::InvalidArgument {
+        op: "conv2d_backward",
+        why: "no forward pass cached in the workspace (one backward per forward)".into(),
+    })?;
     let wsh = w.shape().to_vec();
-    let (oc, kh, kw) = (wsh[0], wsh[2], wsh[3]);
-    let g = Geom::new(&s, kh, kw, ws.pad);
-    dy.expect_shape("conv2d_backward", &[g.n, oc, g.oh, g.ow])?;
+    let oc = wsh[0];
     let dtype = dy.dtype();
-    let np = g.n * g.p();
+    let np = g.np();
     let kk = g.kk();
     let mut dy2 = take(None, &[oc, np], dtype);
     let mut dw = Tensor::zeros(&wsh, dtype);
@@ -509,10 +314,7 @@ pub fn conv2d_backward(
     with_dtype!(dtype, T, {
         let dys = dy.as_slice::<T>()?;
         let mask: Option<&[T]> = match relu_out {
-            Some(y) => {
-                y.expect_shape("conv2d_backward (relu output)", dy.shape())?;
-                Some(y.as_slice()?)
-            }
+            Some(y) => Some(y.as_slice()?),
             None => None,
         };
         gather_from_nchw::<T>(
@@ -553,7 +355,7 @@ pub fn conv2d_backward(
                 dcol.as_mut_slice()?,
                 false,
             );
-            let mut dxt = Tensor::zeros(&s, dtype);
+            let mut dxt = Tensor::zeros(&[g.n, g.c, g.h, g.w], dtype);
             col2im_slices::<T>(dcol.as_slice()?, g, dxt.as_mut_slice()?);
             dx = Some(dxt);
             give_back(Some(dcol));

@@ -1,46 +1,17 @@
-//! Batch normalisation over `[N, C]` or `[N, C, H, W]` (statistics per channel).
-//!
-//! Training: `μ_c = mean(x_c)`, `σ²_c = mean((x_c − μ_c)²)` (biased),
-//! `x̂ = (x − μ_c)/√(σ²_c + ε)`, `y = γ_c·x̂ + β_c`. Running statistics use
-//! PyTorch's rule: `r ← (1 − m)·r + m·s` with the *unbiased* variance.
-//! Each channel's sums run sequentially in a fixed order, channels in
-//! parallel, so the result does not depend on the thread count.
+//! The CPU reference of [`super`]: each channel's sums run sequentially in
+//! a fixed order, channels in parallel, so the result does not depend on
+//! the thread count. Operands were checked by the API.
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use crate::{with_dtype, Elem, Error, Result, Tensor};
+use super::{BatchNormSaved, BnGeom};
+use crate::{with_dtype, Elem, Result, Tensor};
 
-/// What the training forward keeps for the backward pass.
-#[derive(Clone, Debug)]
-pub struct BatchNormSaved {
-    /// The normalised input `x̂`, same shape as `x`.
-    pub x_hat: Tensor,
-    /// `1/√(σ² + ε)` per channel.
-    pub inv_std: Tensor,
-    /// Batch mean per channel.
-    pub mean: Tensor,
-    /// Batch (biased) variance per channel.
-    pub var: Tensor,
-}
-
-fn geometry(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
-    match x.rank() {
-        2 => Ok((x.dim(0), x.dim(1), 1)),
-        4 => Ok((x.dim(0), x.dim(1), x.dim(2) * x.dim(3))),
-        _ => Err(Error::InvalidShape {
-            op,
-            shape: x.shape().to_vec(),
-            why: "batch norm needs [N, C] or [N, C, H, W]",
-        }),
-    }
-}
-
-/// Training-mode forward. Returns `y` and the saved tensors; updates
-/// `running_mean`/`running_var` in place with `momentum`.
-pub fn batch_norm_train(
+#[allow(clippy::too_many_arguments)]
+pub(super) fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -48,42 +19,10 @@ pub fn batch_norm_train(
     running_var: &mut Tensor,
     momentum: f64,
     eps: f64,
+    g: BnGeom,
 ) -> Result<(Tensor, BatchNormSaved)> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind(
-        "batch_norm_train",
-        x,
-        &[gamma, beta, running_mean, running_var],
-    )? {
-        use super::dev::{get, get_mut, wrap};
-        let op = "batch_norm_train";
-        let (xc, g, b) = (get(op, x)?, get(op, gamma)?, get(op, beta)?);
-        let rm = get_mut(op, running_mean)?;
-        let rv = get_mut(op, running_var)?;
-        let (y, s) = crate::cuda::ops::batch_norm_train(xc, g, b, rm, rv, momentum, eps)?;
-        return Ok((
-            wrap(y),
-            BatchNormSaved {
-                x_hat: wrap(s.x_hat),
-                inv_std: wrap(s.inv_std),
-                mean: wrap(s.mean),
-                var: wrap(s.var),
-            },
-        ));
-    }
-    let (n, c, p) = geometry("batch_norm_train", x)?;
-    for t in [gamma, beta, &*running_mean, &*running_var] {
-        t.expect_shape("batch_norm_train (per-channel tensor)", &[c])?;
-        t.expect_dtype("batch_norm_train", x.dtype())?;
-    }
+    let BnGeom { n, c, p } = g;
     let m = n * p;
-    if m == 0 {
-        return Err(Error::InvalidShape {
-            op: "batch_norm_train",
-            shape: x.shape().to_vec(),
-            why: "needs at least one value per channel",
-        });
-    }
     let dtype = x.dtype();
     let mut y = Tensor::zeros(x.shape(), dtype);
     let mut x_hat = Tensor::zeros(x.shape(), dtype);
@@ -162,29 +101,16 @@ pub fn batch_norm_train(
     ))
 }
 
-/// Evaluation-mode forward with running statistics.
-pub fn batch_norm_eval(
+pub(super) fn batch_norm_eval(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     running_mean: &Tensor,
     running_var: &Tensor,
     eps: f64,
+    g: BnGeom,
 ) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some([x, g, b, rm, rv]) = super::dev::all(
-        "batch_norm_eval",
-        [x, gamma, beta, running_mean, running_var],
-    )? {
-        return Ok(super::dev::wrap(crate::cuda::ops::batch_norm_eval(
-            x, g, b, rm, rv, eps,
-        )?));
-    }
-    let (_, c, p) = geometry("batch_norm_eval", x)?;
-    for t in [gamma, beta, running_mean, running_var] {
-        t.expect_shape("batch_norm_eval (per-channel tensor)", &[c])?;
-        t.expect_dtype("batch_norm_eval", x.dtype())?;
-    }
+    let BnGeom { c, p, .. } = g;
     let mut y = Tensor::zeros(x.shape(), x.dtype());
     if c * p == 0 {
         return Ok(y);
@@ -210,40 +136,13 @@ pub fn batch_norm_eval(
     Ok(y)
 }
 
-/// Backward of [`batch_norm_train`]: returns `(dx, dγ, dβ)`.
-///
-/// `dβ = Σ dy`, `dγ = Σ dy·x̂`, `dx = (γ/√(σ²+ε))·(dy − dβ/M − x̂·dγ/M)`
-/// with `M = N·H·W`.
-pub fn batch_norm_backward(
+pub(super) fn batch_norm_backward(
     dy: &Tensor,
     gamma: &Tensor,
     saved: &BatchNormSaved,
+    g: BnGeom,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    #[cfg(feature = "cuda")]
-    if let Some([dy, g, xh, is, mu, var]) = super::dev::all(
-        "batch_norm_backward",
-        [
-            dy,
-            gamma,
-            &saved.x_hat,
-            &saved.inv_std,
-            &saved.mean,
-            &saved.var,
-        ],
-    )? {
-        use super::dev::wrap;
-        let s = crate::cuda::ops::BatchNormSaved {
-            x_hat: xh.clone(),
-            inv_std: is.clone(),
-            mean: mu.clone(),
-            var: var.clone(),
-        };
-        let (dx, dg, db) = crate::cuda::ops::batch_norm_backward(dy, g, &s)?;
-        return Ok((wrap(dx), wrap(dg), wrap(db)));
-    }
-    let (n, c, p) = geometry("batch_norm_backward", dy)?;
-    dy.expect_shape("batch_norm_backward", saved.x_hat.shape())?;
-    gamma.expect_shape("batch_norm_backward", &[c])?;
+    let BnGeom { n, c, p } = g;
     let dtype = dy.dtype();
     let mut dx = Tensor::zeros(dy.shape(), dtype);
     let mut dgamma = Tensor::zeros(&[c], dtype);

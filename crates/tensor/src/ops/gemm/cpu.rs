@@ -1,93 +1,29 @@
-//! General matrix multiply through the `gemm` crate.
-//!
-//! `C = A·B` (or `C += A·B`) with either operand transposed. The `gemm`
-//! crate takes arbitrary row/column strides, so a transpose is only a stride
-//! swap. It was chosen over `matrixmultiply` on measurement: see
-//! `docs/BENCHMARKS.md` (`cargo bench -p noprop-benches --bench gemm`).
-//!
-//! Parallelism: the output is cut into an even number of blocks of rows (or
-//! of columns when there are few rows) and each block is one single-threaded
-//! `gemm` call on the rayon pool. A small output with a long inner dimension
-//! (a weight gradient summed over a batch) is instead cut along the inner
-//! dimension into fixed slices whose products are summed in slice order. The
-//! cut depends only on `(m, n, k)`, so the result is the same for any number
-//! of threads.
+//! The CPU GEMM: the `gemm` crate, one single-threaded call per block of
+//! the output on the rayon pool, blocks fixed by the shape (see [`super`]).
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use crate::{with_dtype, Elem, Error, Result, Tensor};
+use super::{GemmDims, Transpose};
+use crate::{with_dtype, Elem, Result, Tensor};
 
-/// Whether an operand is used as stored or transposed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transpose {
-    /// Use the matrix as stored.
-    No,
-    /// Use its transpose.
-    Yes,
-}
-
-fn dims(t: &Tensor, tr: Transpose, op: &'static str) -> Result<(usize, usize)> {
-    super::rank(op, t, 2)?;
-    let (r, c) = (t.dim(0), t.dim(1));
-    Ok(match tr {
-        Transpose::No => (r, c),
-        Transpose::Yes => (c, r),
-    })
-}
-
-/// `op(A)·op(B)` as a new tensor, where `op` transposes or not.
-pub fn matmul(a: &Tensor, ta: Transpose, b: &Tensor, tb: Transpose) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some([a, b]) = super::dev::all("matmul", [a, b])? {
-        return Ok(super::dev::wrap(crate::cuda::ops::matmul(a, ta, b, tb)?));
-    }
-    let (m, _) = dims(a, ta, "matmul")?;
-    let (_, n) = dims(b, tb, "matmul")?;
-    let mut c = Tensor::zeros(&[m, n], a.dtype());
-    gemm_into(&mut c, false, a, ta, b, tb)?;
-    Ok(c)
-}
-
-/// `C = op(A)·op(B)`, or `C += op(A)·op(B)` when `accumulate`; `C` must already have shape `[m, n]`.
-pub fn gemm_into(
+/// `C (+)= op(A)·op(B)` on host tensors the API checked.
+pub(super) fn gemm_into(
     c: &mut Tensor,
     accumulate: bool,
     a: &Tensor,
-    ta: Transpose,
     b: &Tensor,
-    tb: Transpose,
+    g: GemmDims,
 ) -> Result<()> {
-    #[cfg(feature = "cuda")]
-    if super::dev::same_kind("gemm", c, &[a, b])? {
-        let (a, b) = (super::dev::get("gemm", a)?, super::dev::get("gemm", b)?);
-        let c = super::dev::get_mut("gemm", c)?;
-        return crate::cuda::ops::gemm_into(c, accumulate, a, ta, b, tb);
-    }
-    let (m, k) = dims(a, ta, "gemm")?;
-    let (k2, n) = dims(b, tb, "gemm")?;
-    if k != k2 {
-        return Err(Error::InvalidArgument {
-            op: "gemm",
-            why: format!(
-                "inner dimensions differ: op(A) is {m}x{k}, op(B) is {k2}x{n} (A {:?}, B {:?})",
-                a.shape(),
-                b.shape()
-            ),
-        });
-    }
-    c.expect_shape("gemm", &[m, n])?;
-    a.expect_dtype("gemm", c.dtype())?;
-    b.expect_dtype("gemm", c.dtype())?;
-    let (a_rs, a_cs) = strides(a, ta);
-    let (b_rs, b_cs) = strides(b, tb);
+    let (a_rs, a_cs) = strides(a, g.ta);
+    let (b_rs, b_cs) = strides(b, g.tb);
     with_dtype!(c.dtype(), T, {
         let av = a.as_slice::<T>()?;
         let bv = b.as_slice::<T>()?;
         let cv = c.as_mut_slice::<T>()?;
-        gemm_slices::<T>(m, n, k, av, a_rs, a_cs, bv, b_rs, b_cs, cv, accumulate);
+        gemm_slices::<T>(g.m, g.n, g.k, av, a_rs, a_cs, bv, b_rs, b_cs, cv, accumulate);
     });
     Ok(())
 }

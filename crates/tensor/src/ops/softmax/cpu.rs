@@ -1,16 +1,13 @@
-//! Row-wise softmax, log-softmax and the fused softmax cross-entropy.
+//! The CPU reference of [`super`]: one rayon task per row; each row sums
+//! in order, so results do not depend on the thread count. Operands were
+//! checked by the API.
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use crate::{with_dtype, Elem, Error, Result, Tensor};
-
-fn rows(op: &'static str, x: &Tensor) -> Result<(usize, usize)> {
-    super::rank(op, x, 2)?;
-    Ok((x.dim(0), x.dim(1)))
-}
+use crate::{with_dtype, Elem, Result, Tensor};
 
 fn softmax_row<T: Elem>(x: &[T], out: &mut [T]) {
     let mx = x.iter().copied().fold(T::neg_infinity(), T::max);
@@ -23,13 +20,8 @@ fn softmax_row<T: Elem>(x: &[T], out: &mut [T]) {
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
-/// `softmax(x)_ij = exp(x_ij − max_j x_ij) / Σ_k exp(x_ik − max_j x_ij)` per row.
-pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return Ok(super::dev::wrap(crate::cuda::ops::softmax(t)?));
-    }
-    let (_, m) = rows("softmax", x)?;
+pub(super) fn softmax(x: &Tensor) -> Result<Tensor> {
+    let m = x.dim(1);
     let mut y = x.zeros_like();
     if m == 0 {
         return Ok(y);
@@ -44,13 +36,8 @@ pub fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-/// `log_softmax(x)_ij = x_ij − max − ln Σ_k exp(x_ik − max)` per row.
-pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        return Ok(super::dev::wrap(crate::cuda::ops::log_softmax(t)?));
-    }
-    let (_, m) = rows("log_softmax", x)?;
+pub(super) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let m = x.dim(1);
     let mut y = x.zeros_like();
     if m == 0 {
         return Ok(y);
@@ -75,15 +62,8 @@ pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-/// Backward of softmax given its output `p` and upstream `dp`:
-/// `dx_ij = p_ij·(dp_ij − Σ_k dp_ik·p_ik)`.
-pub fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
-    #[cfg(feature = "cuda")]
-    if let Some([p, dp]) = super::dev::all("softmax_backward", [p, dp])? {
-        return Ok(super::dev::wrap(crate::cuda::ops::softmax_backward(p, dp)?));
-    }
-    let (_, m) = rows("softmax_backward", p)?;
-    super::same_shape("softmax_backward", p, dp)?;
+pub(super) fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
+    let m = p.dim(1);
     let mut dx = p.zeros_like();
     if m == 0 {
         return Ok(dx);
@@ -106,33 +86,8 @@ pub fn softmax_backward(p: &Tensor, dp: &Tensor) -> Result<Tensor> {
     Ok(dx)
 }
 
-/// Fused softmax cross-entropy over a batch.
-///
-/// `L = (1/B)·Σ_i −log softmax(x_i)[y_i]`; returns `(L, ∂L/∂x)` with
-/// `∂L/∂x_ij = (softmax(x_i)_j − [j = y_i]) / B`.
-pub fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = logits.cuda() {
-        let (l, g) = crate::cuda::ops::softmax_cross_entropy(t, labels)?;
-        return Ok((l, super::dev::wrap(g)));
-    }
-    let (b, m) = rows("softmax_cross_entropy", logits)?;
-    if labels.len() != b {
-        return Err(Error::LengthMismatch {
-            op: "softmax_cross_entropy (labels)",
-            shape: logits.shape().to_vec(),
-            needed: b,
-            len: labels.len(),
-        });
-    }
-    if let Some((row, &label)) = labels.iter().enumerate().find(|(_, &l)| l >= m) {
-        return Err(Error::LabelOutOfRange {
-            op: "softmax_cross_entropy",
-            row,
-            label,
-            classes: m,
-        });
-    }
+pub(super) fn softmax_cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
+    let (b, m) = (logits.dim(0), logits.dim(1));
     let mut grad = logits.zeros_like();
     if b == 0 {
         return Ok((0.0, grad));

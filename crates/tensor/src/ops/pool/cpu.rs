@@ -1,68 +1,21 @@
-//! 2×2 max-pooling with stride 2 (floor rounding), with argmax indices.
+//! The CPU reference of [`super`]: whole planes per rayon task (grouped up
+//! to a fixed size), so results do not depend on the thread count.
 
 use rayon::prelude::*;
 
 #[allow(unused_imports)]
-use super::num::*;
+use crate::ops::num::*;
 
-use crate::{with_dtype, Error, Result, Tensor};
-
-/// The argmax indices of a max-pool, where the pooled tensor lives.
-#[derive(Debug)]
-pub enum PoolIndices {
-    /// Host indices (a host input).
-    Host(Vec<u32>),
-    /// Device indices (a GPU input, feature `cuda`).
-    #[cfg(feature = "cuda")]
-    Cuda(crate::cuda::DeviceBuffer<u32>),
-}
-
-/// Max-pool on the input's device: [`max_pool2d_forward`] on the host, its
-/// CUDA twin on a GPU (the indices stay there).
-pub fn max_pool2d(x: &Tensor) -> Result<(Tensor, PoolIndices)> {
-    #[cfg(feature = "cuda")]
-    if let Some(t) = x.cuda() {
-        let (y, idx) = crate::cuda::ops::max_pool2d_forward(t)?;
-        return Ok((super::dev::wrap(y), PoolIndices::Cuda(idx)));
-    }
-    let (y, idx) = max_pool2d_forward(x)?;
-    Ok((y, PoolIndices::Host(idx)))
-}
-
-/// Backward of [`max_pool2d`] on `dy`'s device: route each `dy` to its argmax.
-pub fn max_pool2d_grad(dy: &Tensor, idx: &PoolIndices, x_shape: &[usize]) -> Result<Tensor> {
-    match idx {
-        PoolIndices::Host(i) => max_pool2d_backward(dy, i, x_shape),
-        #[cfg(feature = "cuda")]
-        PoolIndices::Cuda(i) => {
-            let t = super::dev::get("max_pool2d_backward", dy)?;
-            Ok(super::dev::wrap(crate::cuda::ops::max_pool2d_backward(
-                t, i, x_shape,
-            )?))
-        }
-    }
-}
+use crate::{with_dtype, Result, Tensor};
 
 /// Input elements per parallel task (whole planes are grouped up to this).
 const PLANE_TASK: usize = 4096;
 
-/// Max-pool `[N, C, H, W]` to `[N, C, H/2, W/2]` (floor), on the host (a GPU
-/// input is an [`Error::NotOnHost`]: use [`max_pool2d`]).
-///
-/// Returns the output and, per output element, the flat index `iy·W + ix` of
-/// the winning input inside its `H×W` plane. Ties go to the first element in
-/// row-major window order; a NaN in the window wins (it propagates).
-pub fn max_pool2d_forward(x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
-    super::rank("max_pool2d", x, 4)?;
+/// Forward on a host tensor the API checked: the pooled values and the
+/// plane index of each winner.
+pub(super) fn max_pool2d_forward(x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
     let s = x.shape().to_vec();
     let (h, w) = (s[2], s[3]);
-    if h * w > u32::MAX as usize {
-        return Err(Error::InvalidShape {
-            op: "max_pool2d",
-            shape: s,
-            why: "plane too large for 32-bit indices",
-        });
-    }
     let (oh, ow) = (h / 2, w / 2);
     let planes = s[0] * s[1];
     let mut y = Tensor::zeros(&[s[0], s[1], oh, ow], x.dtype());
@@ -155,30 +108,9 @@ fn window_max<T: crate::Elem>(a0: T, a1: T, b0: T, b1: T) -> (T, usize) {
     (bv, bi)
 }
 
-/// Backward of [`max_pool2d_forward`]: route each `dy` to its argmax (on
-/// the host; see [`max_pool2d_grad`]).
-pub fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Result<Tensor> {
-    super::rank("max_pool2d_backward", dy, 4)?;
-    if x_shape.len() != 4 {
-        return Err(Error::InvalidShape {
-            op: "max_pool2d_backward",
-            shape: x_shape.to_vec(),
-            why: "expected a 4-D NCHW input shape",
-        });
-    }
+/// Backward on host tensors the API checked.
+pub(super) fn max_pool2d_backward(dy: &Tensor, idx: &[u32], x_shape: &[usize]) -> Result<Tensor> {
     let (h, w) = (x_shape[2], x_shape[3]);
-    dy.expect_shape(
-        "max_pool2d_backward",
-        &[x_shape[0], x_shape[1], h / 2, w / 2],
-    )?;
-    if idx.len() != dy.numel() {
-        return Err(Error::LengthMismatch {
-            op: "max_pool2d_backward (indices)",
-            shape: dy.shape().to_vec(),
-            needed: dy.numel(),
-            len: idx.len(),
-        });
-    }
     let p = (h / 2) * (w / 2);
     let mut dx = Tensor::zeros(x_shape, dy.dtype());
     if p == 0 || h * w == 0 {
