@@ -50,35 +50,37 @@ pub use {
     tensor::CudaTensor,
 };
 
-/// Each op family's CUDA twin, compiled from `src/ops/<family>/cuda.rs`.
+/// Each op family's CUDA twin, compiled from `src/ops/<family>/cuda.rs`
+/// (beside the family's CPU code) as `kernels::<family>`.
 #[cfg(feature = "cuda")]
+#[path = "../ops"]
 pub(crate) mod kernels {
-    #[path = "../../ops/batchnorm/cuda.rs"]
+    #[path = "batchnorm/cuda.rs"]
     pub(crate) mod batchnorm;
-    #[path = "../../ops/conv/cuda.rs"]
+    #[path = "conv/cuda.rs"]
     pub(crate) mod conv;
-    #[path = "../../ops/elementwise/cuda.rs"]
+    #[path = "elementwise/cuda.rs"]
     pub(crate) mod elementwise;
-    #[path = "../../ops/gemm/cuda.rs"]
+    #[path = "gemm/cuda.rs"]
     pub(crate) mod gemm;
-    #[path = "../../ops/optim/cuda.rs"]
+    #[path = "optim/cuda.rs"]
     pub(crate) mod optim;
-    #[path = "../../ops/pool/cuda.rs"]
+    #[path = "pool/cuda.rs"]
     pub(crate) mod pool;
-    #[path = "../../ops/random/cuda.rs"]
+    #[path = "random/cuda.rs"]
     pub(crate) mod random;
-    #[path = "../../ops/reduce/cuda.rs"]
+    #[path = "reduce/cuda.rs"]
     pub(crate) mod reduce;
-    #[path = "../../ops/shape/cuda.rs"]
+    #[path = "shape/cuda.rs"]
     pub(crate) mod shape;
-    #[path = "../../ops/softmax/cuda.rs"]
+    #[path = "softmax/cuda.rs"]
     pub(crate) mod softmax;
 }
 
 /// What a family's `cuda.rs` needs, in one import.
 #[cfg(feature = "cuda")]
 pub(crate) mod prelude {
-    pub(crate) use super::launch::{cfg_1d, cfg_rows, launch, u32_of, upload_u32};
+    pub(crate) use super::launch::{cfg_1d, cfg_rows, launch, u32_of, upload_u32, BLOCK};
     pub(crate) use super::tensor::{fits_u32, numel_of};
     pub(crate) use super::{CudaDevice, CudaTensor, DeviceBuffer};
     pub(crate) use crate::{Error, Result};

@@ -3,7 +3,6 @@
 //! checked shapes, dtypes and devices; these functions trust them.
 
 use crate::cuda::prelude::*;
-use crate::cuda::BLOCK;
 
 /// Blocks of the first reduction stage (at most; fixed for a given size).
 const REDUCE_BLOCKS: usize = 1024;

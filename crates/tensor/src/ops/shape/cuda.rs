@@ -59,7 +59,7 @@ pub(crate) fn split_cols(x: &CudaTensor, widths: &[usize]) -> Result<Vec<CudaTen
 
 /// `out[i, :] = table[idx[i], :]` for a `[m, d]` table.
 pub(crate) fn gather_rows(table: &CudaTensor, idx: &[usize]) -> Result<CudaTensor> {
-    let (m, d) = (table.dim(0), table.dim(1));
+    let d = table.dim(1);
     let dev = table.device().clone();
     let mut out = CudaTensor::uninit(&dev, &[idx.len(), d])?;
     let ib = upload_u32(&dev, "gather_rows", idx)?;
