@@ -36,6 +36,7 @@ mod dtype;
 mod error;
 pub mod ops;
 pub mod philox;
+mod storage;
 mod tensor;
 
 pub use device::{CudaDevice, Device};
