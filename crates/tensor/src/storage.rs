@@ -36,13 +36,9 @@ pub(crate) fn wrap_vec<T: Elem>(v: Vec<T>) -> Storage {
 pub(crate) fn get_vec<T: Elem>(s: &Storage) -> Option<&Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (Storage::F32(v), DType::F32) => {
-            Some(unsafe { &*(v as *const Vec<f32> as *const Vec<T>) })
-        }
+        (Storage::F32(v), DType::F32) => Some(unsafe { &*(v as *const Vec<f32> as *const Vec<T>) }),
         // SAFETY: T is f64.
-        (Storage::F64(v), DType::F64) => {
-            Some(unsafe { &*(v as *const Vec<f64> as *const Vec<T>) })
-        }
+        (Storage::F64(v), DType::F64) => Some(unsafe { &*(v as *const Vec<f64> as *const Vec<T>) }),
         _ => None,
     }
 }
@@ -50,13 +46,9 @@ pub(crate) fn get_vec<T: Elem>(s: &Storage) -> Option<&Vec<T>> {
 pub(crate) fn get_vec_mut<T: Elem>(s: &mut Storage) -> Option<&mut Vec<T>> {
     match (s, T::DTYPE) {
         // SAFETY: T is f32 exactly when T::DTYPE == F32 (see `wrap_vec`).
-        (Storage::F32(v), DType::F32) => {
-            Some(unsafe { &mut *(v as *mut Vec<f32> as *mut Vec<T>) })
-        }
+        (Storage::F32(v), DType::F32) => Some(unsafe { &mut *(v as *mut Vec<f32> as *mut Vec<T>) }),
         // SAFETY: T is f64.
-        (Storage::F64(v), DType::F64) => {
-            Some(unsafe { &mut *(v as *mut Vec<f64> as *mut Vec<T>) })
-        }
+        (Storage::F64(v), DType::F64) => Some(unsafe { &mut *(v as *mut Vec<f64> as *mut Vec<T>) }),
         _ => None,
     }
 }

@@ -363,12 +363,8 @@ impl Tensor {
             };
         }
         let storage = match (&*self.storage, dtype) {
-            (Storage::F32(v), DType::F64) => {
-                Storage::F64(v.iter().map(|&x| x as f64).collect())
-            }
-            (Storage::F64(v), DType::F32) => {
-                Storage::F32(v.iter().map(|&x| x as f32).collect())
-            }
+            (Storage::F32(v), DType::F64) => Storage::F64(v.iter().map(|&x| x as f64).collect()),
+            (Storage::F64(v), DType::F32) => Storage::F32(v.iter().map(|&x| x as f32).collect()),
             _ => return self.clone(),
         };
         Tensor {

@@ -34,7 +34,6 @@ pub fn check_driver_version(version: i32) -> Result<()> {
 /// for finding which kernel faulted.
 pub const SYNC_ENV: &str = "NOPROP_CUDA_SYNC";
 
-
 /// Counters of a GPU's caching allocator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -50,7 +49,6 @@ pub struct PoolStats {
     /// pool has held at once (what `nvidia-smi` would show, less the context).
     pub peak_reserved_bytes: usize,
 }
-
 
 #[cfg(test)]
 mod driver_tests {

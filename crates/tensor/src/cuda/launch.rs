@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use cudarc::driver::LaunchConfig;
 
-use super::{CudaDevice, DeviceBuffer, SYNC_ENV};
 use super::tensor::fits_u32;
+use super::{CudaDevice, DeviceBuffer, SYNC_ENV};
 use crate::{Error, Result};
 
 /// Launch kernel `$name` of file `$file` on `$dev`'s stream with `$cfg`
@@ -48,7 +48,11 @@ pub(crate) fn u32_of(op: &'static str, n: usize) -> Result<u32> {
 }
 
 /// Copy host indices to a new device buffer of `u32`.
-pub(crate) fn upload_u32(dev: &CudaDevice, op: &'static str, v: &[usize]) -> Result<DeviceBuffer<u32>> {
+pub(crate) fn upload_u32(
+    dev: &CudaDevice,
+    op: &'static str,
+    v: &[usize],
+) -> Result<DeviceBuffer<u32>> {
     let host: Vec<u32> = v.iter().map(|&i| u32_of(op, i)).collect::<Result<_>>()?;
     let mut buf = dev.alloc::<u32>(host.len())?;
     if !host.is_empty() {
@@ -63,7 +67,6 @@ pub(crate) fn upload_u32(dev: &CudaDevice, op: &'static str, v: &[usize]) -> Res
     }
     Ok(buf)
 }
-
 
 /// Threads per block of the 1-D kernels (`NP_BLOCK` in `common.cuh`).
 pub(crate) const BLOCK: u32 = 256;
@@ -92,7 +95,6 @@ pub(crate) fn cfg_rows(rows: usize) -> Option<LaunchConfig> {
         shared_mem_bytes: 0,
     })
 }
-
 
 /// Whether [`SYNC_ENV`] is set to `1` (read once per process).
 pub(crate) fn sync_launches() -> bool {

@@ -90,6 +90,8 @@ pub(crate) mod prelude {
 #[cfg(not(feature = "cuda"))]
 mod stub;
 #[cfg(not(feature = "cuda"))]
-pub use stub::{cublas_available, device_count, driver_available, driver_version, CudaDevice, CudaTensor};
-#[cfg(not(feature = "cuda"))]
 pub(crate) use stub::kernels;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{
+    cublas_available, device_count, driver_available, driver_version, CudaDevice, CudaTensor,
+};

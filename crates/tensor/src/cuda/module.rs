@@ -14,9 +14,15 @@ const COMMON: &str = include_str!("common.cuh");
 
 /// The kernel files: `(file name, source)`, one per op family.
 const SOURCES: &[(&str, &str)] = &[
-    ("batchnorm.cu", include_str!("../ops/batchnorm/batchnorm.cu")),
+    (
+        "batchnorm.cu",
+        include_str!("../ops/batchnorm/batchnorm.cu"),
+    ),
     ("conv.cu", include_str!("../ops/conv/conv.cu")),
-    ("elementwise.cu", include_str!("../ops/elementwise/elementwise.cu")),
+    (
+        "elementwise.cu",
+        include_str!("../ops/elementwise/elementwise.cu"),
+    ),
     ("gemm.cu", include_str!("../ops/gemm/gemm.cu")),
     ("optim.cu", include_str!("../ops/optim/optim.cu")),
     ("pool.cu", include_str!("../ops/pool/pool.cu")),

@@ -35,8 +35,16 @@ pub(crate) struct BnGeom {
 /// of `x`'s dtype.
 fn geometry(op: &'static str, x: &Tensor, per_channel: &[&Tensor]) -> Result<BnGeom> {
     let g = match x.rank() {
-        2 => BnGeom { n: x.dim(0), c: x.dim(1), p: 1 },
-        4 => BnGeom { n: x.dim(0), c: x.dim(1), p: x.dim(2) * x.dim(3) },
+        2 => BnGeom {
+            n: x.dim(0),
+            c: x.dim(1),
+            p: 1,
+        },
+        4 => BnGeom {
+            n: x.dim(0),
+            c: x.dim(1),
+            p: x.dim(2) * x.dim(3),
+        },
         _ => {
             return Err(Error::InvalidShape {
                 op,

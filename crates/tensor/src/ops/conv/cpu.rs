@@ -10,7 +10,7 @@ use rayon::prelude::*;
 #[allow(unused_imports)]
 use crate::ops::num::*;
 
-use super::{ConvGeom as Geom, Conv2dGrads};
+use super::{Conv2dGrads, ConvGeom as Geom};
 use crate::ops::gemm::gemm_slices;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
 

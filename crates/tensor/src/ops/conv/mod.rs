@@ -92,7 +92,13 @@ pub(crate) struct ConvGeom {
 impl ConvGeom {
     /// The geometry for input shape `s`: fails unless `s` is 4-D and the
     /// padded image is at least as large as the kernel.
-    pub(crate) fn new(op: &'static str, s: &[usize], kh: usize, kw: usize, pad: usize) -> Result<Self> {
+    pub(crate) fn new(
+        op: &'static str,
+        s: &[usize],
+        kh: usize,
+        kw: usize,
+        pad: usize,
+    ) -> Result<Self> {
         if s.len() != 4 {
             return Err(Error::InvalidShape {
                 op,
@@ -255,7 +261,14 @@ pub fn conv2d_backward(
             Some(y) => Some(dev::get(op, y)?),
             None => None,
         };
-        let gr = cuda::conv2d_backward(dev::get(op, dy)?, dev::get(op, w)?, y, g, &mut ws.cuda, need_dx)?;
+        let gr = cuda::conv2d_backward(
+            dev::get(op, dy)?,
+            dev::get(op, w)?,
+            y,
+            g,
+            &mut ws.cuda,
+            need_dx,
+        )?;
         return Ok(Conv2dGrads {
             dx: gr.dx.map(dev::wrap),
             dw: dev::wrap(gr.dw),

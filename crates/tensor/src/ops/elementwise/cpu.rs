@@ -32,7 +32,11 @@ fn update<T: Elem>(y: &mut [T], x: &[T], f: &(impl Fn(&mut T, T) + Sync)) {
 pub(super) fn binary(a: &Tensor, b: &Tensor, kind: Binary) -> Result<Tensor> {
     let mut out = a.zeros_like();
     with_dtype!(a.dtype(), T, {
-        let (sa, sb, so) = (a.as_slice::<T>()?, b.as_slice::<T>()?, out.as_mut_slice::<T>()?);
+        let (sa, sb, so) = (
+            a.as_slice::<T>()?,
+            b.as_slice::<T>()?,
+            out.as_mut_slice::<T>()?,
+        );
         match kind {
             Binary::Add => map2(sa, sb, so, &|x, y| x + y),
             Binary::Sub => map2(sa, sb, so, &|x, y| x - y),

@@ -23,7 +23,9 @@ pub(super) fn gemm_into(
         let av = a.as_slice::<T>()?;
         let bv = b.as_slice::<T>()?;
         let cv = c.as_mut_slice::<T>()?;
-        gemm_slices::<T>(g.m, g.n, g.k, av, a_rs, a_cs, bv, b_rs, b_cs, cv, accumulate);
+        gemm_slices::<T>(
+            g.m, g.n, g.k, av, a_rs, a_cs, bv, b_rs, b_cs, cv, accumulate,
+        );
     });
     Ok(())
 }

@@ -54,4 +54,3 @@ pub(super) fn dropout_fill<T: crate::Elem>(
     }
     rng.skip(crate::philox::blocks_for(n));
 }
-

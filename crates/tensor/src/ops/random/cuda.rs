@@ -24,7 +24,11 @@ pub(crate) fn randn(dev: &CudaDevice, shape: &[usize], rng: &mut RngStream) -> R
 
 /// A tensor of uniforms in `(0, 1)` drawn from `rng` (which advances): the
 /// same numbers as [`crate::ops::rand_uniform`].
-pub(crate) fn rand_uniform(dev: &CudaDevice, shape: &[usize], rng: &mut RngStream) -> Result<CudaTensor> {
+pub(crate) fn rand_uniform(
+    dev: &CudaDevice,
+    shape: &[usize],
+    rng: &mut RngStream,
+) -> Result<CudaTensor> {
     let mut t = CudaTensor::uninit(dev, shape)?;
     let (n, seed, stream, offset) = (t.n32(), rng.seed, rng.stream, rng.offset());
     launch!(dev, "random.cu", "philox_uniform_f32", philox_cfg(t.numel());

@@ -38,7 +38,10 @@ pub(crate) fn softmax_backward(p: &CudaTensor, dp: &CudaTensor) -> Result<CudaTe
 /// `L = (1/B)·Σ_i −log softmax(x_i)[y_i]`; returns `(L, ∂L/∂x)` with
 /// `∂L/∂x_ij = (softmax(x_i)_j − [j = y_i]) / B`. The per-row losses are
 /// added on the host in row order (this synchronises the stream).
-pub(crate) fn softmax_cross_entropy(logits: &CudaTensor, labels: &[usize]) -> Result<(f64, CudaTensor)> {
+pub(crate) fn softmax_cross_entropy(
+    logits: &CudaTensor,
+    labels: &[usize],
+) -> Result<(f64, CudaTensor)> {
     let b = logits.dim(0);
     let m = logits.dim(1);
     let dev = logits.device().clone();
