@@ -22,6 +22,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("pool.cu", include_str!("kernels/pool.cu")),
     ("random.cu", include_str!("kernels/random.cu")),
     ("reduce.cu", include_str!("kernels/reduce.cu")),
+    ("rows.cu", include_str!("../ops/rows/rows.cu")),
     ("shape.cu", include_str!("kernels/shape.cu")),
     ("softmax.cu", include_str!("kernels/softmax.cu")),
 ];
