@@ -95,6 +95,22 @@ fn row_reductions_match_the_host_reference() {
 }
 
 #[test]
+fn row_max_abs_skips_nan_like_f64_max() {
+    let x = rand(&[6, 7], DType::F32, 30);
+    let v = x.to_vec_f64();
+    let want: Vec<f64> = (0..6)
+        .map(|i| {
+            v[i * 7..(i + 1) * 7]
+                .iter()
+                .fold(0.0f64, |m, x| m.max(x.abs()))
+        })
+        .collect();
+    assert_eq!(ops::row_max_abs(&x).unwrap().to_vec_f64(), want);
+    let n = Tensor::from_vec(vec![f32::NAN, -2.0, 1.0], &[1, 3]).unwrap();
+    assert_eq!(ops::row_max_abs(&n).unwrap().to_vec_f64(), vec![2.0]);
+}
+
+#[test]
 fn argmax_rows_takes_the_first_largest_entry() {
     let x = rand(&[9, 10], DType::F32, 9);
     let v = x.to_vec_f32();
@@ -264,6 +280,13 @@ mod gpu {
         );
         let sums = ops::row_sums(&x).unwrap();
         close("row_sums", &sums, &ops::row_sums(&gx).unwrap(), 1e-6, 1e-9);
+        close(
+            "row_max_abs",
+            &ops::row_max_abs(&x).unwrap(),
+            &ops::row_max_abs(&gx).unwrap(),
+            0.0,
+            0.0,
+        );
         assert_eq!(
             ops::argmax_rows(&x).unwrap(),
             ops::argmax_rows(&gx).unwrap()

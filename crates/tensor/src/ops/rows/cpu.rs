@@ -82,6 +82,20 @@ pub(super) fn row_dots(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     Tensor::from_vec(out, &[rows])
 }
 
+pub(super) fn row_max_abs(a: &Tensor) -> Result<Tensor> {
+    let (rows, d) = (a.dim(0), a.dim(1));
+    let mut out = vec![0f64; rows];
+    with_dtype!(a.dtype(), T, {
+        let sa = a.as_slice::<T>()?;
+        out.par_iter_mut().enumerate().for_each(|(i, o)| {
+            *o = sa[i * d..(i + 1) * d]
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.to_f64_lossless().abs()));
+        });
+    });
+    Tensor::from_vec(out, &[rows])
+}
+
 pub(super) fn argmax_rows(x: &Tensor) -> Result<Vec<usize>> {
     let (rows, m) = (x.dim(0), x.dim(1));
     let mut out = vec![0usize; rows];

@@ -110,6 +110,17 @@ pub(super) fn row_reduce(a: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaT
     Ok(out)
 }
 
+pub(super) fn row_max_abs(a: &CudaTensor) -> Result<CudaTensor> {
+    n32("row_max_abs", a)?;
+    let (rows, d) = (a.dim(0), a.dim(1) as u32);
+    let rows32 = rows as u32;
+    let dev = a.device().clone();
+    let mut out = CudaTensor::uninit(&dev, &[rows])?;
+    launch!(dev, "rows.cu", "row_max_abs_f32", cfg_1d(rows);
+        a.buf().raw(), out.buf_mut()?.raw_mut(), &rows32, &d);
+    Ok(out)
+}
+
 pub(super) fn argmax_rows(x: &CudaTensor) -> Result<Vec<usize>> {
     n32("argmax_rows", x)?;
     let (rows, m) = (x.dim(0), x.dim(1) as u32);

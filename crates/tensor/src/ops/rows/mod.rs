@@ -1,5 +1,6 @@
 //! Per-row operations on `[B, d]` matrices: rows scaled or combined by
-//! per-row coefficients (a `[B]` tensor), row dot products and sums, the
+//! per-row coefficients (a `[B]` tensor), row dot products, sums and
+//! maximum magnitudes, the
 //! arg-max of each row, the squared-distance scores of the posterior
 //! classifier, and the sinusoidal time embedding with its backward pass.
 //!
@@ -96,6 +97,18 @@ pub fn row_sums(a: &Tensor) -> Result<Tensor> {
         return Ok(dev::wrap(cuda::row_reduce(t, None)?));
     }
     cpu::row_dots(a, None)
+}
+
+/// Row maxima of the magnitudes, `out_i = max(0, max_j |a_ij|)` (`[B]`; a
+/// NaN entry is skipped, as `f64::max` does), in `f64` on the host and `f32`
+/// on a GPU (exact either way: no rounding happens).
+pub fn row_max_abs(a: &Tensor) -> Result<Tensor> {
+    rank("row_max_abs", a, 2)?;
+    #[cfg(feature = "cuda")]
+    if let Some(t) = a.cuda() {
+        return Ok(dev::wrap(cuda::row_max_abs(t)?));
+    }
+    cpu::row_max_abs(a)
 }
 
 /// The index of the largest entry of each row of `x: [B, m]`, copied to the

@@ -35,6 +35,17 @@ extern "C" __global__ void row_reduce_f32(const float* a, const float* b, float*
     }
 }
 
+// out[r] = max(0, max_j |a[r, j]|); fmaxf skips NaN as the host's f64::max does.
+extern "C" __global__ void row_max_abs_f32(const float* a, float* out, unsigned int rows,
+                                           unsigned int d) {
+    NP_FOR(r, rows) {
+        size_t base = (size_t)r * d;
+        float m = 0.0f;
+        for (unsigned int j = 0; j < d; ++j) m = fmaxf(m, fabsf(a[base + j]));
+        out[r] = m;
+    }
+}
+
 // out[r] = the first j maximising x[r, j] (comparisons with NaN are false), as a float.
 extern "C" __global__ void argmax_rows_f32(const float* x, float* out, unsigned int rows,
                                            unsigned int m) {
