@@ -76,7 +76,7 @@ use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -143,6 +143,8 @@ pub struct Adjoint {
     pub step: u64,
     /// The reconstruction statistics of the last mini-batch.
     pub last_stats: AdjointStats,
+    /// Where the network, classifier, `W_Embed` and the AdamW state live.
+    device: Device,
 }
 
 impl std::fmt::Debug for Adjoint {
@@ -162,8 +164,14 @@ fn stream(purpose: u64, key: u64) -> u64 {
     mix_stream(mix_stream(purpose, 0xAD), key)
 }
 
-fn max_abs(x: &Tensor) -> f64 {
-    x.to_vec_f64().iter().fold(0.0f64, |m, v| m.max(v.abs()))
+/// `‖x‖_∞` of a `[B, d]` state (NaN entries skipped, as `f64::max` does):
+/// the row maxima on `x`'s device, then the `B` of them on the host — the
+/// scalar that decides whether the fixed-point iteration goes on.
+fn max_abs(x: &Tensor) -> Result<f64> {
+    Ok(ops::row_max_abs(x)?
+        .try_to_vec_f64()?
+        .iter()
+        .fold(0.0f64, |m, v| m.max(*v)))
 }
 
 impl Adjoint {
@@ -183,7 +191,19 @@ impl Adjoint {
             config,
             step: 0,
             last_stats: AdjointStats::default(),
+            device: Device::Cpu,
         })
+    }
+
+    /// Move the network, the classifier, `W_Embed` and the AdamW moments to
+    /// `device`; every later draw and per-sample tensor is made there.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.net.to_device(device)?;
+        self.classifier.to_device(device)?;
+        self.embedding.to_device(device)?;
+        self.opt.to_device(device)?;
+        self.device = device.clone();
+        Ok(())
     }
 
     /// The shared network.
@@ -226,7 +246,8 @@ impl Adjoint {
 
     fn z0(&self, b: usize, purpose: u64, key: u64) -> Result<Tensor> {
         let mut rng = RngStream::new(self.config.seed, stream(purpose, key));
-        Ok(ops::randn(
+        Ok(ops::randn_on(
+            &self.device,
             &[b, self.config.classes],
             self.dtype(),
             &mut rng,
@@ -282,7 +303,7 @@ impl Adjoint {
         for k in (0..k_steps).rev() {
             let t = k as f64 * h;
             let z_next = z;
-            let scale = 1.0 + max_abs(&z_next);
+            let scale = 1.0 + max_abs(&z_next)?;
             let tol = 8.0 * eps * scale;
             let mut guess = ops::add_scaled(1.0, &z_next, -h, &g_guess)?;
             let mut prev_res = f64::INFINITY;
@@ -293,7 +314,7 @@ impl Adjoint {
                 iters += 1;
                 // Residual of the Euler step at `guess` = the fixed-point update's size.
                 let next = ops::add_scaled(1.0, &z_next, -h, &g)?;
-                let res = max_abs(&ops::sub(&next, &guess)?);
+                let res = max_abs(&ops::sub(&next, &guess)?)?;
                 if !(res > tol && res < prev_res && iters < MAX_FIXED_POINT_ITERS) {
                     stats.evaluations += iters;
                     stats.max_residual = stats.max_residual.max(res / scale);
@@ -313,7 +334,7 @@ impl Adjoint {
             z = z_k;
             g_guess = g_k;
         }
-        stats.z0_drift = max_abs(&ops::sub(&z, &z0)?);
+        stats.z0_drift = max_abs(&ops::sub(&z, &z0)?)?;
         self.net.finish_image(cache)?;
         self.last_stats = stats;
         Ok(ce)

@@ -14,7 +14,7 @@ use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
 use noprop_nn::{Mode, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -92,6 +92,8 @@ pub struct Backprop {
     opt: Adam,
     /// Mini-batches trained so far.
     pub step: u64,
+    /// Where the blocks, `w_t`, classifier, `W_Embed` and the AdamW state live.
+    device: Device,
 }
 
 impl std::fmt::Debug for Backprop {
@@ -139,7 +141,29 @@ impl Backprop {
             embedding,
             config,
             step: 0,
+            device: Device::Cpu,
         })
+    }
+
+    /// Move the blocks, `w_t`, the classifier, `W_Embed` and the AdamW
+    /// moments to `device`; every later draw and per-sample tensor is made there.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for blk in &mut self.blocks {
+            blk.to_device(device)?;
+        }
+        self.w = self.w.to_device(device)?;
+        self.grad_w = self.grad_w.to_device(device)?;
+        self.classifier.to_device(device)?;
+        self.embedding.to_device(device)?;
+        self.opt.to_device(device)?;
+        self.device = device.clone();
+        Ok(())
+    }
+
+    /// The `T` gates `w_t` on the host: scalars that set the coefficients
+    /// of Eq. 18's combination (one copy of `T` values per mini-batch).
+    fn gates(&self) -> Result<Vec<f64>> {
+        Ok(self.w.try_to_vec_f64()?)
     }
 
     /// `α_t = tanh(w_t)` for `t ∈ 1..=T`.
@@ -149,7 +173,8 @@ impl Backprop {
 
     fn z0(&self, b: usize, key: u64) -> Result<Tensor> {
         let mut rng = RngStream::new(self.config.seed, mix_stream(Z0, key));
-        Ok(ops::randn(
+        Ok(ops::randn_on(
+            &self.device,
             &[b, self.config.embed_dim()],
             DType::F32,
             &mut rng,
@@ -160,7 +185,7 @@ impl Backprop {
     fn forward(&mut self, x: &Tensor, z0: Tensor, mode: Mode) -> Result<(Tensor, Vec<StepCache>)> {
         let mut z = z0;
         let mut caches = Vec::new();
-        let w = self.w.to_vec_f64();
+        let w = self.gates()?;
         for (i, blk) in self.blocks.iter_mut().enumerate() {
             let alpha = w[i].tanh();
             if mode == Mode::Train {
@@ -198,7 +223,7 @@ impl Backprop {
         }
         let g = self.classifier.backward(&dlogits, &self.embedding)?;
         let mut dz = g.dz;
-        let w = self.w.to_vec_f64();
+        let w = self.gates()?;
         let mut dw = vec![0.0f64; w.len()];
         let mut dembed = self.embedding.weight.zeros_like();
         for (i, c) in caches.into_iter().enumerate().rev() {
@@ -228,8 +253,10 @@ impl Backprop {
             ops::add_assign(&mut dz_prev, &dz_block)?;
             dz = dz_prev;
         }
+        // The T gate gradients are host scalars (each an `ops::dot`).
         self.grad_w =
-            Tensor::from_vec(dw.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[w.len()])?;
+            Tensor::from_vec(dw.iter().map(|&v| v as f32).collect::<Vec<_>>(), &[w.len()])?
+                .to_device(&self.device)?;
         if self.embedding.trainable() {
             ops::add_assign(self.embedding.grad_mut(), &dembed)?;
         }
@@ -264,7 +291,12 @@ impl Backprop {
     /// `argmax p̂_θout(y | z_T)` after the chain from `z_0 ~ N(0, I)` keyed by `key`.
     pub fn predict(&mut self, x: &Tensor, key: u64) -> Result<Vec<usize>> {
         let mut rng = RngStream::new(self.config.seed, mix_stream(INFER, key));
-        let z0 = ops::randn(&[x.dim(0), self.config.embed_dim()], DType::F32, &mut rng)?;
+        let z0 = ops::randn_on(
+            &self.device,
+            &[x.dim(0), self.config.embed_dim()],
+            DType::F32,
+            &mut rng,
+        )?;
         let (z_t, _) = self.forward(x, z0, Mode::Eval)?;
         let logits = self.classifier.logits(&z_t, &self.embedding, Mode::Eval)?;
         Ok(noprop_models::dt::argmax_rows(&logits)?)

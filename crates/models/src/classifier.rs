@@ -95,13 +95,13 @@ impl OutputClassifier {
                 // ∂/∂ỹ_i = −(ỹ_i·Σ_y g_iy − (g·W)_i)/σ²,  ∂/∂u_y = ((gᵀ·ỹ)_y − (Σ_i g_iy)·u_y)/σ².
                 let g = dlogits;
                 let gw = ops::matmul(g, Transpose::No, w, Transpose::No)?;
-                let rowsum = row_sums(g)?;
-                let mut dy = scale_rows(&ytilde, &rowsum)?;
+                let rowsum = ops::row_sums(g)?;
+                let mut dy = ops::scale_rows(&ytilde, &rowsum)?;
                 ops::axpy(&mut dy, -1.0, &gw)?;
                 ops::scale_in_place(&mut dy, -inv)?;
                 let gty = ops::matmul(g, Transpose::Yes, &ytilde, Transpose::No)?;
                 let colsum = ops::sum_rows(g)?;
-                let mut dw = scale_rows(w, &colsum.try_to_vec_f64()?)?;
+                let mut dw = ops::scale_rows(w, &colsum)?;
                 ops::scale_in_place(&mut dw, -1.0)?;
                 ops::add_assign(&mut dw, &gty)?;
                 ops::scale_in_place(&mut dw, inv)?;
@@ -136,53 +136,12 @@ impl StateDict for OutputClassifier {
     }
 }
 
-/// `s_iy = −‖a_i − w_y‖²/(2σ²)` for `a: [B, d]`, `w: [m, d]`.
+/// `s_iy = −‖a_i − w_y‖²/(2σ²)` for `a: [B, d]`, `w: [m, d]`, as
+/// `−(‖a_i‖² + ‖w_y‖² − 2·a_i·w_y)/(2σ²)` ([`ops::sq_dist_scores`]).
 fn neg_sq_dist(a: &Tensor, w: &Tensor, sigma: f64) -> Result<Tensor> {
-    let mut cross = ops::matmul(a, Transpose::No, w, Transpose::Yes)?;
-    let (b, m) = (cross.dim(0), cross.dim(1));
-    let an = row_sq_norms(a)?;
-    let wn = row_sq_norms(w)?;
+    let cross = ops::matmul(a, Transpose::No, w, Transpose::Yes)?;
+    let an = ops::row_dots(a, a)?;
+    let wn = ops::row_dots(w, w)?;
     let k = 1.0 / (2.0 * sigma * sigma);
-    let mut out = vec![0f64; b * m];
-    let c = cross.try_to_vec_f64()?;
-    for i in 0..b {
-        for y in 0..m {
-            out[i * m + y] = -(an[i] + wn[y] - 2.0 * c[i * m + y]) * k;
-        }
-    }
-    // Computed on the host in f64 (small `[B, m]`); back to `a`'s device.
-    cross = Tensor::from_vec(out, &[b, m])?
-        .to_dtype(a.dtype())
-        .to_device(&a.device())?;
-    Ok(cross)
-}
-
-fn row_sq_norms(a: &Tensor) -> Result<Vec<f64>> {
-    let d = a.dim(1);
-    let v = a.try_to_vec_f64()?;
-    Ok((0..a.dim(0))
-        .map(|i| v[i * d..(i + 1) * d].iter().map(|x| x * x).sum())
-        .collect())
-}
-
-fn row_sums(a: &Tensor) -> Result<Vec<f64>> {
-    let d = a.dim(1);
-    let v = a.try_to_vec_f64()?;
-    Ok((0..a.dim(0))
-        .map(|i| v[i * d..(i + 1) * d].iter().sum())
-        .collect())
-}
-
-/// `out_i = k_i · a_i` (rows scaled).
-fn scale_rows(a: &Tensor, k: &[f64]) -> Result<Tensor> {
-    let d = a.dim(1);
-    let v = a.try_to_vec_f64()?;
-    let out: Vec<f64> = v
-        .iter()
-        .enumerate()
-        .map(|(j, x)| x * k[j / d.max(1)])
-        .collect();
-    Ok(Tensor::from_vec(out, a.shape())?
-        .to_dtype(a.dtype())
-        .to_device(&a.device())?)
+    Ok(ops::sq_dist_scores(&cross, &an, &wn, k)?)
 }

@@ -7,7 +7,7 @@
 use noprop_nn::layers::mix_stream;
 use noprop_nn::optim::Adam;
 use noprop_schedules::LearnableSchedule;
-use noprop_tensor::DType;
+use noprop_tensor::{DType, Device};
 
 use crate::classifier::{ClassifierKind, OutputClassifier};
 use crate::ct_net::CtNet;
@@ -35,6 +35,9 @@ enum Purpose {
     FmEps = 27,
     Schedule = 28,
 }
+
+/// The optimiser's name of the learnable schedule's parameter vector.
+const SCHEDULE_PARAM: &str = "schedule.params";
 
 fn stream(purpose: Purpose, step: u64) -> u64 {
     mix_stream(mix_stream(purpose as u64, 0xC7), step)
@@ -74,6 +77,9 @@ pub struct NoPropCont {
     opt: Adam,
     /// Mini-batches trained so far (the key of every random draw).
     pub step: u64,
+    /// Where the network, classifier, embedding and their optimiser state
+    /// live (the schedule stays on the host, see [`NoPropCont::to_device`]).
+    device: Device,
 }
 
 impl std::fmt::Debug for NoPropCont {
@@ -135,7 +141,31 @@ impl NoPropCont {
             schedule,
             config,
             step: 0,
+            device: Device::Cpu,
         })
+    }
+
+    /// Move the network, the classifier, `W_Embed` (values, gradients,
+    /// buffers) and their Adam moments to `device`; every later draw and
+    /// every per-sample tensor of training and inference is made there.
+    ///
+    /// The learnable schedule (CT) stays on the host: it is 3·width+3 `f64`
+    /// parameters (GPU tensors are `f32`), evaluated at the `B` times of a
+    /// mini-batch to give per-row coefficients (uploaded as one `[B]` tensor)
+    /// and updated from `B` per-row scalars; its Adam moments stay with it.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.net.to_device(device)?;
+        self.classifier.to_device(device)?;
+        self.embedding.to_device(device)?;
+        self.opt
+            .to_device_where(device, |name| name != SCHEDULE_PARAM)?;
+        self.device = device.clone();
+        Ok(())
+    }
+
+    /// The device of the network (see [`NoPropCont::to_device`]).
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The shared network.

@@ -6,7 +6,7 @@ use noprop_nn::layers::{mix_stream, Linear, Sequential, SinusoidalTimeEmbedding}
 use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{Device, Tensor};
 
 use crate::block::{image_path, ImageDims};
 use crate::Result;
@@ -104,8 +104,12 @@ impl CtNet {
         })
     }
 
-    fn time_features(&mut self, t: &[f64], mode: Mode, dtype: DType) -> Result<Tensor> {
-        let tt = Tensor::from_vec(t.to_vec(), &[t.len()])?.to_dtype(dtype);
+    /// The time path on `like`'s device and dtype; the times are host values
+    /// (drawn on the host, or the sampler's grid) and travel as one `[B]` tensor.
+    fn time_features(&mut self, t: &[f64], mode: Mode, like: &Tensor) -> Result<Tensor> {
+        let tt = Tensor::from_vec(t.to_vec(), &[t.len()])?
+            .to_dtype(like.dtype())
+            .to_device(&like.device())?;
         let e = self.temb.forward(&tt, Mode::Eval)?;
         Ok(self.time_fc.forward(&e, mode)?)
     }
@@ -115,7 +119,7 @@ impl CtNet {
     pub fn forward(&mut self, x: &Tensor, z: &Tensor, t: &[f64], mode: Mode) -> Result<Tensor> {
         let fx = self.img.forward(x, mode)?;
         let fz = self.label_forward(z, mode)?;
-        let ft = self.time_features(t, mode, z.dtype())?;
+        let ft = self.time_features(t, mode, z)?;
         let cat = ops::concat_cols(&[&fx, &fz, &ft])?;
         let h1 = self.fc1.forward(&cat, mode)?;
         let h2 = self.fc2.forward(&h1, mode)?;
@@ -161,7 +165,7 @@ impl CtNet {
     /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
     pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
         let fz = self.label_forward(z, Mode::Eval)?;
-        let ft = self.time_features(&[t], Mode::Eval, z.dtype())?;
+        let ft = self.time_features(&[t], Mode::Eval, z)?;
         let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
         let tb = tb.reshape(&[256])?;
@@ -184,6 +188,24 @@ impl CtNet {
     pub fn forward_uncached(&mut self, x: &Tensor, z: &Tensor, t: f64) -> Result<Tensor> {
         let cache = self.prepare(x)?;
         self.forward_cached(&cache, z, t)
+    }
+
+    /// Move every parameter, gradient and buffer to `device`.
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        self.img.to_device(device)?;
+        match &mut self.label {
+            LabelPath::Fc(fc) => fc.to_device(device)?,
+            LabelPath::Conv(path, _) => path.to_device(device)?,
+        }
+        for l in [
+            &mut self.time_fc,
+            &mut self.fc1,
+            &mut self.fc2,
+            &mut self.fc3,
+        ] {
+            l.to_device(device)?;
+        }
+        Ok(())
     }
 
     /// Re-key the dropout masks for step `key`.

@@ -246,12 +246,10 @@ impl NoPropDt {
         let g = self.classifier.backward(&dlogits, &self.embedding)?;
         // KL(q(z_0|y) ‖ N(0,I)) = ½[ᾱ_0‖u‖² − dᾱ_0 − d ln(1−ᾱ_0)], batch mean.
         let ab0 = self.schedule.alpha_bar(0);
-        // `u` is small ([B, d]); on a GPU this is one copy to the host.
-        let u_host = u.try_to_vec_f64()?;
-        let kl = (0..b).map(|i| {
-            let row = &u_host[i * d..(i + 1) * d];
-            self.schedule.kl_z0(row.iter().map(|v| v * v).sum(), d)
-        });
+        // ‖u_i‖² on `u`'s device; the `B` squared norms come to the host for
+        // the KL value (a logged loss term: its gradient below is a tensor op).
+        let usq = ops::row_dots(&u, &u)?.try_to_vec_f64()?;
+        let kl = usq.iter().map(|&s| self.schedule.kl_z0(s, d));
         let kl: f64 = if ab0 == 0.0 {
             0.0
         } else {
@@ -419,20 +417,8 @@ impl NoPropDt {
     }
 }
 
-/// Index of the largest entry of each row.
+/// Index of the largest entry of each row (the first on ties):
+/// [`ops::argmax_rows`] on `x`'s device.
 pub fn argmax_rows(x: &Tensor) -> Result<Vec<usize>> {
-    let m = x.dim(1);
-    let v = x.try_to_vec_f64()?;
-    Ok((0..x.dim(0))
-        .map(|i| {
-            let r = &v[i * m..(i + 1) * m];
-            let mut best = 0;
-            for j in 1..m {
-                if r[j] > r[best] {
-                    best = j;
-                }
-            }
-            best
-        })
-        .collect())
+    Ok(ops::argmax_rows(x)?)
 }

@@ -75,8 +75,22 @@ impl Adam {
 
     /// Move the moment estimates to `device` (where the parameters live).
     pub fn to_device(&mut self, device: &noprop_tensor::Device) -> Result<()> {
-        for t in self.m.values_mut().chain(self.v.values_mut()) {
-            *t = t.to_device(device)?;
+        self.to_device_where(device, |_| true)
+    }
+
+    /// Move the moment estimates of the parameters whose name satisfies
+    /// `moves` to `device`, leaving the others where they are (for a model
+    /// whose parameters do not all live on one device, e.g. NoProp-CT's
+    /// host-side learnable schedule).
+    pub fn to_device_where(
+        &mut self,
+        device: &noprop_tensor::Device,
+        moves: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        for (name, t) in self.m.iter_mut().chain(self.v.iter_mut()) {
+            if moves(name) {
+                *t = t.to_device(device)?;
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! time, and the samplers of NoProp-CT/FM: Euler and Heun ODE steps and the
 //! ancestral CT step of docs/DECISIONS.md, note D (i).
 
-use noprop_tensor::{ops, with_dtype, Elem, Tensor};
+use noprop_tensor::{ops, Tensor};
 
 use crate::cosine::Posterior;
 use crate::{Error, Result};
@@ -80,57 +80,46 @@ fn check_rows(op: &str, x: &Tensor, k: &[f64]) -> Result<usize> {
     Ok(x.dim(1))
 }
 
-/// `α_i·a_i + β_i·b_i` row by row, for `[B, d]` matrices and per-row scalars.
+/// `α_i·a_i + β_i·b_i` row by row, for `[B, d]` matrices and per-row scalars
+/// (rounded to the matrices' dtype, then two products and a sum in it):
+/// [`ops::combine_rows`] on `a`'s device. The scalars are host values (the
+/// per-row times and schedule values); they travel as one `[B]` tensor.
 pub fn combine_rows(alpha: &[f64], a: &Tensor, beta: &[f64], b: &Tensor) -> Result<Tensor> {
-    let d = check_rows("combine_rows", a, alpha)?;
+    check_rows("combine_rows", a, alpha)?;
     check_rows("combine_rows", b, beta)?;
     if a.shape() != b.shape() || a.dtype() != b.dtype() {
         return Err(Error::Invalid {
             what: format!("combine_rows: shapes {:?} and {:?}", a.shape(), b.shape()),
         });
     }
-    let mut out = a.zeros_like();
-    with_dtype!(a.dtype(), T, {
-        let (sa, sb) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-        let so = out.as_mut_slice::<T>()?;
-        for i in 0..alpha.len() {
-            let (ka, kb) = (T::from_f64_lossy(alpha[i]), T::from_f64_lossy(beta[i]));
-            for j in i * d..(i + 1) * d {
-                so[j] = ka * sa[j] + kb * sb[j];
-            }
-        }
-    });
-    Ok(out)
+    let dev = a.device();
+    Ok(ops::combine_rows(
+        &ops::row_coefficients(alpha, &dev)?,
+        a,
+        &ops::row_coefficients(beta, &dev)?,
+        b,
+    )?)
 }
 
-/// `k_i·x_i` row by row.
+/// `k_i·x_i` row by row, `k_i` first rounded to `x`'s dtype (so the product
+/// is the plain product in that dtype): [`ops::scale_rows`] on `x`'s device.
 pub fn scale_rows(x: &Tensor, k: &[f64]) -> Result<Tensor> {
-    let d = check_rows("scale_rows", x, k)?;
-    let mut out = x.clone();
-    with_dtype!(x.dtype(), T, {
-        let so = out.as_mut_slice::<T>()?;
-        for (i, &ki) in k.iter().enumerate() {
-            let kt = T::from_f64_lossy(ki);
-            for v in &mut so[i * d..(i + 1) * d] {
-                *v *= kt;
-            }
-        }
-    });
-    Ok(out)
+    check_rows("scale_rows", x, k)?;
+    let k = ops::row_coefficients(k, &x.device())?.to_dtype(x.dtype());
+    Ok(ops::scale_rows(x, &k)?)
 }
 
-/// Row-wise dot products `Σ_j a_ij·b_ij`.
+/// Row-wise dot products `Σ_j a_ij·b_ij` ([`ops::row_dots`], added in `f64`),
+/// copied to the host: `B` scalars that feed the host-side learnable
+/// schedule's gradient and the logged loss (on a GPU the sums are rounded to
+/// `f32`).
 pub fn row_dots(a: &Tensor, b: &Tensor) -> Result<Vec<f64>> {
     if a.shape() != b.shape() || a.rank() != 2 {
         return Err(Error::Invalid {
             what: format!("row_dots: shapes {:?} and {:?}", a.shape(), b.shape()),
         });
     }
-    let d = a.dim(1);
-    let (va, vb) = (a.to_vec_f64(), b.to_vec_f64());
-    Ok((0..a.dim(0))
-        .map(|i| (i * d..(i + 1) * d).map(|j| va[j] * vb[j]).sum())
-        .collect())
+    Ok(ops::row_dots(a, b)?.try_to_vec_f64()?)
 }
 
 /// Continuous-time noising with one `ᾱ` per row (Algorithm 2):

@@ -71,14 +71,17 @@ pub trait Method {
     fn eval_fields(&self) -> Map<String, Value> {
         Map::new()
     }
-    /// Move the model (parameters, buffers, optimiser state) to `device`.
-    /// Only NoProp-DT runs on CUDA so far; the default accepts the CPU only.
+    /// Move the model (parameters, buffers, optimiser state) to `device`;
+    /// every later draw and per-sample tensor of the method is made there.
+    /// Every built-in method implements it; the default, for a method
+    /// without a device path, accepts the CPU only (and `--device auto` on a
+    /// GPU then fails rather than falling back for that method alone).
     fn to_device(&mut self, device: &Device) -> Result<()> {
         if device.is_cpu() {
             Ok(())
         } else {
             Err(Error::config(format!(
-                "{} does not run on {device} yet (only noprop-dt does); use --device cpu",
+                "{} does not run on {device}; use --device cpu",
                 self.method()
             )))
         }

@@ -20,7 +20,6 @@ use crate::memory;
 use crate::method::{Method, Phase};
 use crate::methods;
 use crate::observe::{Event, Observer};
-use crate::options::DeviceArg;
 use crate::progress::{
     normalization_json, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,
 };
@@ -112,16 +111,9 @@ impl Trainer {
             c.dataset.as_str(),
             c.batch_size
         );
-        // `--device auto` picked a GPU: a method without a CUDA path (all but
-        // NoProp-DT so far) says so and trains on the CPU instead of failing.
-        let device = match model.to_device(&device) {
-            Ok(()) => device,
-            Err(e) if c.device == DeviceArg::Auto && !device.is_cpu() => {
-                info!("{e}; --device auto falls back to the CPU");
-                Device::Cpu
-            }
-            Err(e) => return Err(e),
-        };
+        // Every method runs where `--device` (or `auto`'s choice) says; a
+        // method that cannot is an error, never a silent per-method fallback.
+        model.to_device(&device)?;
         self.run(&c, s, model.as_mut(), progress, &device, started)
     }
 

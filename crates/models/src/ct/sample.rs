@@ -2,7 +2,6 @@
 //! an ODE, the image path cached (docs/DECISIONS.md § 17), and the class read-out.
 
 use noprop_nn::Mode;
-use noprop_schedules::ode::row_dots;
 use noprop_schedules::{ancestral_step, Stepper};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
@@ -69,9 +68,14 @@ impl NoPropCont {
         let d = self.config.embed_dim();
         let mut rng = RngStream::new(self.config.seed, stream(Purpose::Inference, key));
         let mut z = if noise {
-            ops::randn(&[b, d], self.embedding.weight.dtype(), &mut rng)?
+            ops::randn_on(
+                &self.device,
+                &[b, d],
+                self.embedding.weight.dtype(),
+                &mut rng,
+            )?
         } else {
-            Tensor::zeros(&[b, d], self.embedding.weight.dtype())
+            Tensor::zeros_on(&[b, d], self.embedding.weight.dtype(), &self.device)?
         };
         let cache = if cached { Some(self.prepare(x)?) } else { None };
         let w = self.embedding.weight.clone();
@@ -86,7 +90,7 @@ impl NoPropCont {
                     let u_hat = ops::matmul(&p, Transpose::No, &w, Transpose::No)?;
                     let post = self.schedule()?.posterior(t, (k + 1) as f64 * dt);
                     let eps = if noise {
-                        Some(ops::randn(&[b, d], w.dtype(), &mut rng)?)
+                        Some(ops::randn_on(&self.device, &[b, d], w.dtype(), &mut rng)?)
                     } else {
                         None
                     };
@@ -146,8 +150,7 @@ impl NoPropCont {
                 let w = &self.embedding.weight;
                 let mut s = ops::matmul(z, Transpose::No, w, Transpose::Yes)?;
                 ops::scale_in_place(&mut s, 2.0)?;
-                let wn: Vec<f64> = row_dots(w, w)?.iter().map(|v| -v).collect();
-                let wn = Tensor::from_vec(wn, &[w.dim(0)])?.to_dtype(s.dtype());
+                let wn = ops::scale(&ops::row_dots(w, w)?, -1.0)?.to_dtype(s.dtype());
                 ops::add_bias_rows(&mut s, &wn)?;
                 argmax_rows(&s)
             }

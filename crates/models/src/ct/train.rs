@@ -52,7 +52,7 @@ impl NoPropCont {
         if let Some(s) = self.schedule.as_mut() {
             let (value, grad) = s.param_and_grad();
             params.push(ParamMut {
-                name: "schedule.params".into(),
+                name: super::SCHEDULE_PARAM.into(),
                 value,
                 grad,
             });
@@ -91,18 +91,22 @@ impl NoPropCont {
         let bf = b as f64;
         let u = self.embedding.lookup(labels)?;
         let d = u.dim(1);
+        // The B times are host scalars: the host-side schedule is evaluated
+        // at them, and they reach the device as per-row coefficients.
         let ts = ops::rand_uniform(
             &[b],
             DType::F64,
             &mut RngStream::new(seed, stream(Purpose::Time, step)),
         )?
         .to_vec_f64();
-        let eps_t = ops::randn(
+        let eps_t = ops::randn_on(
+            &self.device,
             &[b, d],
             u.dtype(),
             &mut RngStream::new(seed, stream(Purpose::Zt, step)),
         )?;
-        let eps_1 = ops::randn(
+        let eps_1 = ops::randn_on(
+            &self.device,
             &[b, d],
             u.dtype(),
             &mut RngStream::new(seed, stream(Purpose::Z1, step)),
@@ -188,19 +192,23 @@ impl NoPropCont {
         let bf = b as f64;
         let u = self.embedding.lookup(labels)?;
         let d = u.dim(1);
+        // The B times are host scalars: the host-side schedule is evaluated
+        // at them, and they reach the device as per-row coefficients.
         let ts = ops::rand_uniform(
             &[b],
             DType::F64,
             &mut RngStream::new(seed, stream(Purpose::Time, step)),
         )?
         .to_vec_f64();
-        let z0 = ops::randn(
+        let z0 = ops::randn_on(
+            &self.device,
             &[b, d],
             u.dtype(),
             &mut RngStream::new(seed, stream(Purpose::FmZ0, step)),
         )?;
         let eps = if self.config.fm_sigma > 0.0 {
-            Some(ops::randn(
+            Some(ops::randn_on(
+                &self.device,
                 &[b, d],
                 u.dtype(),
                 &mut RngStream::new(seed, stream(Purpose::FmEps, step)),

@@ -64,11 +64,11 @@ impl CtNet {
         let fx = self.img.forward(x, Mode::Train)?;
         let w = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
         let proj = ops::matmul(&fx, Transpose::No, &w[0], Transpose::Yes)?;
-        let dw = || Tensor::zeros(&[256, 256], fx.dtype());
+        let dw = || Tensor::zeros_on(&[256, 256], fx.dtype(), &fx.device());
         Ok(TrainImageCache {
             dproj: proj.zeros_like(),
-            dw_label: dw(),
-            dw_time: dw(),
+            dw_label: dw()?,
+            dw_time: dw()?,
             db1: self.fc1.bias.zeros_like(),
             cache: ImageCache {
                 proj,
@@ -85,7 +85,7 @@ impl CtNet {
     /// [`CtNet::step_backward`] needs kept (one evaluation at a time).
     pub fn step_forward(&mut self, c: &mut TrainImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
         let fz = self.label_forward(z, Mode::Train)?;
-        let ft = self.time_features(&[t], Mode::Train, z.dtype())?;
+        let ft = self.time_features(&[t], Mode::Train, z)?;
         let mut tb = ops::matmul(&ft, Transpose::No, &c.cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
         let tb = tb.reshape(&[256])?;

@@ -71,6 +71,8 @@ pub(crate) mod kernels {
     pub(crate) mod random;
     #[path = "reduce/cuda.rs"]
     pub(crate) mod reduce;
+    #[path = "rows/cuda.rs"]
+    pub(crate) mod rows;
     #[path = "shape/cuda.rs"]
     pub(crate) mod shape;
     #[path = "softmax/cuda.rs"]

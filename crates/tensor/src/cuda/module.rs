@@ -28,6 +28,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("pool.cu", include_str!("../ops/pool/pool.cu")),
     ("random.cu", include_str!("../ops/random/random.cu")),
     ("reduce.cu", include_str!("../ops/reduce/reduce.cu")),
+    ("rows.cu", include_str!("../ops/rows/rows.cu")),
     ("shape.cu", include_str!("../ops/shape/shape.cu")),
     ("softmax.cu", include_str!("../ops/softmax/softmax.cu")),
 ];

@@ -23,6 +23,7 @@ pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
+pub(crate) mod rows;
 pub(crate) mod shape;
 pub(crate) mod softmax;
 
@@ -39,6 +40,10 @@ pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward, max_pool2d_grad, PoolIndices};
 pub use random::{dropout_forward, dropout_mask, rand_uniform, rand_uniform_on, randn, randn_on};
 pub use reduce::{dot, mean, sum, sum_rows, sum_sq};
+pub use rows::{
+    argmax_rows, combine_rows, row_coefficients, row_dots, row_max_abs, row_sums, scale_rows,
+    sq_dist_scores, time_embedding, time_embedding_backward, time_frequencies,
+};
 pub use shape::{concat_cols, gather_rows, scatter_add_rows, split_cols, transpose2d};
 pub use softmax::{log_softmax, softmax, softmax_backward, softmax_cross_entropy};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use noprop_baselines::{Adjoint, AdjointConfig, AdjointStats};
 use noprop_models::EmbeddingKind;
-use noprop_tensor::Tensor;
+use noprop_tensor::{Device, Tensor};
 use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
@@ -61,6 +61,10 @@ pub fn config(c: &TrainConfig, image: (usize, usize, usize), classes: usize) -> 
 impl Method for Adj {
     fn method(&self) -> MethodName {
         MethodName::Adjoint
+    }
+
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        Ok(self.model.to_device(device)?)
     }
 
     fn embedding(&self) -> EmbeddingKind {

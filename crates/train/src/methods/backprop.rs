@@ -5,7 +5,7 @@ use std::path::Path;
 
 use noprop_baselines::{Backprop, BackpropConfig};
 use noprop_models::EmbeddingKind;
-use noprop_tensor::Tensor;
+use noprop_tensor::{Device, Tensor};
 use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
@@ -31,6 +31,10 @@ pub fn config(c: &TrainConfig, image: (usize, usize, usize), classes: usize) -> 
 impl Method for Bp {
     fn method(&self) -> MethodName {
         MethodName::Backprop
+    }
+
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        Ok(self.model.to_device(device)?)
     }
 
     fn embedding(&self) -> EmbeddingKind {

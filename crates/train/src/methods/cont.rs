@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use noprop_models::{ContConfig, ContMethod, EmbeddingKind, NoPropCont, Sampler};
-use noprop_tensor::Tensor;
+use noprop_tensor::{Device, Tensor};
 use serde_json::{Map, Value};
 
 use crate::config::TrainConfig;
@@ -88,6 +88,10 @@ impl Method for Cont {
             ContMethod::Ct => MethodName::NopropCt,
             ContMethod::Fm => MethodName::NopropFm,
         }
+    }
+
+    fn to_device(&mut self, device: &Device) -> Result<()> {
+        Ok(self.model.to_device(device)?)
     }
 
     fn embedding(&self) -> EmbeddingKind {
