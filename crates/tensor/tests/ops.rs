@@ -139,15 +139,7 @@ impl Row {
 /// The result `got` (on `dev`) against the naive `want`: on the CPU
 /// `max_rel_err(got, want, floor) ≤ tol`; on a GPU the floor is raised to
 /// the scale of `want` and the tolerance is `tol + row·(1 + tol)`.
-fn check_ref(
-    dev: &Device,
-    what: &str,
-    got: &Tensor,
-    want: &[f64],
-    floor: f64,
-    tol: f64,
-    row: Row,
-) {
+fn check_ref(dev: &Device, what: &str, got: &Tensor, want: &[f64], floor: f64, tol: f64, row: Row) {
     let g = back(dev, what, got);
     assert_eq!(g.len(), want.len(), "{what}: length");
     let (floor, tol) = if dev.is_cpu() {
@@ -174,7 +166,10 @@ fn check_scalar(dev: &Device, what: &str, got: f64, want: f64, tol: f64, eps: f6
     } else {
         (tol + row.tol() * (1.0 + tol)) * want.abs().max(1.0)
     };
-    assert!(d <= bound, "{what} on {dev}: {got} vs {want} (bound {bound})");
+    assert!(
+        d <= bound,
+        "{what} on {dev}: {got} vs {want} (bound {bound})"
+    );
 }
 
 /// On a GPU, the parity check: `got` against the CPU op's result `cpu()`,
@@ -317,16 +312,35 @@ fn gemm_matches_naive_reference(dev: &Device) {
                 let c = ops::matmul(&da, ta, &db, tb).unwrap();
                 assert_eq!(c.shape(), &[m, n], "{what}");
                 check_ref(dev, &what, &c, &want, floor, tol, Row::Gemm);
-                parity(dev, &what, &c, || ops::matmul(&a, ta, &b, tb).unwrap(), Row::Gemm);
+                parity(
+                    dev,
+                    &what,
+                    &c,
+                    || ops::matmul(&a, ta, &b, tb).unwrap(),
+                    Row::Gemm,
+                );
 
                 // Into a random C: overwritten, then accumulated into.
                 let c0 = rand_t(&[m, n], dtype, s + 3);
                 let mut dc = up(dev, &c0);
                 ops::gemm_into(&mut dc, false, &da, ta, &db, tb).unwrap();
-                check_ref(dev, &format!("{what} into"), &dc, &want, floor, tol, Row::Gemm);
+                check_ref(
+                    dev,
+                    &format!("{what} into"),
+                    &dc,
+                    &want,
+                    floor,
+                    tol,
+                    Row::Gemm,
+                );
                 let mut dc = up(dev, &c0);
                 ops::gemm_into(&mut dc, true, &da, ta, &db, tb).unwrap();
-                let acc: Vec<f64> = c0.to_vec_f64().iter().zip(&want).map(|(x, y)| x + y).collect();
+                let acc: Vec<f64> = c0
+                    .to_vec_f64()
+                    .iter()
+                    .zip(&want)
+                    .map(|(x, y)| x + y)
+                    .collect();
                 let what_acc = format!("{what} accumulate");
                 check_ref(dev, &what_acc, &dc, &acc, floor, tol, Row::Gemm);
                 parity(
@@ -360,10 +374,22 @@ fn gemm_accumulates_into_output(dev: &Device) {
             let b = rand_t(&[k, n], dtype, s + 4);
             let c0 = rand_t(&[m, n], dtype, s + 5);
             let mut c = up(dev, &c0);
-            ops::gemm_into(&mut c, true, &up(dev, &a), Transpose::No, &up(dev, &b), Transpose::No)
-                .unwrap();
+            ops::gemm_into(
+                &mut c,
+                true,
+                &up(dev, &a),
+                Transpose::No,
+                &up(dev, &b),
+                Transpose::No,
+            )
+            .unwrap();
             let prod = naive_matmul(&a.to_vec_f64(), &b.to_vec_f64(), m, n, k);
-            let want: Vec<f64> = c0.to_vec_f64().iter().zip(&prod).map(|(x, y)| x + y).collect();
+            let want: Vec<f64> = c0
+                .to_vec_f64()
+                .iter()
+                .zip(&prod)
+                .map(|(x, y)| x + y)
+                .collect();
             let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
             let what = format!("gemm_into accumulate {m}x{n}x{k} {dtype:?}");
             check_ref(dev, &what, &c, &want, floor, tol, Row::Gemm);
@@ -535,12 +561,29 @@ fn conv2d_matches_naive_reference(dev: &Device) {
 
             // im2col is a copy; col2im sums overlapping taps.
             let col = ops::im2col(&dx_, k, k, pad).unwrap();
-            check_exact(dev, &format!("{what} im2col"), &col, &naive_im2col(&xv, shape, k, pad));
+            check_exact(
+                dev,
+                &format!("{what} im2col"),
+                &col,
+                &naive_im2col(&xv, shape, k, pad),
+            );
             let cc = rand_t(col.shape(), dtype, s + 4);
             let back_ = ops::col2im(&up(dev, &cc), &shape, k, k, pad).unwrap();
             let want = naive_col2im(&cc.to_vec_f64(), shape, k, pad);
-            let (floor, tol) = if f32 { (scale(&want), 1e-6) } else { (1.0, 1e-12) };
-            check_ref(dev, &format!("{what} col2im"), &back_, &want, floor, tol, Row::Col2im);
+            let (floor, tol) = if f32 {
+                (scale(&want), 1e-6)
+            } else {
+                (1.0, 1e-12)
+            };
+            check_ref(
+                dev,
+                &format!("{what} col2im"),
+                &back_,
+                &want,
+                floor,
+                tol,
+                Row::Col2im,
+            );
             parity(
                 dev,
                 &format!("{what} col2im"),
@@ -569,9 +612,24 @@ fn conv2d_matches_naive_reference(dev: &Device) {
                 if relu {
                     want.iter_mut().for_each(|v| *v = v.max(0.0));
                 }
-                assert_eq!(y.shape(), &[n, oc, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k]);
-                let (floor, tol) = if f32 { (scale(&want), 1e-5) } else { (1.0, 1e-12) };
-                check_ref(dev, &format!("{what} forward"), &y, &want, floor, tol, Row::Gemm);
+                assert_eq!(
+                    y.shape(),
+                    &[n, oc, h + 2 * pad + 1 - k, w + 2 * pad + 1 - k]
+                );
+                let (floor, tol) = if f32 {
+                    (scale(&want), 1e-5)
+                } else {
+                    (1.0, 1e-12)
+                };
+                check_ref(
+                    dev,
+                    &format!("{what} forward"),
+                    &y,
+                    &want,
+                    floor,
+                    tol,
+                    Row::Gemm,
+                );
                 // The CPU twin, masking with the device's own output (so
                 // that a value near 0 that rounds to the other side of 0 on
                 // the two devices does not flip the mask).
@@ -580,25 +638,49 @@ fn conv2d_matches_naive_reference(dev: &Device) {
                     let yc = ops::conv2d_forward(&x, &wt, bias.then_some(&b), pad, relu, &mut ws)
                         .unwrap();
                     let yh = y.to_device(&Device::Cpu).unwrap();
-                    let g = ops::conv2d_backward(&dy, &wt, relu.then_some(&yh), &mut ws, true)
-                        .unwrap();
+                    let g =
+                        ops::conv2d_backward(&dy, &wt, relu.then_some(&yh), &mut ws, true).unwrap();
                     (yc, g)
                 };
-                parity(dev, &format!("{what} forward"), &y, || run_cpu().0, Row::Gemm);
+                parity(
+                    dev,
+                    &format!("{what} forward"),
+                    &y,
+                    || run_cpu().0,
+                    Row::Gemm,
+                );
 
                 let mask = relu.then_some(&y);
                 let ddy = up(dev, &dy);
                 let g = ops::conv2d_backward(&ddy, &dw_, mask, &mut ws, true).unwrap();
                 let dxg = g.dx.as_ref().unwrap();
-                for (name, got, want) in [("dw", &g.dw, &wdw), ("db", &g.db, &wdb), ("dx", dxg, &wdx)] {
-                    let (floor, tol) = if f32 { (scale(want), 1e-5) } else { (1.0, 1e-11) };
+                for (name, got, want) in
+                    [("dw", &g.dw, &wdw), ("db", &g.db, &wdb), ("dx", dxg, &wdx)]
+                {
+                    let (floor, tol) = if f32 {
+                        (scale(want), 1e-5)
+                    } else {
+                        (1.0, 1e-11)
+                    };
                     let what = format!("{what} {name}");
                     check_ref(dev, &what, got, want, floor, tol, Row::Gemm);
                 }
                 if !dev.is_cpu() {
                     let (_, gc) = run_cpu();
-                    parity(dev, &format!("{what} dw"), &g.dw, || gc.dw.clone(), Row::Gemm);
-                    parity(dev, &format!("{what} db"), &g.db, || gc.db.clone(), Row::Gemm);
+                    parity(
+                        dev,
+                        &format!("{what} dw"),
+                        &g.dw,
+                        || gc.dw.clone(),
+                        Row::Gemm,
+                    );
+                    parity(
+                        dev,
+                        &format!("{what} db"),
+                        &g.db,
+                        || gc.db.clone(),
+                        Row::Gemm,
+                    );
                     let cdx = gc.dx.clone().unwrap();
                     parity(dev, &format!("{what} dx"), dxg, || cdx, Row::Gemm);
                 }
@@ -616,8 +698,15 @@ fn conv2d_f32_matches_f64_and_fused_relu(dev: &Device) {
     let wt = rand_t(&[64, 32, 3, 3], DType::F32, 12);
     let b = rand_t(&[64], DType::F32, 13);
     let mut ws = ops::ConvWorkspace::new();
-    let y = ops::conv2d_forward(&up(dev, &x), &up(dev, &wt), Some(&up(dev, &b)), 0, true, &mut ws)
-        .unwrap();
+    let y = ops::conv2d_forward(
+        &up(dev, &x),
+        &up(dev, &wt),
+        Some(&up(dev, &b)),
+        0,
+        true,
+        &mut ws,
+    )
+    .unwrap();
     let mut ws64 = ops::ConvWorkspace::new();
     let y64 = ops::conv2d_forward(
         &x.to_dtype(DType::F64),
@@ -649,7 +738,10 @@ fn fused_relu_mask_in_conv_backward_equals_separate_mask(dev: &Device) {
         ops::conv2d_forward(&x, &w, Some(&b), 0, true, &mut ws2).unwrap();
         let masked = ops::relu_backward(&dy, &y).unwrap();
         let plain = ops::conv2d_backward(&masked, &w, None, &mut ws2, true).unwrap();
-        assert!(fused.dw.bit_eq(&plain.dw) && fused.db.bit_eq(&plain.db), "{dtype:?}");
+        assert!(
+            fused.dw.bit_eq(&plain.dw) && fused.db.bit_eq(&plain.db),
+            "{dtype:?}"
+        );
         assert!(fused.dx.unwrap().bit_eq(&plain.dx.unwrap()), "{dtype:?}");
         // The mask did something.
         assert!(back(dev, "y", &y).contains(&0.0));
@@ -867,8 +959,12 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
             let (xv, gv, bv) = (x.to_vec_f64(), gamma.to_vec_f64(), beta.to_vec_f64());
             let (want, mu, var) = naive_bn(&xv, shape, &gv, &bv);
             let m = (x.numel() / c) as f64;
-            let want_rm: Vec<f64> =
-                rm0.to_vec_f64().iter().zip(&mu).map(|(r, u)| 0.9 * r + 0.1 * u).collect();
+            let want_rm: Vec<f64> = rm0
+                .to_vec_f64()
+                .iter()
+                .zip(&mu)
+                .map(|(r, u)| 0.9 * r + 0.1 * u)
+                .collect();
             let want_rv: Vec<f64> = rv0
                 .to_vec_f64()
                 .iter()
@@ -883,7 +979,15 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
                 ("running var", &rv, &want_rv),
             ] {
                 let (floor, tol) = tol_of(want);
-                check_ref(dev, &format!("{what} {name}"), got, want, floor, tol, Row::BatchNorm);
+                check_ref(
+                    dev,
+                    &format!("{what} {name}"),
+                    got,
+                    want,
+                    floor,
+                    tol,
+                    Row::BatchNorm,
+                );
             }
             let run_cpu = || {
                 let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
@@ -911,8 +1015,11 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
             let p: usize = shape[2..].iter().product();
             let ch = |i: usize| (i / p) % c;
             let inv: Vec<f64> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
-            let xhat: Vec<f64> =
-                xv.iter().enumerate().map(|(i, v)| (v - mu[ch(i)]) * inv[ch(i)]).collect();
+            let xhat: Vec<f64> = xv
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v - mu[ch(i)]) * inv[ch(i)])
+                .collect();
             let (mut wdg, mut wdb) = (vec![0.0; c], vec![0.0; c]);
             for i in 0..xv.len() {
                 wdb[ch(i)] += dyv[i];
@@ -924,10 +1031,21 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
                     gv[k] * inv[k] / m * (m * dyv[i] - wdb[k] - xhat[i] * wdg[k])
                 })
                 .collect();
-            for (name, got, want) in [("dx", &gdx, &wdx), ("dgamma", &gdg, &wdg), ("dbeta", &gdb, &wdb)]
-            {
+            for (name, got, want) in [
+                ("dx", &gdx, &wdx),
+                ("dgamma", &gdg, &wdg),
+                ("dbeta", &gdb, &wdb),
+            ] {
                 let (floor, tol) = tol_of(want);
-                check_ref(dev, &format!("{what} {name}"), got, want, floor, tol, Row::BatchNorm);
+                check_ref(
+                    dev,
+                    &format!("{what} {name}"),
+                    got,
+                    want,
+                    floor,
+                    tol,
+                    Row::BatchNorm,
+                );
             }
             if !dev.is_cpu() {
                 let (_, cs, _, _) = run_cpu();
@@ -940,7 +1058,15 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
             // Eval with the batch's own statistics reproduces the training output.
             let ye = ops::batch_norm_eval(&dxx, &dg, &db, &saved.mean, &saved.var, 1e-5).unwrap();
             let (floor, tol) = tol_of(&want);
-            check_ref(dev, &format!("{what} eval (batch stats)"), &ye, &want, floor, tol, Row::BatchNorm);
+            check_ref(
+                dev,
+                &format!("{what} eval (batch stats)"),
+                &ye,
+                &want,
+                floor,
+                tol,
+                Row::BatchNorm,
+            );
             // Eval with other running statistics.
             let (rmv, rvv) = (rm0.to_vec_f64(), rv0.to_vec_f64());
             let want_e: Vec<f64> = (0..xv.len())
@@ -949,10 +1075,18 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
                     gv[k] * (xv[i] - rmv[k]) / (rvv[k] + 1e-5).sqrt() + bv[k]
                 })
                 .collect();
-            let ye = ops::batch_norm_eval(&dxx, &dg, &db, &up(dev, &rm0), &up(dev, &rv0), 1e-5)
-                .unwrap();
+            let ye =
+                ops::batch_norm_eval(&dxx, &dg, &db, &up(dev, &rm0), &up(dev, &rv0), 1e-5).unwrap();
             let (floor, tol) = tol_of(&want_e);
-            check_ref(dev, &format!("{what} eval"), &ye, &want_e, floor, tol, Row::BatchNorm);
+            check_ref(
+                dev,
+                &format!("{what} eval"),
+                &ye,
+                &want_e,
+                floor,
+                tol,
+                Row::BatchNorm,
+            );
             parity(
                 dev,
                 &format!("{what} eval"),
@@ -970,9 +1104,18 @@ fn batch_norm_matches_naive_reference(dev: &Device) {
 /// against the naive formulas, including an empty batch. f64: 1e-12
 /// relative (the gradient 1e-14 absolute); f32: 1e-6 of the result's scale.
 fn softmax_family_matches_naive_reference(dev: &Device) {
-    for (i, &(b, m)) in [(1, 1), (7, 10), (63, 100), (128, 10), (7, 63), (63, 7), (4, 1000), (0, 10)]
-        .iter()
-        .enumerate()
+    for (i, &(b, m)) in [
+        (1, 1),
+        (7, 10),
+        (63, 100),
+        (128, 10),
+        (7, 63),
+        (63, 7),
+        (4, 1000),
+        (0, 10),
+    ]
+    .iter()
+    .enumerate()
     {
         for &dtype in dtypes(dev) {
             let x = ops::scale(&rand_t(&[b, m], dtype, 51 + i as u64), 3.0).unwrap();
@@ -998,20 +1141,72 @@ fn softmax_family_matches_naive_reference(dev: &Device) {
             }
             let want_loss = if b == 0 { 0.0 } else { want_loss / b as f64 };
             let f32 = dtype == DType::F32;
-            let t = |v: &[f64], floor64: f64| if f32 { (scale(v), 1e-6) } else { (floor64, 1e-12) };
+            let t = |v: &[f64], floor64: f64| {
+                if f32 {
+                    (scale(v), 1e-6)
+                } else {
+                    (floor64, 1e-12)
+                }
+            };
             let (floor, tol) = t(&wp, 1e-300);
             check_ref(dev, &what, &p, &wp, floor, tol, Row::Softmax);
             let (floor, tol) = t(&wlp, 1.0);
-            check_ref(dev, &format!("log_{what}"), &lp, &wlp, floor, tol, Row::Softmax);
-            let (floor, tol) = if f32 { (scale(&wg), 1e-6) } else { (1.0, 1e-14) };
-            check_ref(dev, &format!("{what} xent grad"), &grad, &wg, floor, tol, Row::Softmax);
+            check_ref(
+                dev,
+                &format!("log_{what}"),
+                &lp,
+                &wlp,
+                floor,
+                tol,
+                Row::Softmax,
+            );
+            let (floor, tol) = if f32 {
+                (scale(&wg), 1e-6)
+            } else {
+                (1.0, 1e-14)
+            };
+            check_ref(
+                dev,
+                &format!("{what} xent grad"),
+                &grad,
+                &wg,
+                floor,
+                tol,
+                Row::Softmax,
+            );
             let (ltol, leps) = if f32 { (1e-6, 1e-6) } else { (1e-12, 0.0) };
-            check_scalar(dev, &format!("{what} xent loss"), loss, want_loss, ltol, leps, Row::Softmax);
+            check_scalar(
+                dev,
+                &format!("{what} xent loss"),
+                loss,
+                want_loss,
+                ltol,
+                leps,
+                Row::Softmax,
+            );
             parity(dev, &what, &p, || ops::softmax(&x).unwrap(), Row::Softmax);
-            parity(dev, &format!("log_{what}"), &lp, || ops::log_softmax(&x).unwrap(), Row::Softmax);
+            parity(
+                dev,
+                &format!("log_{what}"),
+                &lp,
+                || ops::log_softmax(&x).unwrap(),
+                Row::Softmax,
+            );
             let cpu = || ops::softmax_cross_entropy(&x, &labels).unwrap();
-            parity(dev, &format!("{what} xent grad"), &grad, || cpu().1, Row::Softmax);
-            parity_scalar(dev, &format!("{what} xent loss"), loss, || cpu().0, Row::Softmax);
+            parity(
+                dev,
+                &format!("{what} xent grad"),
+                &grad,
+                || cpu().1,
+                Row::Softmax,
+            );
+            parity_scalar(
+                dev,
+                &format!("{what} xent loss"),
+                loss,
+                || cpu().0,
+                Row::Softmax,
+            );
         }
     }
     let x = up(dev, &rand_t(&[2, 3], DType::F32, 52));
@@ -1049,7 +1244,13 @@ fn softmax_backward_matches_jacobian(dev: &Device) {
             } else {
                 check_ref(dev, &what, &dx, &want, scale(&want), 1e-6, Row::Softmax);
             }
-            parity(dev, &what, &dx, || ops::softmax_backward(&p, &dp).unwrap(), Row::Softmax);
+            parity(
+                dev,
+                &what,
+                &dx,
+                || ops::softmax_backward(&p, &dp).unwrap(),
+                Row::Softmax,
+            );
         }
     }
 }
@@ -1104,11 +1305,17 @@ fn check_sum(
         (DType::F32, true) => 2e-7 * mag.max(1.0),
         (DType::F32, false) => (2e-7 + Row::Reduce.tol()) * mag.max(1.0),
     };
-    assert!(d <= bound, "{what} on {dev}: {got} vs {want} (bound {bound})");
+    assert!(
+        d <= bound,
+        "{what} on {dev}: {got} vs {want} (bound {bound})"
+    );
     if !dev.is_cpu() {
         let c = cpu();
         let bound = Row::Reduce.tol() * mag.max(1.0);
-        assert!((got - c).abs() <= bound, "{what}: cpu {c}, gpu {got} (bound {bound})");
+        assert!(
+            (got - c).abs() <= bound,
+            "{what}: cpu {c}, gpu {got} (bound {bound})"
+        );
     }
 }
 
@@ -1128,23 +1335,59 @@ fn reductions_match_naive(dev: &Device) {
             let sum: f64 = av.iter().sum();
             let got = ops::sum(&da).unwrap();
             let cpu = || ops::sum(&a).unwrap();
-            check_sum(dev, &format!("sum {what}"), dtype, got, sum, abs, (1e-10, 0.0), cpu);
+            check_sum(
+                dev,
+                &format!("sum {what}"),
+                dtype,
+                got,
+                sum,
+                abs,
+                (1e-10, 0.0),
+                cpu,
+            );
             if n > 0 {
                 let got = ops::mean(&da).unwrap();
                 let (want, mag) = (sum / n as f64, abs / n as f64);
                 let cpu = || ops::mean(&a).unwrap();
-                check_sum(dev, &format!("mean {what}"), dtype, got, want, mag, (1e-10, 0.0), cpu);
+                check_sum(
+                    dev,
+                    &format!("mean {what}"),
+                    dtype,
+                    got,
+                    want,
+                    mag,
+                    (1e-10, 0.0),
+                    cpu,
+                );
             }
             let got = ops::sum_sq(&da).unwrap();
             let want: f64 = av.iter().map(|v| v * v).sum();
             let mag = partial_sums_norm(av.iter().map(|v| v * v));
             let cpu = || ops::sum_sq(&a).unwrap();
-            check_sum(dev, &format!("sum_sq {what}"), dtype, got, want, mag, (1e-12, 0.0), cpu);
+            check_sum(
+                dev,
+                &format!("sum_sq {what}"),
+                dtype,
+                got,
+                want,
+                mag,
+                (1e-12, 0.0),
+                cpu,
+            );
             let got = ops::dot(&da, &db).unwrap();
             let want: f64 = av.iter().zip(&bv).map(|(x, y)| x * y).sum();
             let mag = partial_sums_norm(av.iter().zip(&bv).map(|(x, y)| x * y));
             let cpu = || ops::dot(&a, &b).unwrap();
-            check_sum(dev, &format!("dot {what}"), dtype, got, want, mag, (1e-9, 1e-9), cpu);
+            check_sum(
+                dev,
+                &format!("dot {what}"),
+                dtype,
+                got,
+                want,
+                mag,
+                (1e-9, 1e-9),
+                cpu,
+            );
         }
     }
     // Column sums, including an empty batch (zeros).
@@ -1154,14 +1397,26 @@ fn reductions_match_naive(dev: &Device) {
             let xs = x.to_vec_f64();
             let got = ops::sum_rows(&up(dev, &x)).unwrap();
             assert_eq!(got.shape(), &[n]);
-            let want: Vec<f64> = (0..n).map(|j| (0..m).map(|i| xs[i * n + j]).sum()).collect();
+            let want: Vec<f64> = (0..n)
+                .map(|j| (0..m).map(|i| xs[i * n + j]).sum())
+                .collect();
             let what = format!("sum_rows {m}x{n} {dtype:?}");
-            let (floor, tol) = if dtype == DType::F32 { (scale(&want), 1e-6) } else { (1e-12, 1e-12) };
+            let (floor, tol) = if dtype == DType::F32 {
+                (scale(&want), 1e-6)
+            } else {
+                (1e-12, 1e-12)
+            };
             check_ref(dev, &what, &got, &want, floor, tol, Row::Exact);
             parity(dev, &what, &got, || ops::sum_rows(&x).unwrap(), Row::Exact);
         }
     }
 }
+
+/// A binary op on tensors, for a table of cases.
+type BinaryOp = fn(&Tensor, &Tensor) -> Tensor;
+
+/// The reference of an element-wise op on one element pair.
+type Reference<'a> = dyn Fn(f64, f64) -> f64 + 'a;
 
 /// Element-wise ops and bias epilogues: exact, against the same IEEE
 /// operations done here (in f64 and rounded to the dtype after each one).
@@ -1178,29 +1433,37 @@ fn elementwise_match_naive(dev: &Device) {
             };
             let what = format!("{s:?} {dtype:?}");
             let (al, be) = (r(0.3), r(-1.7));
-            let cases: Vec<(&str, Tensor, Vec<f64>, Box<dyn Fn(&Tensor, &Tensor) -> Tensor>)> = vec![
-                ("add", ops::add(&da, &db).unwrap(), map2(&|x, y| r(x + y)), Box::new(|a, b| ops::add(a, b).unwrap())),
-                ("sub", ops::sub(&da, &db).unwrap(), map2(&|x, y| r(x - y)), Box::new(|a, b| ops::sub(a, b).unwrap())),
-                ("mul", ops::mul(&da, &db).unwrap(), map2(&|x, y| r(x * y)), Box::new(|a, b| ops::mul(a, b).unwrap())),
+            // (name, the op, its reference on one element pair).
+            let cases: [(&str, BinaryOp, &Reference<'_>); 7] = [
+                ("add", |a, b| ops::add(a, b).unwrap(), &|x, y| r(x + y)),
+                ("sub", |a, b| ops::sub(a, b).unwrap(), &|x, y| r(x - y)),
+                ("mul", |a, b| ops::mul(a, b).unwrap(), &|x, y| r(x * y)),
                 (
                     "add_scaled",
-                    ops::add_scaled(0.3, &da, -1.7, &db).unwrap(),
-                    map2(&|x, y| r(r(al * x) + r(be * y))),
-                    Box::new(|a, b| ops::add_scaled(0.3, a, -1.7, b).unwrap()),
+                    |a, b| ops::add_scaled(0.3, a, -1.7, b).unwrap(),
+                    &|x, y| r(r(al * x) + r(be * y)),
                 ),
-                ("scale", ops::scale(&da, 0.37).unwrap(), map2(&|x, _| r(r(0.37) * x)), Box::new(|a, _| ops::scale(a, 0.37).unwrap())),
-                ("relu", ops::relu(&da).unwrap(), map2(&|x, _| if x < 0.0 { 0.0 } else { x }), Box::new(|a, _| ops::relu(a).unwrap())),
+                ("scale", |a, _| ops::scale(a, 0.37).unwrap(), &|x, _| {
+                    r(r(0.37) * x)
+                }),
+                ("relu", |a, _| ops::relu(a).unwrap(), &|x, _| {
+                    if x < 0.0 {
+                        0.0
+                    } else {
+                        x
+                    }
+                }),
                 (
                     "relu_backward",
-                    ops::relu_backward(&db, &ops::relu(&da).unwrap()).unwrap(),
-                    map2(&|x, y| if x <= 0.0 { 0.0 } else { y }),
-                    Box::new(|a, b| ops::relu_backward(b, &ops::relu(a).unwrap()).unwrap()),
+                    |a, b| ops::relu_backward(b, &ops::relu(a).unwrap()).unwrap(),
+                    &|x, y| if x <= 0.0 { 0.0 } else { y },
                 ),
             ];
-            for (name, got, want, cpu) in cases {
+            for (name, op, f) in cases {
                 let what = format!("{name} {what}");
-                check_exact(dev, &what, &got, &want);
-                parity(dev, &what, &got, || cpu(&a, &b), Row::Exact);
+                let got = op(&da, &db);
+                check_exact(dev, &what, &got, &map2(f));
+                parity(dev, &what, &got, || op(&a, &b), Row::Exact);
             }
             // In place: y ← y + αb, then y += b, y ⊙= b, y ← 2y, relu, mask, fill.
             let mut y = da.clone();
@@ -1218,7 +1481,11 @@ fn elementwise_match_naive(dev: &Device) {
             check_exact(dev, &format!("scale_in_place {what}"), &y, &want);
             let mut m = db.clone();
             ops::relu_backward_in_place(&mut m, &y).unwrap();
-            let wm: Vec<f64> = want.iter().zip(&bv).map(|(&w, &b)| if w <= 0.0 { 0.0 } else { b }).collect();
+            let wm: Vec<f64> = want
+                .iter()
+                .zip(&bv)
+                .map(|(&w, &b)| if w <= 0.0 { 0.0 } else { b })
+                .collect();
             check_exact(dev, &format!("relu_backward_in_place {what}"), &m, &wm);
             ops::relu_in_place(&mut y).unwrap();
             want.iter_mut().for_each(|w| *w = w.max(0.0));
@@ -1237,7 +1504,11 @@ fn elementwise_match_naive(dev: &Device) {
             let x = rand_t(&[m, n], dtype, 40);
             let bias = rand_t(&[n], dtype, 41);
             let (xs, bv) = (x.to_vec_f64(), bias.to_vec_f64());
-            let sum: Vec<f64> = xs.iter().enumerate().map(|(i, v)| r(v + bv[i % n])).collect();
+            let sum: Vec<f64> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| r(v + bv[i % n]))
+                .collect();
             let what = format!("{m}x{n} {dtype:?}");
             let mut y = up(dev, &x);
             ops::add_bias_rows(&mut y, &up(dev, &bias)).unwrap();
@@ -1260,8 +1531,11 @@ fn concat_split_gather_scatter_transpose(dev: &Device) {
             let r = rounder(dtype);
             let what = format!("batch {b} {dtype:?}");
             let widths = [1usize, 7, 63];
-            let parts: Vec<Tensor> =
-                widths.iter().enumerate().map(|(i, &w)| rand_t(&[b, w], dtype, 80 + i as u64)).collect();
+            let parts: Vec<Tensor> = widths
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| rand_t(&[b, w], dtype, 80 + i as u64))
+                .collect();
             let dparts: Vec<Tensor> = parts.iter().map(|p| up(dev, p)).collect();
             let cat = ops::concat_cols(&dparts.iter().collect::<Vec<_>>()).unwrap();
             assert_eq!(cat.shape(), &[b, 71]);
@@ -1282,7 +1556,10 @@ fn concat_split_gather_scatter_transpose(dev: &Device) {
             let tv = table.to_vec_f64();
             let idx: Vec<usize> = (0..b).map(|i| [3, 3, 9, 0][i % 4]).collect();
             let g = ops::gather_rows(&up(dev, &table), &idx).unwrap();
-            let want: Vec<f64> = idx.iter().flat_map(|&i| tv[i * 63..(i + 1) * 63].to_vec()).collect();
+            let want: Vec<f64> = idx
+                .iter()
+                .flat_map(|&i| tv[i * 63..(i + 1) * 63].to_vec())
+                .collect();
             check_exact(dev, &format!("gather_rows {what}"), &g, &want);
             let src = rand_t(&[b, 63], dtype, 84);
             let sv = src.to_vec_f64();
@@ -1294,7 +1571,13 @@ fn concat_split_gather_scatter_transpose(dev: &Device) {
                 }
             }
             check_exact(dev, &format!("scatter_add_rows {what}"), &sc, &want);
-            parity(dev, &format!("scatter_add_rows {what}"), &sc, || ops::scatter_add_rows(&src, &idx, 10).unwrap(), Row::Exact);
+            parity(
+                dev,
+                &format!("scatter_add_rows {what}"),
+                &sc,
+                || ops::scatter_add_rows(&src, &idx, 10).unwrap(),
+                Row::Exact,
+            );
             assert!(ops::gather_rows(&up(dev, &table), &[10]).is_err());
         }
     }
@@ -1311,13 +1594,26 @@ fn concat_split_gather_scatter_transpose(dev: &Device) {
             max_relative = 1e-12
         );
     }
-    for &(rows, cols) in &[(7, 5), (1, 1), (7, 63), (63, 7), (100, 33), (257, 513), (0, 4)] {
+    for &(rows, cols) in &[
+        (7, 5),
+        (1, 1),
+        (7, 63),
+        (63, 7),
+        (100, 33),
+        (257, 513),
+        (0, 4),
+    ] {
         for &dtype in dtypes(dev) {
             let x = rand_t(&[rows, cols], dtype, 85);
             let t = ops::transpose2d(&up(dev, &x)).unwrap();
             assert_eq!(t.shape(), &[cols, rows]);
             let want = naive_t(&x.to_vec_f64(), rows, cols);
-            check_exact(dev, &format!("transpose2d {rows}x{cols} {dtype:?}"), &t, &want);
+            check_exact(
+                dev,
+                &format!("transpose2d {rows}x{cols} {dtype:?}"),
+                &t,
+                &want,
+            );
         }
     }
 }
@@ -1364,7 +1660,15 @@ fn optimisers_match_naive(dev: &Device) {
                 }
                 let what = format!("adam {s:?} decoupled={decoupled} {dtype:?}");
                 for (name, got, want) in [("param", &p, &wp), ("m", &m, &wm), ("v", &v, &wv)] {
-                    check_ref(dev, &format!("{what} {name}"), got, want, 1.0, tol, Row::Adam);
+                    check_ref(
+                        dev,
+                        &format!("{what} {name}"),
+                        got,
+                        want,
+                        1.0,
+                        tol,
+                        Row::Adam,
+                    );
                 }
                 if !dev.is_cpu() {
                     let (mut cp, mut cm, mut cv) = (p0.clone(), m0.clone(), v0.clone());
@@ -1390,7 +1694,15 @@ fn optimisers_match_naive(dev: &Device) {
             }
             let what = format!("sgd {s:?} {dtype:?}");
             check_ref(dev, &format!("{what} param"), &p, &wp, 1.0, tol, Row::Exact);
-            check_ref(dev, &format!("{what} momentum"), &b, &wb, 1.0, tol, Row::Exact);
+            check_ref(
+                dev,
+                &format!("{what} momentum"),
+                &b,
+                &wb,
+                1.0,
+                tol,
+                Row::Exact,
+            );
             if !dev.is_cpu() {
                 let (mut cp, mut cb) = (p0.clone(), b0.clone());
                 for grad in &grads {
@@ -1410,7 +1722,11 @@ fn optimisers_match_naive(dev: &Device) {
 /// normals (1e-6 on a GPU, bit-identical on the CPU), uniforms and dropout
 /// masks (bit-identical), including an empty draw.
 fn random_draws_match_the_host_stream(dev: &Device) {
-    for (i, s) in SIZES.iter().chain([&[70_002usize][..], &[3, 1]].iter()).enumerate() {
+    for (i, s) in SIZES
+        .iter()
+        .chain([&[70_002usize][..], &[3, 1]].iter())
+        .enumerate()
+    {
         for &dtype in dtypes(dev) {
             // Same (seed, stream, offset) on both sides, offsets not multiples of anything.
             let start = RngStream::at(77, 5 + i as u64, 12_345 * i as u64 + 3);
@@ -1418,17 +1734,35 @@ fn random_draws_match_the_host_stream(dev: &Device) {
             let what = format!("{s:?} {dtype:?}");
             let want = ops::randn(s, dtype, &mut r1).unwrap();
             let got = ops::randn_on(dev, s, dtype, &mut r2).unwrap();
-            check_ref(dev, &format!("randn {what}"), &got, &want.to_vec_f64(), 1.0, 0.0, Row::Randn);
+            check_ref(
+                dev,
+                &format!("randn {what}"),
+                &got,
+                &want.to_vec_f64(),
+                1.0,
+                0.0,
+                Row::Randn,
+            );
             assert_eq!(r1, r2, "randn advances both streams alike");
             let want = ops::rand_uniform(s, dtype, &mut r1).unwrap();
             let got = ops::rand_uniform_on(dev, s, dtype, &mut r2).unwrap();
-            check_exact(dev, &format!("rand_uniform {what}"), &got, &want.to_vec_f64());
+            check_exact(
+                dev,
+                &format!("rand_uniform {what}"),
+                &got,
+                &want.to_vec_f64(),
+            );
             assert_eq!(r1, r2, "rand_uniform advances both streams alike");
             for p in [0.0, 0.1, 0.5] {
                 let x = rand_t(s, dtype, 3000 + i as u64);
                 let mask = ops::dropout_mask(s, p, dtype, &mut r1).unwrap();
                 let (y, m) = ops::dropout_forward(&up(dev, &x), p, &mut r2).unwrap();
-                check_exact(dev, &format!("dropout mask {what} p={p}"), &m, &mask.to_vec_f64());
+                check_exact(
+                    dev,
+                    &format!("dropout mask {what} p={p}"),
+                    &m,
+                    &mask.to_vec_f64(),
+                );
                 let want = ops::mul(&x, &mask).unwrap().to_vec_f64();
                 check_exact(dev, &format!("dropout y {what} p={p}"), &y, &want);
                 assert_eq!(r1, r2, "dropout advances both streams alike");
