@@ -21,13 +21,15 @@
 # NVRTC/cuBLAS from PyPI are found automatically:
 #     pip install nvidia-cuda-nvrtc==13.0.88 nvidia-cublas
 #
-# Every parity test prints "SKIPPED" when it finds no usable GPU; here that
+# `ops` runs every op test body on the CPU and on the GPU (`<body>::cpu`,
+# `<body>::cuda`: values against naive references, and GPU against CPU).
+# Every GPU test prints "SKIPPED" when it finds no usable GPU; here that
 # is a failure (set GPU_CHECK_ALLOW_SKIP=1 to accept it, e.g. to test the
 # script itself on a machine without a GPU).
 set -euo pipefail
 
 # The prebuilt test binaries this script runs (cargo names them NAME-HASH).
-BINARIES=(cuda_nvrtc cuda_parity cuda_alloc_steady cuda_dispatch cuda_dt)
+BINARIES=(cuda_nvrtc ops cuda_alloc_steady cuda_dispatch cuda_dt)
 # Fashion-MNIST (Debian's dataset-fashion-mnist), or FASHION_DIR.
 FASHION_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 

@@ -4,42 +4,40 @@
 //! The pool is shared by every user of a GPU in the process, so this test
 //! lives alone in its own test binary (its own process): no other test can
 //! allocate while it counts, whatever the test threads or their scheduling.
-//! Skips, printing why, without a usable GPU.
-#![cfg(feature = "cuda")]
+//! Prints `SKIPPED …` and passes without a usable GPU (see `common/mod.rs`).
 
-use noprop_tensor::cuda::{ops as g, CudaDevice, CudaTensor};
-use noprop_tensor::ops::{self as c, Transpose};
+mod common;
+
+use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::DType;
+use noprop_tensor::{DType, Device};
 
 #[test]
 fn allocator_steady_state() {
-    let d = match CudaDevice::new(0) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("SKIPPED allocator_steady_state: no usable CUDA device ({e})");
-            return;
-        }
+    let Some(Device::Cuda(gpu)) = common::cuda_device("allocator_steady_state") else {
+        return;
     };
-    let d = d.new_stream().unwrap();
+    // A stream of its own, so that the step's work is all this test queues.
+    let d = gpu.new_stream().unwrap();
+    let dev = Device::Cuda(d.clone());
     let randn = |shape: &[usize], stream: u64| {
         let mut rng = RngStream::new(0x5eed, stream);
-        let t = c::randn(shape, DType::F32, &mut rng).unwrap();
-        CudaTensor::from_host(&t, &d).unwrap()
+        let t = ops::randn(shape, DType::F32, &mut rng).unwrap();
+        t.to_device(&dev).unwrap()
     };
     let x = randn(&[64, 128], 5000);
     let w = randn(&[128, 32], 5001);
-    let step = |d: &CudaDevice| {
-        let y = g::matmul(&x, Transpose::No, &w, Transpose::No).unwrap();
-        let r = g::relu(&y).unwrap();
-        let _ = g::sum(&r).unwrap();
-        d.synchronize().unwrap();
+    let step = || {
+        let y = ops::matmul(&x, Transpose::No, &w, Transpose::No).unwrap();
+        let r = ops::relu(&y).unwrap();
+        let _ = ops::sum(&r).unwrap();
+        dev.synchronize().unwrap();
     };
-    step(&d);
-    step(&d);
+    step();
+    step();
     let before = d.pool_stats().device_allocations;
     for _ in 0..10 {
-        step(&d);
+        step();
     }
     assert_eq!(
         d.pool_stats().device_allocations,

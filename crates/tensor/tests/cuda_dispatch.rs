@@ -1,25 +1,20 @@
 //! Device dispatch of the public `ops` on [`Tensor`]: device tensors run the
 //! CUDA twins, mixed devices and host accessors on device tensors are typed
 //! errors, copies on write keep values from aliasing, and `to_device` round
-//! trips. The GPU tests print `SKIPPED …` and pass without a usable GPU;
-//! the host-only ones run everywhere.
+//! trips. The GPU tests print `SKIPPED …` and pass without a usable GPU
+//! (see `common/mod.rs`); the host-only ones run everywhere. Each op's
+//! values on every device are checked in `ops.rs`; this file checks the
+//! dispatch around them.
 //!
-//! Tolerances are those of `cuda_parity.rs` (0 for element-wise and shape
-//! ops, 1e-4 relative for GEMM, conv and batch-norm, 1e-5 for softmax).
+//! Tolerances are those of `ops.rs` (0 for element-wise and shape ops, 1e-4
+//! relative for GEMM, conv and batch-norm, 1e-5 for softmax).
 
+mod common;
+
+use common::cuda_device as gpu;
 use noprop_tensor::ops::{self, ConvWorkspace, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Device, Error, Tensor};
-
-fn gpu(test: &str) -> Option<Device> {
-    match Device::parse("cuda") {
-        Ok((d, _)) => Some(d),
-        Err(e) => {
-            eprintln!("SKIPPED {test}: no usable CUDA device ({e})");
-            None
-        }
-    }
-}
 
 fn randn(shape: &[usize], stream: u64) -> Tensor {
     ops::randn(shape, DType::F32, &mut RngStream::new(0xd15, stream)).unwrap()

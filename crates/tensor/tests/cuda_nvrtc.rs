@@ -1,8 +1,10 @@
 //! The CUDA compile check that CI runs without a GPU: every kernel file is
-//! compiled by NVRTC for sm_90 (`compute_90` PTX), and every launch in
-//! `src/cuda/ops.rs` is checked against the kernel it names (the kernel
-//! exists, is an entry of the PTX, and takes as many arguments, pointers
-//! where pointers are passed).
+//! compiled by NVRTC for sm_90 (`compute_90` PTX), and every `launch!` in
+//! the op families' `src/ops/<family>/cuda.rs` is checked against the
+//! kernel it names (the kernel exists in the file the launch names, is an
+//! entry of the PTX, and takes as many arguments, pointers where pointers
+//! are passed). The families are read from `src/ops/*/cuda.rs`, and each
+//! must launch at least one kernel.
 //!
 //! Needs only `libnvrtc.so.13` (not the driver): `pip install
 //! nvidia-cuda-nvrtc==13.0.88` and put `site-packages/nvidia/cu13/lib` on
@@ -23,7 +25,19 @@ fn nvrtc_compiles_every_kernel_for_sm_90() {
          libnvrtc.so.13 to LD_LIBRARY_PATH, e.g.\n  export LD_LIBRARY_PATH=$(python3 -c \
          'import nvidia, os; print(os.path.join(nvidia.__path__[0], \"cu13\", \"lib\"))'):$LD_LIBRARY_PATH"
     );
-    assert_eq!(kernel_sources().len(), 11, "one .cu file per op family");
+    let families = families();
+    assert_eq!(
+        kernel_sources().len(),
+        families.len(),
+        "one .cu file per op family ({families:?})"
+    );
+    for (family, _) in &families {
+        let file = format!("{family}.cu");
+        assert!(
+            kernel_sources().iter().any(|(f, _)| *f == file),
+            "src/ops/{family}/{file} is not among the compiled kernel files"
+        );
+    }
     let mut failures = Vec::new();
     for (file, _) in kernel_sources() {
         match compile_ptx(file, Some(ARCH)) {
@@ -98,13 +112,31 @@ fn split_top(s: &str) -> Vec<String> {
     out
 }
 
+/// Every op family that has a CUDA twin: `(name, source of src/ops/NAME/cuda.rs)`,
+/// read from the source tree (so a new family is checked without editing this test).
+fn families() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ops");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("cuda.rs").is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let src = std::fs::read_to_string(p.join("cuda.rs")).unwrap();
+            (name, src)
+        })
+        .collect();
+    out.sort();
+    assert!(
+        out.len() >= 10,
+        "only {} op families with a cuda.rs",
+        out.len()
+    );
+    out
+}
+
 #[test]
 fn nvrtc_launch_arguments_match_kernel_signatures() {
-    // Launches live in `src/cuda/ops.rs` and in the op families' `cuda.rs`.
-    let ops = concat!(
-        include_str!("../src/cuda/ops.rs"),
-        include_str!("../src/ops/rows/cuda.rs")
-    );
     let mut sigs = std::collections::HashMap::new();
     for (file, _) in kernel_sources() {
         for (name, params) in signatures(&full_source(file).unwrap()) {
@@ -112,7 +144,24 @@ fn nvrtc_launch_arguments_match_kernel_signatures() {
         }
     }
     let mut checked = 0;
-    let mut rest = ops;
+    for (family, src) in families() {
+        let n = check_launches(&family, &src, &sigs);
+        assert!(n > 0, "src/ops/{family}/cuda.rs: no launch! found");
+        checked += n;
+    }
+    assert!(checked > 30, "only {checked} launches found");
+    eprintln!("nvrtc: {checked} launches match their kernel signatures");
+}
+
+/// Check every `launch!(dev, "file", "kernel", cfg; args)` of `family`'s
+/// `cuda.rs` against the signatures; the number of launches checked.
+fn check_launches(
+    family: &str,
+    src: &str,
+    sigs: &std::collections::HashMap<String, (String, Vec<String>)>,
+) -> usize {
+    let mut checked = 0;
+    let mut rest = src;
     while let Some(i) = rest.find("launch!(") {
         let body_start = i + "launch!(".len();
         // Find the matching parenthesis.
@@ -142,8 +191,12 @@ fn nvrtc_launch_arguments_match_kernel_signatures() {
         let name = head[2].trim_matches('"');
         let (kfile, params) = sigs
             .get(name)
-            .unwrap_or_else(|| panic!("launch of unknown kernel {name}"));
-        assert_eq!(kfile, file, "{name} is launched from the wrong file");
+            .unwrap_or_else(|| panic!("{family}: launch of unknown kernel {name}"));
+        assert_eq!(
+            kfile, file,
+            "{family}: {name} is launched from the wrong file"
+        );
+
         let args = split_top(args);
         assert_eq!(
             args.len(),
@@ -162,6 +215,5 @@ fn nvrtc_launch_arguments_match_kernel_signatures() {
         }
         checked += 1;
     }
-    assert!(checked > 30, "only {checked} launches found");
-    eprintln!("nvrtc: {checked} launches match their kernel signatures");
+    checked
 }

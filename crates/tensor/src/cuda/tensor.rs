@@ -306,7 +306,7 @@ mod tests {
         }
         // The largest stride of a 1-D launch plus the largest index stays
         // below 2^32, and so does the Philox block count's `n + 3`.
-        let stride = (super::super::BLOCK as u64) << 20;
+        let stride = (crate::cuda::launch::BLOCK as u64) << 20;
         assert!(max as u64 - 1 + stride < 1 << 32);
         assert!(max as u64 + 3 < 1 << 32);
     }
