@@ -1,13 +1,17 @@
 //! The per-row ops (`ops::rows`): host results against naive references on
 //! random inputs (bit for bit: the references do the arithmetic the callers
 //! did before the ops existed), a finite-difference check in `f64` of the
-//! time embedding's backward pass, shape errors, and (feature `cuda`) GPU
-//! against CPU — those print `SKIPPED …` and pass without a usable GPU.
+//! time embedding's backward pass, shape errors, and one body run on every
+//! device against the host (`test_device!`; the CUDA half prints `SKIPPED …`
+//! and passes without a usable GPU).
 //!
 //! GPU tolerances: 0 for `scale_rows`/`combine_rows` (the same rounded `f32`
 //! products and sum), 1e-6 relative for the `f64`-accumulated reductions and
 //! the scores (rounded once to `f32`), 1e-6 absolute for the embedding
 //! (device `sin`/`cos`/`exp` in `f64`, rounded to `f32`), arg-max exact.
+
+#[macro_use]
+mod common;
 
 use noprop_tensor::ops;
 use noprop_tensor::philox::RngStream;
@@ -211,121 +215,114 @@ fn per_row_shapes_are_checked() {
     assert!(ops::row_sums(&rand(&[3], DType::F32, 1)).is_err());
 }
 
-#[cfg(feature = "cuda")]
-mod gpu {
-    use super::*;
-
-    fn gpu(test: &str) -> Option<Device> {
-        match Device::parse("cuda") {
-            Ok((d, _)) => Some(d),
-            Err(e) => {
-                eprintln!("SKIPPED {test}: no usable CUDA device ({e})");
-                None
-            }
-        }
+fn close(what: &str, cpu: &Tensor, dev: &Tensor, rel: f64, abs: f64) {
+    assert_eq!(cpu.shape(), dev.shape(), "{what}: shape");
+    let (a, b) = (cpu.to_vec_f64(), dev.try_to_vec_f64().unwrap());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= rel * x.abs() + abs,
+            "{what}[{i}]: cpu {x}, gpu {y}"
+        );
     }
+}
 
-    fn close(what: &str, cpu: &Tensor, dev: &Tensor, rel: f64, abs: f64) {
-        assert_eq!(cpu.shape(), dev.shape(), "{what}: shape");
-        assert!(!dev.is_on_host(), "{what}: result came back on the host");
-        let (a, b) = (cpu.to_vec_f64(), dev.try_to_vec_f64().unwrap());
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= rel * x.abs() + abs,
-                "{what}[{i}]: cpu {x}, gpu {y}"
-            );
-        }
+/// On `dev` against the host (on the CPU the same path through the
+/// dispatch; on a GPU the parity check with the tolerances above).
+fn per_row_ops_on_the_device_match_the_host(dev: &Device) {
+    let dev = dev.clone();
+    let (b, d) = (37, 21);
+    let (x, y) = (rand(&[b, d], DType::F32, 20), rand(&[b, d], DType::F32, 21));
+    let (gx, gy) = (x.to_device(&dev).unwrap(), y.to_device(&dev).unwrap());
+    let (al, be) = (coeffs(b, 22), coeffs(b, 23));
+    // Coefficients rounded to f32 on both sides (the GPU holds only f32).
+    let r32 = |k: &[f64]| {
+        ops::row_coefficients(k, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+    };
+    // On a GPU `row_coefficients` gives exactly these f32 values.
+    let (ga, gb) = (
+        r32(&al).to_device(&dev).unwrap(),
+        r32(&be).to_device(&dev).unwrap(),
+    );
+    if !dev.is_cpu() {
+        let on_dev = ops::row_coefficients(&al, &dev).unwrap();
+        assert!(on_dev.bit_eq(&ga), "row_coefficients on the device");
     }
-
-    #[test]
-    fn per_row_ops_on_the_gpu_match_the_cpu() {
-        let Some(dev) = gpu("per_row_ops_on_the_gpu_match_the_cpu") else {
-            return;
-        };
-        let (b, d) = (37, 21);
-        let (x, y) = (rand(&[b, d], DType::F32, 20), rand(&[b, d], DType::F32, 21));
-        let (gx, gy) = (x.to_device(&dev).unwrap(), y.to_device(&dev).unwrap());
-        let (al, be) = (coeffs(b, 22), coeffs(b, 23));
-        // Coefficients rounded to f32 on both sides (the GPU holds only f32).
-        let r32 = |k: &[f64]| {
-            ops::row_coefficients(k, &Device::Cpu)
-                .unwrap()
-                .to_dtype(DType::F32)
-        };
-        let (ga, gb) = (
-            ops::row_coefficients(&al, &dev).unwrap(),
-            ops::row_coefficients(&be, &dev).unwrap(),
-        );
-        close(
-            "scale_rows",
-            &ops::scale_rows(&x, &r32(&al)).unwrap(),
-            &ops::scale_rows(&gx, &ga).unwrap(),
-            0.0,
-            0.0,
-        );
-        close(
-            "combine_rows",
-            &ops::combine_rows(&r32(&al), &x, &r32(&be), &y).unwrap(),
-            &ops::combine_rows(&ga, &gx, &gb, &gy).unwrap(),
-            0.0,
-            0.0,
-        );
-        let dots = ops::row_dots(&x, &y).unwrap();
-        close(
-            "row_dots",
-            &dots,
-            &ops::row_dots(&gx, &gy).unwrap(),
-            1e-6,
-            1e-9,
-        );
-        let sums = ops::row_sums(&x).unwrap();
-        close("row_sums", &sums, &ops::row_sums(&gx).unwrap(), 1e-6, 1e-9);
-        close(
-            "row_max_abs",
-            &ops::row_max_abs(&x).unwrap(),
-            &ops::row_max_abs(&gx).unwrap(),
-            0.0,
-            0.0,
-        );
-        assert_eq!(
-            ops::argmax_rows(&x).unwrap(),
-            ops::argmax_rows(&gx).unwrap()
-        );
-        let w = rand(&[10, d], DType::F32, 24);
-        let gw = w.to_device(&dev).unwrap();
-        let cross = ops::matmul(&x, ops::Transpose::No, &w, ops::Transpose::Yes).unwrap();
-        let an = ops::row_dots(&x, &x).unwrap();
-        let wn = ops::row_dots(&w, &w).unwrap();
-        let s = ops::sq_dist_scores(&cross, &an, &wn, 0.5).unwrap();
-        let gcross = cross.to_device(&dev).unwrap();
-        let gs = ops::sq_dist_scores(
-            &gcross,
-            &ops::row_dots(&gx, &gx).unwrap(),
-            &ops::row_dots(&gw, &gw).unwrap(),
-            0.5,
-        )
-        .unwrap();
-        close("sq_dist_scores", &s, &gs, 1e-6, 1e-6);
-        let t = ops::rand_uniform(&[b], DType::F32, &mut RngStream::new(5, 6)).unwrap();
-        let gt = t.to_device(&dev).unwrap();
-        let e = ops::time_embedding(&t, 64).unwrap();
-        close(
-            "time_embedding",
-            &e,
-            &ops::time_embedding(&gt, 64).unwrap(),
-            0.0,
-            1e-6,
-        );
-        let dy = rand(&[b, 64], DType::F32, 25);
-        let gdy = dy.to_device(&dev).unwrap();
-        close(
-            "time_embedding_backward",
-            &ops::time_embedding_backward(&t, &dy, 64).unwrap(),
-            &ops::time_embedding_backward(&gt, &gdy, 64).unwrap(),
-            1e-5,
-            1e-5,
-        );
+    close(
+        "scale_rows",
+        &ops::scale_rows(&x, &r32(&al)).unwrap(),
+        &ops::scale_rows(&gx, &ga).unwrap(),
+        0.0,
+        0.0,
+    );
+    close(
+        "combine_rows",
+        &ops::combine_rows(&r32(&al), &x, &r32(&be), &y).unwrap(),
+        &ops::combine_rows(&ga, &gx, &gb, &gy).unwrap(),
+        0.0,
+        0.0,
+    );
+    let dots = ops::row_dots(&x, &y).unwrap();
+    close(
+        "row_dots",
+        &dots,
+        &ops::row_dots(&gx, &gy).unwrap(),
+        1e-6,
+        1e-9,
+    );
+    let sums = ops::row_sums(&x).unwrap();
+    close("row_sums", &sums, &ops::row_sums(&gx).unwrap(), 1e-6, 1e-9);
+    close(
+        "row_max_abs",
+        &ops::row_max_abs(&x).unwrap(),
+        &ops::row_max_abs(&gx).unwrap(),
+        0.0,
+        0.0,
+    );
+    assert_eq!(
+        ops::argmax_rows(&x).unwrap(),
+        ops::argmax_rows(&gx).unwrap()
+    );
+    let w = rand(&[10, d], DType::F32, 24);
+    let gw = w.to_device(&dev).unwrap();
+    let cross = ops::matmul(&x, ops::Transpose::No, &w, ops::Transpose::Yes).unwrap();
+    let an = ops::row_dots(&x, &x).unwrap();
+    let wn = ops::row_dots(&w, &w).unwrap();
+    let s = ops::sq_dist_scores(&cross, &an, &wn, 0.5).unwrap();
+    let gcross = cross.to_device(&dev).unwrap();
+    let gs = ops::sq_dist_scores(
+        &gcross,
+        &ops::row_dots(&gx, &gx).unwrap(),
+        &ops::row_dots(&gw, &gw).unwrap(),
+        0.5,
+    )
+    .unwrap();
+    close("sq_dist_scores", &s, &gs, 1e-6, 1e-6);
+    let t = ops::rand_uniform(&[b], DType::F32, &mut RngStream::new(5, 6)).unwrap();
+    let gt = t.to_device(&dev).unwrap();
+    let e = ops::time_embedding(&t, 64).unwrap();
+    close(
+        "time_embedding",
+        &e,
+        &ops::time_embedding(&gt, 64).unwrap(),
+        0.0,
+        1e-6,
+    );
+    let dy = rand(&[b, 64], DType::F32, 25);
+    let gdy = dy.to_device(&dev).unwrap();
+    close(
+        "time_embedding_backward",
+        &ops::time_embedding_backward(&t, &dy, 64).unwrap(),
+        &ops::time_embedding_backward(&gt, &gdy, 64).unwrap(),
+        1e-5,
+        1e-5,
+    );
+    assert_eq!(gx.device(), dev, "inputs live on the device under test");
+    if !dev.is_cpu() {
         // Mixed devices are a typed error.
         assert!(ops::scale_rows(&gx, &r32(&al)).is_err());
     }
 }
+
+test_device!(per_row_ops_on_the_device_match_the_host);

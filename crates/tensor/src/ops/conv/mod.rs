@@ -39,6 +39,8 @@ pub struct ConvWorkspace {
     pad: usize,
     /// Whether a forward is waiting for its backward.
     cached: bool,
+    /// Whether that forward ran on a GPU (its buffers are in `cuda`).
+    forward_on_gpu: bool,
     /// The device buffers, used when the operands are on a GPU.
     cuda: cuda::ConvWorkspace,
 }
@@ -198,6 +200,7 @@ pub fn conv2d_forward(
     ws.x_shape = s.to_vec();
     ws.pad = pad;
     ws.cached = true;
+    ws.forward_on_gpu = on_gpu;
     Ok(y)
 }
 
@@ -255,6 +258,17 @@ pub fn conv2d_backward(
         Some(y) => dev::same_kind(op, dy, &[w, y])?,
         None => dev::same_kind(op, dy, &[w])?,
     };
+    if on_gpu != ws.forward_on_gpu {
+        let place = |gpu: bool| if gpu { "a GPU" } else { "the host" };
+        return Err(Error::DeviceMismatch {
+            op,
+            why: format!(
+                "the forward ran on {} but the backward's operands are on {}",
+                place(ws.forward_on_gpu),
+                place(on_gpu)
+            ),
+        });
+    }
     ws.cached = false;
     if on_gpu {
         let y = match relu_out {
