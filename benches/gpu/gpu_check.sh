@@ -29,7 +29,7 @@
 set -euo pipefail
 
 # The prebuilt test binaries this script runs (cargo names them NAME-HASH).
-BINARIES=(cuda_nvrtc ops cuda_alloc_steady cuda_dispatch cuda_dt)
+BINARIES=(cuda_nvrtc ops rows cuda_alloc_steady cuda_dispatch cuda_dt cuda_methods)
 # Fashion-MNIST (Debian's dataset-fashion-mnist), or FASHION_DIR.
 FASHION_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 

@@ -3,7 +3,9 @@
 //! The steps live in one list, [`STEPS`], that `.ci/run` also executes (it
 //! calls `cargo xtask ci`), so the two can never drift apart. Before them,
 //! `check-refs` (in process, no build) checks that every decision cited in
-//! the code and docs has its section in `docs/DECISIONS.md`.
+//! the code and docs has its section in `docs/DECISIONS.md`, and
+//! `check-host-reads` (in process) that the crates above the tensor crate
+//! read no host slices outside its allow-list.
 
 use std::process::Command;
 
@@ -12,7 +14,7 @@ use anyhow::{bail, Context, Result};
 /// Options of `cargo xtask ci`.
 #[derive(clap::Args, Debug)]
 pub struct CiArgs {
-    /// Skip `check-refs`, `cargo fmt --check`, clippy and docs (run the test
+    /// Skip `check-refs`, `check-host-reads`, `cargo fmt --check`, clippy and docs (run the test
     /// steps only).
     #[arg(long)]
     pub tests_only: bool,
@@ -114,6 +116,9 @@ pub fn run(args: CiArgs) -> Result<()> {
         eprintln!("==> ci step `check-refs`");
         crate::check_refs::run(crate::check_refs::CheckRefsArgs::default())
             .context("ci step `check-refs` failed")?;
+        eprintln!("==> ci step `check-host-reads`");
+        crate::check_host_reads::run(crate::check_host_reads::CheckHostReadsArgs::default())
+            .context("ci step `check-host-reads` failed")?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     for (name, cargo_args) in STEPS {

@@ -1,5 +1,5 @@
-//! `cargo xtask gpu-check`: build the CUDA test binaries of noprop-tensor and
-//! noprop-models and the `noprop` binary (release, feature `cuda`), then run
+//! `cargo xtask gpu-check`: build the CUDA test binaries of noprop-tensor,
+//! noprop-models and noprop-train and the `noprop` binary (release, feature `cuda`), then run
 //! `benches/gpu/gpu_check.sh`: the parity tests (failing if any was skipped
 //! for want of a GPU), one NoProp-DT Fashion-MNIST epoch with `noprop` and
 //! with the PyTorch peer on the GPU, and `docs/GPU.md` with the timings.
@@ -22,8 +22,10 @@ pub fn run() -> Result<()> {
             "noprop-tensor",
             "-p",
             "noprop-models",
+            "-p",
+            "noprop-train",
             "--features",
-            "noprop-models/cuda",
+            "noprop-models/cuda,noprop-train/cuda",
             "--no-run",
         ],
         &["build", "--release", "-p", "noprop", "--features", "cuda"],

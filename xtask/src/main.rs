@@ -9,6 +9,8 @@
 //! * `cargo xtask check-refs` checks that every decision cited in code and
 //!   docs has its section in `docs/DECISIONS.md` and that nothing points to
 //!   design notes outside the repository.
+//! * `cargo xtask check-host-reads` checks that the crates above the tensor
+//!   crate call tensor ops only (no host-slice reads outside an allow-list).
 //! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
@@ -23,6 +25,7 @@
 //!   them through `benches/gpu/gpu_check.sh` (CUDA vs CPU on a real GPU).
 
 mod bench;
+mod check_host_reads;
 mod check_refs;
 mod ci;
 mod fetch_data;
@@ -46,6 +49,9 @@ enum Command {
     /// Check that every cited decision (`docs/DECISIONS.md § N`, `decision N`)
     /// and note resolves, and that nothing points outside the repository.
     CheckRefs(check_refs::CheckRefsArgs),
+    /// Check that the crates above the tensor crate read no host slices on
+    /// training/inference paths (outside an allow-list with reasons).
+    CheckHostReads(check_host_reads::CheckHostReadsArgs),
     /// Download and verify a dataset into ./datasets (or --data-dir).
     FetchData(fetch_data::FetchDataArgs),
     /// Train a model (builds and runs the release `noprop train`).
@@ -66,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Ci(args) => ci::run(args),
         Command::CheckRefs(args) => check_refs::run(args),
+        Command::CheckHostReads(args) => check_host_reads::run(args),
         Command::FetchData(args) => fetch_data::run(args),
         Command::Train(args) => run_bin::run("train", args),
         Command::Eval(args) => run_bin::run("eval", args),
