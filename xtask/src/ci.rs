@@ -94,7 +94,8 @@ pub const STEPS: &[(&str, &[&str])] = &[
     ),
     // The CUDA tests: `nvrtc_*` compile every kernel with NVRTC for sm_90
     // (needs libnvrtc.so.13, which `.ci/run` installs); the op, dispatch and
-    // NoProp-DT step parity tests skip, saying why, when there is no GPU.
+    // NoProp-DT step and per-method parity tests skip, saying why, when there
+    // is no GPU.
     (
         "tests-cuda",
         &[
@@ -103,8 +104,10 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "noprop-tensor",
             "-p",
             "noprop-models",
+            "-p",
+            "noprop-train",
             "--features",
-            "noprop-models/cuda",
+            "noprop-models/cuda,noprop-train/cuda",
             "--release",
         ],
     ),
