@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | losses (L2, CE, KL per block) | `1e-4 · max(1, |cpu|)` | f32 sums in tree order on the GPU vs chunk order on the CPU |
 //! | parameters: every element | `2.5 · lr` | the first Adam step moves each weight by `lr · g/(|g| + ε) ≈ ±lr`; a gradient that is rounding noise (`|g| ≈ 1e-7`) may have opposite signs on the two devices, which moves that weight `2·lr` apart — never more |
-//! | parameters: all but 1% of the elements of each tensor | `1e-4 · s` | GEMM/conv/batch-norm differ by `≤ 1e-4` relative (the parity table of `noprop-tensor`'s `tests/ops.rs`) and Adam's sign-like first step does not amplify that unless `|g|` is noise |
+//! | parameters: all but 1% of the elements of each tensor | `1e-4 · s` | GEMM/conv/batch-norm differ by `≤ 1e-4` relative (the parity table of `noprop-tensor`'s `tests/ops/main.rs`) and Adam's sign-like first step does not amplify that unless `|g|` is noise |
 //! | batch-norm running statistics, Adam moments | `1e-3 · s` | first-step moments are `(1−β)·g` and `(1−β₂)·g²`, running stats `0.9·r + 0.1·batch stat`: linear in the op results |
 
 use noprop_models::{ClassEmbedding, DtConfig, EmbeddingKind, NoPropDt};
