@@ -3,10 +3,10 @@
 //! errors, copies on write keep values from aliasing, and `to_device` round
 //! trips. The GPU tests print `SKIPPED …` and pass without a usable GPU
 //! (see `common/mod.rs`); the host-only ones run everywhere. Each op's
-//! values on every device are checked in `ops.rs`; this file checks the
+//! values on every device are checked in `ops/main.rs`; this file checks the
 //! dispatch around them.
 //!
-//! Tolerances are those of `ops.rs` (0 for element-wise and shape ops, 1e-4
+//! Tolerances are those of `ops/main.rs` (0 for element-wise and shape ops, 1e-4
 //! relative for GEMM, conv and batch-norm, 1e-5 for softmax).
 
 mod common;
