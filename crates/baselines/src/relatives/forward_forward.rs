@@ -58,11 +58,11 @@ pub fn negative_labels(y: &[usize], classes: usize, seed: u64, step: u64) -> Vec
 
 /// Per-layer loss and `∂ℓ/∂h` for activities `h` (`[2B, d]`, positives in
 /// the first half): `ℓ = (1/2B) Σ softplus(s_i (θ − G_i))`, `s = +1` for
-/// positives and `−1` for negatives, `∂G_i/∂h_ij = 2 h_ij / d`.
+/// positives and `−1` for negatives, `∂G_i/∂h_ij = 2 h_ij`.
 pub fn layer_loss(h: &Tensor, theta: f64) -> Result<(f64, Tensor)> {
-    let (n, d) = (h.dim(0), h.dim(1).max(1) as f64);
+    let n = h.dim(0);
     let half = n / 2;
-    let g: Vec<f64> = row_sum_sq(h)?.into_iter().map(|q| q / d).collect();
+    let g = row_sum_sq(h)?;
     let mut loss = 0.0;
     let mut dg = vec![0.0; n];
     for i in 0..n {
@@ -71,7 +71,7 @@ pub fn layer_loss(h: &Tensor, theta: f64) -> Result<(f64, Tensor)> {
         // softplus(z) = max(z, 0) + ln(1 + e^{−|z|}); its derivative σ(z).
         loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
         let sig = 1.0 / (1.0 + (-z).exp());
-        dg[i] = -s * sig / n as f64 * 2.0 / d;
+        dg[i] = -s * sig / n as f64 * 2.0;
     }
     Ok((loss / n as f64, scale_rows(h, &dg)?))
 }
@@ -102,16 +102,22 @@ pub(crate) fn train_batch(m: &mut Relative, x: &Tensor, y: &[usize]) -> Result<(
 pub(crate) fn predict(m: &mut Relative, x: &Tensor) -> Result<Vec<usize>> {
     let (b, c) = (x.dim(0), m.config.classes);
     let depth = m.nets[0].depth();
-    let first = usize::from(depth > 1);
+    let first = std::env::var("FFDBG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::from(depth > 1));
+    let lastk = std::env::var("FFDBG2")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(depth);
     let mut score = vec![vec![0.0f64; c]; b];
     for label in 0..c {
         let mut h = embed_labels(x, &vec![label; b], c)?;
         for k in 0..depth {
             h = m.nets[0].layer_forward(k, &normalize_rows(&h)?, Mode::Eval)?;
-            if k >= first {
-                let d = h.dim(1).max(1) as f64;
+            if k >= first && k < lastk {
                 for (s, q) in score.iter_mut().zip(row_sum_sq(&h)?) {
-                    s[label] += q / d;
+                    s[label] += q;
                 }
             }
         }
