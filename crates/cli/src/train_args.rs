@@ -98,10 +98,11 @@ pub struct TrainArgs {
     /// ccl, tanh for dfa and drtp, relu for forward-forward and grad-boost].
     #[arg(long, value_enum)]
     pub activation: Option<ActivationArg>,
-    /// forward-forward: the goodness threshold θ [default: 2].
+    /// forward-forward: the goodness threshold θ [default: 0.5].
     #[arg(long)]
     pub ff_threshold: Option<f64>,
-    /// ccl: the layer-wise loss, the paper's or the released code's [default: paper].
+    /// ccl: the layer-wise loss, the released code's or the paper's [default: code;
+    /// the paper's collapses here, see docs/RELATIVES.md].
     #[arg(long, value_enum)]
     pub ccl_loss: Option<CclLossArg>,
     /// grad-boost: the number of stages T [default: 10].

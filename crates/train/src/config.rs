@@ -71,9 +71,9 @@ pub struct TrainConfig {
     pub hidden: Option<Vec<usize>>,
     /// Relatives: the hidden non-linearity.
     pub activation: Option<ActivationArg>,
-    /// Forward-Forward: the goodness threshold θ (default 2).
+    /// Forward-Forward: the goodness threshold θ (default 0.5).
     pub ff_threshold: Option<f64>,
-    /// CCL: the layer-wise loss (default paper).
+    /// CCL: the layer-wise loss (default code).
     pub ccl_loss: Option<CclLossArg>,
     /// Gradient boosting: the number of stages T (default 10).
     pub boost_stages: Option<usize>,

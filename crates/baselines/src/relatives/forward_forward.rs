@@ -6,9 +6,9 @@
 //! (§ 3.3). A *positive* sample carries the true label, a *negative* one a
 //! wrong label drawn uniformly from the others (from the seed and step).
 //! Every layer is trained on its own, at once, by the logistic loss of its
-//! goodness `G = (1/d) Σ_j h_j²` (the mean of the squared activities; the
-//! paper's Eq. 1 uses the sum, which only rescales θ) against a threshold
-//! θ: `p(positive) = σ(G − θ)` (Eq. 1), so
+//! goodness `G = Σ_j h_j²` (the sum of the squared activities, the paper's
+//! Eq. 1; re-implementations often use the mean, which divides θ by the
+//! width) against a threshold θ: `p(positive) = σ(G − θ)` (Eq. 1), so
 //! `ℓ = mean_i softplus(θ − G(x⁺_i)) + softplus(G(x⁻_i) − θ)` over the `2B`
 //! samples. Each layer's input is length-normalised,
 //! `x / (‖x‖ + 10⁻⁴)` (§ 2.1), and detached: no gradient passes between
@@ -102,20 +102,13 @@ pub(crate) fn train_batch(m: &mut Relative, x: &Tensor, y: &[usize]) -> Result<(
 pub(crate) fn predict(m: &mut Relative, x: &Tensor) -> Result<Vec<usize>> {
     let (b, c) = (x.dim(0), m.config.classes);
     let depth = m.nets[0].depth();
-    let first = std::env::var("FFDBG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::from(depth > 1));
-    let lastk = std::env::var("FFDBG2")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(depth);
+    let first = usize::from(depth > 1);
     let mut score = vec![vec![0.0f64; c]; b];
     for label in 0..c {
         let mut h = embed_labels(x, &vec![label; b], c)?;
         for k in 0..depth {
             h = m.nets[0].layer_forward(k, &normalize_rows(&h)?, Mode::Eval)?;
-            if k >= first && k < lastk {
+            if k >= first {
                 for (s, q) in score.iter_mut().zip(row_sum_sq(&h)?) {
                     s[label] += q;
                 }
