@@ -99,7 +99,7 @@ mod tests {
         let mut c = RelativeConfig::defaults(RelativeMethod::Dfa, (1, 2, 3), 4, 3);
         c.hidden = vec![5];
         let mut m = Relative::new(c).unwrap();
-        m.to_dtype(DType::F64);
+        m.convert_dtype(DType::F64);
         m.feedback[0] = m.nets[0].layers[1].weight.clone();
         let mut rng = RngStream::new(0, 1);
         let x = ops::randn(&[3, 6], DType::F64, &mut rng).unwrap();

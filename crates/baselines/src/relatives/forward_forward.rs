@@ -65,13 +65,13 @@ pub fn layer_loss(h: &Tensor, theta: f64) -> Result<(f64, Tensor)> {
     let g = row_sum_sq(h)?;
     let mut loss = 0.0;
     let mut dg = vec![0.0; n];
-    for i in 0..n {
+    for (i, (gi, dgi)) in g.iter().zip(dg.iter_mut()).enumerate() {
         let s = if i < half { 1.0 } else { -1.0 };
-        let z = s * (theta - g[i]);
+        let z = s * (theta - gi);
         // softplus(z) = max(z, 0) + ln(1 + e^{−|z|}); its derivative σ(z).
         loss += z.max(0.0) + (-z.abs()).exp().ln_1p();
         let sig = 1.0 / (1.0 + (-z).exp());
-        dg[i] = -s * sig / n as f64 * 2.0;
+        *dgi = -s * sig / n as f64 * 2.0;
     }
     Ok((loss / n as f64, scale_rows(h, &dg)?))
 }
@@ -117,15 +117,7 @@ pub(crate) fn predict(m: &mut Relative, x: &Tensor) -> Result<Vec<usize>> {
     }
     Ok(score
         .iter()
-        .map(|s| {
-            let mut best = 0;
-            for j in 1..c {
-                if s[j] > s[best] {
-                    best = j;
-                }
-            }
-            best
-        })
+        .map(|s| (1..c).fold(0, |best, j| if s[j] > s[best] { j } else { best }))
         .collect())
 }
 

@@ -180,7 +180,7 @@ impl RelativeConfig {
         if self.stages == 0 || self.epochs_per_stage == 0 {
             return bad("grad-boost: stages and epochs per stage must be at least 1".into());
         }
-        if !(self.ff_threshold.is_finite()) {
+        if !self.ff_threshold.is_finite() {
             return bad(format!("forward-forward threshold {}", self.ff_threshold));
         }
         Ok(())
@@ -351,7 +351,7 @@ impl Relative {
 
     /// Convert parameters to `dtype` (finite-difference checks use `F64`).
     #[cfg(test)]
-    pub(crate) fn to_dtype(&mut self, dtype: noprop_tensor::DType) {
+    pub(crate) fn convert_dtype(&mut self, dtype: noprop_tensor::DType) {
         for n in &mut self.nets {
             n.to_dtype(dtype);
         }
