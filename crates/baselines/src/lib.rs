@@ -11,6 +11,10 @@
 //!   discrete adjoint integrated backward with the states recovered by
 //!   inverting each Euler step (memory constant in the number of steps; see
 //!   [`adjoint`]).
+//! * [`Relative`]: the back-propagation-free relatives of NoProp —
+//!   Forward-Forward, Counter-Current Learning, DFA, DRTP and
+//!   gradient-boosted sequential training — and their matched back-prop
+//!   MLP, on one fully connected network ([`relatives`]).
 //!
 //! ```
 //! use noprop_baselines::{Backprop, BackpropConfig};
@@ -44,7 +48,9 @@
 pub mod adjoint;
 mod backprop;
 mod error;
+pub mod relatives;
 
 pub use adjoint::{Adjoint, AdjointConfig, AdjointStats};
 pub use backprop::{Backprop, BackpropConfig};
 pub use error::{Error, Result};
+pub use relatives::{Activation, CclLoss, Relative, RelativeConfig, RelativeMethod};

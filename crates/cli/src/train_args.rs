@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use noprop_train::{
-    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
-    OrderArg, ProgressLines, SamplerArg, TerminalBars, TrainConfig, Trainer,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg,
+    EmbeddingArg, MethodName, OnOff, OrderArg, ProgressLines, SamplerArg, TerminalBars,
+    TrainConfig, Trainer,
 };
 
 use crate::switches::switch;
@@ -88,6 +89,28 @@ pub struct TrainArgs {
     /// Deprecated spelling of --no-inference-noise (`--inference-noise off`).
     #[arg(long, value_enum, hide = true)]
     pub inference_noise: Option<OnOff>,
+    /// Relatives (backprop-mlp, ccl, dfa, drtp, forward-forward, grad-boost):
+    /// hidden widths, comma-separated [default: 256,256,256,256,256 (CCL's
+    /// Table 1 MLP); forward-forward 500,500,500,500; grad-boost: 32 units per stage].
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// Relatives: the hidden non-linearity [default: elu for backprop-mlp and
+    /// ccl, tanh for dfa and drtp, relu for forward-forward and grad-boost].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// forward-forward: the goodness threshold θ [default: 0.5].
+    #[arg(long)]
+    pub ff_threshold: Option<f64>,
+    /// ccl: the layer-wise loss, the released code's or the paper's [default: code;
+    /// the paper's collapses here, see docs/RELATIVES.md].
+    #[arg(long, value_enum)]
+    pub ccl_loss: Option<CclLossArg>,
+    /// grad-boost: the number of stages T [default: 10].
+    #[arg(long)]
+    pub boost_stages: Option<usize>,
+    /// grad-boost: epochs spent on each stage [default: 1].
+    #[arg(long)]
+    pub epochs_per_stage: Option<usize>,
     /// Stochastic inference runs averaged for the final test accuracy.
     #[arg(long, default_value_t = 1)]
     pub inference_runs: usize,
@@ -157,6 +180,12 @@ impl TrainArgs {
             self.inference_noise,
             "inference-noise",
         )?;
+        c.hidden = self.hidden.clone();
+        c.activation = self.activation;
+        c.ff_threshold = self.ff_threshold;
+        c.ccl_loss = self.ccl_loss;
+        c.boost_stages = self.boost_stages;
+        c.epochs_per_stage = self.epochs_per_stage;
         c.inference_runs = self.inference_runs;
         c.limit_train = self.limit_train;
         c.limit_test = self.limit_test;

@@ -8,7 +8,8 @@ use noprop_models::EmbeddingKind;
 
 use crate::error::{Error, Result};
 use crate::options::{
-    AnchorCe, ClassifierArg, DeviceArg, EmbedGradArg, MethodName, OrderArg, SamplerArg,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DeviceArg, EmbedGradArg, MethodName,
+    OrderArg, SamplerArg,
 };
 
 /// A training run: the method, the data, the model's options and the
@@ -66,6 +67,18 @@ pub struct TrainConfig {
     pub sequential_blocks: bool,
     /// Fresh noise at inference (Eq. 3); only NoProp can turn it off.
     pub inference_noise: bool,
+    /// Relatives: hidden widths (grad-boost: one width, the units per stage).
+    pub hidden: Option<Vec<usize>>,
+    /// Relatives: the hidden non-linearity.
+    pub activation: Option<ActivationArg>,
+    /// Forward-Forward: the goodness threshold θ (default 0.5).
+    pub ff_threshold: Option<f64>,
+    /// CCL: the layer-wise loss (default code).
+    pub ccl_loss: Option<CclLossArg>,
+    /// Gradient boosting: the number of stages T (default 10).
+    pub boost_stages: Option<usize>,
+    /// Gradient boosting: epochs per stage (default 1).
+    pub epochs_per_stage: Option<usize>,
     /// Stochastic inference runs averaged for the final test accuracy.
     pub inference_runs: usize,
     /// Use only the first N training images (0 = all).
@@ -117,6 +130,12 @@ impl TrainConfig {
             embed_grad: None,
             sequential_blocks: false,
             inference_noise: true,
+            hidden: None,
+            activation: None,
+            ff_threshold: None,
+            ccl_loss: None,
+            boost_stages: None,
+            epochs_per_stage: None,
             inference_runs: 1,
             limit_train: 0,
             limit_test: 0,
@@ -192,6 +211,56 @@ impl TrainConfig {
             "--no-inference-noise",
             &[NopropDt, NopropCt, NopropFm],
         )?;
+        let rel = MethodName::RELATIVES;
+        only(self.hidden.is_some(), "--hidden", &rel)?;
+        only(self.activation.is_some(), "--activation", &rel)?;
+        only(
+            self.ff_threshold.is_some(),
+            "--ff-threshold",
+            &[ForwardForward],
+        )?;
+        only(self.ccl_loss.is_some(), "--ccl-loss", &[Ccl])?;
+        only(self.boost_stages.is_some(), "--boost-stages", &[GradBoost])?;
+        only(
+            self.epochs_per_stage.is_some(),
+            "--epochs-per-stage",
+            &[GradBoost],
+        )?;
+        only(
+            self.steps.is_some(),
+            "--steps",
+            &[NopropDt, NopropCt, NopropFm, Backprop, Adjoint],
+        )?;
+        if let Some(h) = &self.hidden {
+            if h.is_empty() || h.contains(&0) {
+                return Err(Error::config(format!(
+                    "--hidden: give one or more widths ≥ 1 separated by commas (e.g. 256,256), got {h:?}"
+                )));
+            }
+            if m == GradBoost && h.len() != 1 {
+                return Err(Error::config(format!(
+                    "--hidden: grad-boost grows one hidden layer; give one width (units per stage), got {h:?}"
+                )));
+            }
+        }
+        if m.relative().is_some() && self.embedding != EmbeddingKind::OneHot {
+            return Err(Error::config(format!(
+                "{m} uses one-hot labels only, not the {} embedding",
+                self.embedding
+            )));
+        }
+        if let Some(v) = self.ff_threshold {
+            if !v.is_finite() {
+                return Err(Error::config(format!(
+                    "--ff-threshold must be finite, got {v}"
+                )));
+            }
+        }
+        if self.boost_stages == Some(0) || self.epochs_per_stage == Some(0) {
+            return Err(Error::config(
+                "--boost-stages and --epochs-per-stage must be at least 1",
+            ));
+        }
         if m == NopropFm && self.sampler == Some(SamplerArg::Ancestral) {
             return Err(Error::config(
                 "--sampler ancestral simulates a diffusion; noprop-fm integrates an ODE: use --sampler euler or heun",
@@ -316,9 +385,22 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_for_every_method() {
-        for m in MethodName::ALL {
+        for m in MethodName::ALL.into_iter().chain(MethodName::RELATIVES) {
             cfg(m).validate().unwrap();
         }
+        let mut c = cfg(MethodName::GradBoost);
+        c.hidden = Some(vec![8, 8]);
+        assert!(c.validate().unwrap_err().to_string().contains("one width"));
+        let mut c = cfg(MethodName::Dfa);
+        c.ccl_loss = Some(CclLossArg::Code);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--ccl-loss applies to ccl only"));
+        let mut c = cfg(MethodName::Ccl);
+        c.steps = Some(3);
+        assert!(c.validate().unwrap_err().to_string().contains("--steps"));
     }
 
     #[test]

@@ -11,14 +11,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use clap::ValueEnum;
+use noprop_baselines::{Activation, CclLoss, RelativeMethod};
 use noprop_datasets::DatasetName;
 use noprop_models::{ClassifierKind, EmbedGrad, EmbeddingKind, Order, Sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// The algorithm to train: NoProp in its three variants or one of the two
-/// end-to-end baselines.
+/// The algorithm to train: NoProp in its three variants, one of the two
+/// end-to-end baselines, or one of the back-propagation-free relatives
+/// ([`MethodName::RELATIVES`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodName {
@@ -35,6 +37,21 @@ pub enum MethodName {
     Backprop,
     /// A neural ODE on the CT network trained with the adjoint method.
     Adjoint,
+    /// Relatives: an MLP trained end to end by back-propagation (the matched reference).
+    #[value(name = "backprop-mlp")]
+    BackpropMlp,
+    /// Relatives: Forward-Forward, supervised (Hinton 2022).
+    #[value(name = "forward-forward")]
+    ForwardForward,
+    /// Relatives: Counter-Current Learning (Kao & Hariharan 2024).
+    Ccl,
+    /// Relatives: Direct Feedback Alignment (Nøkland 2016).
+    Dfa,
+    /// Relatives: Direct Random Target Projection (Frenkel et al. 2021).
+    Drtp,
+    /// Relatives: gradient-boosted sequential training (Emami & Martínez-Muñoz 2023).
+    #[value(name = "grad-boost")]
+    GradBoost,
 }
 
 impl MethodName {
@@ -55,7 +72,37 @@ impl MethodName {
             MethodName::NopropFm => "noprop-fm",
             MethodName::Backprop => "backprop",
             MethodName::Adjoint => "adjoint",
+            MethodName::BackpropMlp => "backprop-mlp",
+            MethodName::ForwardForward => "forward-forward",
+            MethodName::Ccl => "ccl",
+            MethodName::Dfa => "dfa",
+            MethodName::Drtp => "drtp",
+            MethodName::GradBoost => "grad-boost",
         }
+    }
+
+    /// The back-propagation-free relatives and their matched back-prop MLP
+    /// (`noprop_baselines::relatives`), in the order of docs/RELATIVES.md.
+    pub const RELATIVES: [MethodName; 6] = [
+        MethodName::BackpropMlp,
+        MethodName::Ccl,
+        MethodName::Dfa,
+        MethodName::Drtp,
+        MethodName::ForwardForward,
+        MethodName::GradBoost,
+    ];
+
+    /// The relative this method is, if it is one.
+    pub const fn relative(self) -> Option<RelativeMethod> {
+        Some(match self {
+            MethodName::BackpropMlp => RelativeMethod::BackpropMlp,
+            MethodName::ForwardForward => RelativeMethod::ForwardForward,
+            MethodName::Ccl => RelativeMethod::Ccl,
+            MethodName::Dfa => RelativeMethod::Dfa,
+            MethodName::Drtp => RelativeMethod::Drtp,
+            MethodName::GradBoost => RelativeMethod::GradBoost,
+            _ => return None,
+        })
     }
 
     /// NoProp-CT or NoProp-FM (the continuous-time methods that sample at inference).
@@ -73,10 +120,56 @@ impl fmt::Display for MethodName {
 impl FromStr for MethodName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        MethodName::ALL
+        let all: Vec<MethodName> = MethodName::ALL
             .into_iter()
+            .chain(MethodName::RELATIVES)
+            .collect();
+        all.iter()
+            .copied()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| unknown("method", s, &MethodName::ALL.map(MethodName::as_str)))
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|m| m.as_str()).collect();
+                unknown("method", s, &names)
+            })
+    }
+}
+
+/// The hidden non-linearity of the relatives' MLPs (`--activation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActivationArg {
+    /// max(x, 0).
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// x for x > 0, eˣ − 1 otherwise.
+    Elu,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(a: ActivationArg) -> Self {
+        match a {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Elu => Activation::Elu,
+        }
+    }
+}
+
+/// CCL's layer-wise loss (`--ccl-loss`; docs/RELATIVES.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CclLossArg {
+    /// The paper's text: each sample's activation against its own target's feedback activation.
+    Paper,
+    /// The released code: dot products with every class's feedback activation, CE on the output.
+    Code,
+}
+
+impl From<CclLossArg> for CclLoss {
+    fn from(a: CclLossArg) -> Self {
+        match a {
+            CclLossArg::Paper => CclLoss::Paper,
+            CclLossArg::Code => CclLoss::Code,
+        }
     }
 }
 
@@ -323,7 +416,7 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        for m in MethodName::ALL {
+        for m in MethodName::ALL.into_iter().chain(MethodName::RELATIVES) {
             assert_eq!(m.as_str().parse::<MethodName>().unwrap(), m);
             let v = m.to_possible_value().unwrap();
             assert_eq!(v.get_name(), m.as_str());

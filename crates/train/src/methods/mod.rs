@@ -5,6 +5,7 @@ mod adjoint;
 mod backprop;
 mod cont;
 mod dt;
+mod relative;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,8 +14,9 @@ pub use adjoint::Adj;
 pub use backprop::Bp;
 pub use cont::{Cont, Infer};
 pub use dt::Dt;
+pub use relative::Rel;
 
-use noprop_baselines::{Adjoint, Backprop};
+use noprop_baselines::{Adjoint, Backprop, Relative};
 use noprop_models::{ClassEmbedding, ContMethod, EmbeddingKind, NoPropCont, NoPropDt};
 use tracing::info;
 
@@ -149,6 +151,21 @@ pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method
             let m = Adj::new(model, c.eval_steps.unwrap_or(steps), steps, epoch);
             (Box::new(m), p)
         }
+        m => {
+            let kind = m
+                .relative()
+                .ok_or_else(|| Error::config(format!("{m}: no training path (this is a bug)")))?;
+            let cfg = relative::config(c, kind, image, classes);
+            let (model, p) = resume_or_new(
+                c,
+                ckpt,
+                &cfg,
+                |p| Ok(Relative::load(p)?),
+                |m: &Relative| &m.config,
+                || Ok(Relative::new(cfg.clone())?),
+            )?;
+            (Box::new(Rel { model }), p)
+        }
     })
 }
 
@@ -183,12 +200,20 @@ pub(crate) fn for_eval(c: &EvalConfig) -> Result<(Box<dyn Method>, HashMap<Strin
         only_cont(c.sampler.is_some(), "--sampler")?;
         only_cont(!c.image_cache, "--no-image-cache")?;
     }
+    if !c.inference_noise && method.relative().is_some() {
+        return Err(Error::config(format!(
+            "{method} has no inference noise: --no-inference-noise does not apply"
+        )));
+    }
     if !c.inference_noise && matches!(method, MethodName::Backprop | MethodName::Adjoint) {
         return Err(Error::config(format!(
             "{method} always starts inference from z_0 ~ N(0, I): --no-inference-noise is not supported"
         )));
     }
-    if c.steps.is_some() && matches!(method, MethodName::NopropDt | MethodName::Backprop) {
+    if c.steps.is_some()
+        && (matches!(method, MethodName::NopropDt | MethodName::Backprop)
+            || method.relative().is_some())
+    {
         return Err(Error::config(format!(
             "--steps does not apply to a {method} checkpoint (T is fixed by training)"
         )));
@@ -223,6 +248,10 @@ pub(crate) fn for_eval(c: &EvalConfig) -> Result<(Box<dyn Method>, HashMap<Strin
             let (model, meta) = Adjoint::load(path)?;
             let steps = c.steps.unwrap_or(model.config.steps);
             (Box::new(Adj::new(model, steps, steps, 0)), meta)
+        }
+        _ => {
+            let (model, meta) = Relative::load(path)?;
+            (Box::new(Rel { model }), meta)
         }
     })
 }
