@@ -55,6 +55,46 @@ pub struct Allowed {
 /// The host reads that may stay, each with its reason.
 pub const ALLOWED: &[Allowed] = &[
     Allowed {
+        file: "crates/baselines/src/relatives/forward_forward.rs",
+        line: "let mut v = x.try_to_vec_f64()?;",
+        reason: "Forward-Forward's label embedding; the relatives (issue 16) run on the CPU only and refuse --device cuda (Method::to_device's default)",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "let v: Vec<f64> = x.try_to_vec_f64()?.into_iter().map(f).collect();",
+        reason: "the relatives' element-wise activations (tanh, ELU); CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "let (av, bv) = (a.try_to_vec_f64()?, b.try_to_vec_f64()?);",
+        reason: "the relatives' element-wise activation derivatives; CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "let mut v = x.try_to_vec_f64()?;",
+        reason: "the relatives' per-row scale/normalise; CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "Ok(x.try_to_vec_f64()?",
+        reason: "the relatives' per-row squared norms (FF goodness); CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "let mut v = a.try_to_vec_f64()?;",
+        reason: "the relatives' row concatenation (FF positive/negative passes); CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "v.extend(b.try_to_vec_f64()?);",
+        reason: "the relatives' row concatenation (FF positive/negative passes); CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
+        line: "let v = x.try_to_vec_f64()?[lo * d..hi * d].to_vec();",
+        reason: "the relatives' row slicing; CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
         file: "crates/schedules/src/learnable.rs",
         line: "ops::rand_uniform(&[3 * width], DType::F64, &mut rng)?.to_vec_f64()",
         reason: "initialisation of the schedule's 3·width host parameters",
