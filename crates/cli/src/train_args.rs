@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use noprop_train::{
-    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
-    OrderArg, ProgressLines, SamplerArg, TerminalBars, TrainConfig, Trainer,
+    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, EmbeddingInitArg,
+    MethodName, OnOff, OrderArg, ProgressLines, SamplerArg, TerminalBars, TrainConfig, Trainer,
 };
 
 use crate::switches::switch;
@@ -24,6 +24,10 @@ pub struct TrainArgs {
     /// Class embedding: one-hot, dim20 (any dimN) or prototype.
     #[arg(long, default_value = "one-hot")]
     pub embedding: EmbeddingArg,
+    /// How a learned dimN embedding starts (with --embedding dimN; prototype
+    /// needs N = C·H·W) [default: orthogonal when N ≥ classes, else random].
+    #[arg(long, value_enum)]
+    pub embedding_init: Option<EmbeddingInitArg>,
     /// Epochs.
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
@@ -133,6 +137,7 @@ impl TrainArgs {
     pub fn config(&self) -> Result<TrainConfig> {
         let mut c = TrainConfig::new(self.method, self.dataset.0);
         c.embedding = self.embedding.0;
+        c.embedding_init = self.embedding_init;
         c.epochs = self.epochs;
         c.seed = self.seed;
         c.device = self.device.clone();

@@ -62,8 +62,8 @@ pub use method::{Method, Phase};
 pub use methods::checkpoint_method;
 pub use observe::{Event, Observer, ProgressLines, TerminalBars, PROGRESS_ENV, PROGRESS_PREFIX};
 pub use options::{
-    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
-    OrderArg, SamplerArg,
+    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, EmbeddingInitArg,
+    MethodName, OnOff, OrderArg, SamplerArg,
 };
 pub use progress::{
     recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,

@@ -37,6 +37,8 @@ pub(crate) struct Setup {
     pub(crate) classes: usize,
     /// The requested embedding.
     pub(crate) embedding: EmbeddingKind,
+    /// How a learned `dimN` embedding starts (`None`: the default).
+    pub(crate) embedding_init: Option<noprop_models::EmbeddingInit>,
     /// `results/checkpoints/<name>/last.safetensors`.
     pub(crate) ckpt: PathBuf,
 }
@@ -200,6 +202,7 @@ impl Trainer {
             "method": c.method.as_str(),
             "dataset": c.dataset.as_str(),
             "embedding": s.embedding.to_string(),
+            "embedding_init": s.embedding_init.map(|i| i.to_string()),
             "epochs": c.epochs,
             "seed": c.seed,
             "test_accuracy": test_accuracy,
@@ -468,6 +471,7 @@ fn setup(c: &TrainConfig) -> Result<Setup> {
         image,
         classes,
         embedding: c.embedding,
+        embedding_init: c.embedding_init.map(Into::into),
         ckpt,
     })
 }

@@ -6,7 +6,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use noprop_datasets::DatasetName;
-use noprop_train::{Error, Event, MethodName, Observer, Phase, SamplerArg, TrainConfig, Trainer};
+use noprop_models::{ClassEmbedding, EmbeddingKind, NoPropDt};
+use noprop_train::{
+    flat_images, load_data, EmbeddingInitArg, Error, Event, MethodName, Observer, Phase,
+    SamplerArg, TrainConfig, Trainer,
+};
 
 /// Records a compact trace of the events.
 struct Trace(Rc<RefCell<Vec<String>>>);
@@ -120,4 +124,60 @@ fn an_observer_error_stops_the_run() {
         .path()
         .join("noprop-dt-mnist-test-split-one-hot-s0.json")
         .exists());
+}
+
+/// `--embedding-init` decides the starting `W_Embed` of a `dimN` run: with a
+/// zero learning rate the checkpoint still holds it after training.
+#[test]
+fn embedding_init_sets_the_starting_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |init: EmbeddingInitArg, dim: usize| {
+        let mut c = small(MethodName::NopropDt, dir.path());
+        c.embedding = EmbeddingKind::Learned { dim };
+        c.embedding_init = Some(init);
+        c.lr = 0.0;
+        c.limit_test = 20;
+        c.train_eval_limit = 20;
+        c.seed = 7;
+        Trainer::new(c).unwrap().fit()
+    };
+    let weight = |report: &noprop_train::TrainReport| {
+        let (m, _) = NoPropDt::load(&report.checkpoint).unwrap();
+        m.embedding.weight.to_vec_f32()
+    };
+
+    let r = run(EmbeddingInitArg::Random, 784).unwrap();
+    assert_eq!(r.result["embedding_init"], "random");
+    assert_eq!(
+        weight(&r),
+        ClassEmbedding::random(10, 784, 7).weight.to_vec_f32()
+    );
+
+    let r = run(EmbeddingInitArg::Orthogonal, 784).unwrap();
+    assert_eq!(
+        weight(&r),
+        ClassEmbedding::orthogonal(10, 784, 7)
+            .unwrap()
+            .weight
+            .to_vec_f32()
+    );
+
+    // The prototypes of the (cut) training split, as the network sees them.
+    let r = run(EmbeddingInitArg::Prototype, 784).unwrap();
+    let mut data = load_data(DatasetName::MnistTestSplit, &None, true).unwrap();
+    data.train = data.train.slice(0..256).unwrap();
+    let (x, y) = flat_images(&data.train, &data.normalization()).unwrap();
+    let p = ClassEmbedding::prototype(&x, &y, 10, 1000, 7).unwrap();
+    assert_eq!(weight(&r), p.weight.to_vec_f32());
+    assert_eq!(r.result["embedding"], "dim784");
+
+    // A prototype start needs the image dimension, an orthogonal one N ≥ m.
+    let e = run(EmbeddingInitArg::Prototype, 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dim784"), "{e}");
+    let e = run(EmbeddingInitArg::Orthogonal, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("d ≥ m"), "{e}");
 }
