@@ -51,6 +51,7 @@ pub mod methods;
 mod observe;
 pub mod options;
 mod progress;
+pub mod prototypes;
 mod trainer;
 
 pub use config::{EvalConfig, TrainConfig};

@@ -41,6 +41,9 @@ pub(crate) struct Setup {
     pub(crate) embedding_init: Option<noprop_models::EmbeddingInit>,
     /// `results/checkpoints/<name>/last.safetensors`.
     pub(crate) ckpt: PathBuf,
+    /// The run's starting `W_Embed` when `d` = C·H·W (drawn as images
+    /// beside the learned one at the end, [`crate::prototypes`]).
+    pub(crate) initial_image_embedding: Option<Vec<f32>>,
 }
 
 /// How a [`Trainer::fit`] call ended.
@@ -106,8 +109,11 @@ impl Trainer {
         let c = self.config.clone();
         let (device, why) = c.device.open()?;
         info!("device: {why}");
-        let s = setup(&c)?;
+        let mut s = setup(&c)?;
+        let resumed = c.resume && s.ckpt.exists();
         let (mut model, progress) = methods::for_training(&c, &s)?;
+        s.initial_image_embedding =
+            methods::initial_image_embedding(&c, &s, model.as_ref(), resumed)?;
         info!(
             "{} on {}, batch {}",
             c.method,
@@ -232,6 +238,9 @@ impl Trainer {
         });
         if let Value::Object(obj) = &mut result {
             obj.extend(r.model.result_fields());
+            if let Some(png) = self.write_prototypes(&r, c)? {
+                obj.insert("prototypes_png".into(), png.display().to_string().into());
+            }
         }
         write_json(&results_path, &result)?;
         info!(
@@ -248,6 +257,25 @@ impl Trainer {
             result_path: Some(results_path),
             result,
         })
+    }
+
+    /// With an image-dimension embedding, `<results>/<run>.prototypes.png`:
+    /// the initial class embeddings above the learned ones.
+    fn write_prototypes(&self, r: &Run<'_>, c: &TrainConfig) -> Result<Option<PathBuf>> {
+        let (Some(initial), Some(w)) = (&r.s.initial_image_embedding, r.model.embedding_weight())
+        else {
+            return Ok(None);
+        };
+        let path = c
+            .results_dir
+            .join(format!("{}.prototypes.png", c.run_name()));
+        let learned = w.try_to_vec_f32()?;
+        crate::prototypes::write_png(&path, initial, &learned, r.s.classes, r.s.image)?;
+        info!(
+            "initial and learned class embeddings drawn in {}",
+            path.display()
+        );
+        Ok(Some(path))
     }
 
     /// Train the rest of the epoch in progress (resuming mid-epoch or
@@ -473,6 +501,7 @@ fn setup(c: &TrainConfig) -> Result<Setup> {
         embedding: c.embedding,
         embedding_init: c.embedding_init.map(Into::into),
         ckpt,
+        initial_image_embedding: None,
     })
 }
 

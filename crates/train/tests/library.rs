@@ -170,6 +170,21 @@ fn embedding_init_sets_the_starting_embedding() {
     let p = ClassEmbedding::prototype(&x, &y, 10, 1000, 7).unwrap();
     assert_eq!(weight(&r), p.weight.to_vec_f32());
     assert_eq!(r.result["embedding"], "dim784");
+    // Figure 3's grid: initial above learned; with lr 0 the two rows match.
+    let png_path = r.result["prototypes_png"].as_str().expect("prototypes_png");
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut px = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut px).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    assert_eq!((w, h), (10 * 30 + 2, 2 * 30 + 2));
+    let row = |y: usize| &px[y * w * 3..(y + 1) * w * 3];
+    for y in 2..30 {
+        assert_eq!(row(y), row(y + 30), "pixel row {y}");
+    }
+    assert!(row(15).iter().any(|&v| v < 100), "an image, not a blank");
 
     // A prototype start needs the image dimension, an orthogonal one N ≥ m.
     let e = run(EmbeddingInitArg::Prototype, 20)

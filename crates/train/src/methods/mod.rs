@@ -58,6 +58,30 @@ fn new_embedding(s: &Setup, seed: u64) -> Result<ClassEmbedding> {
     })
 }
 
+/// The starting `W_Embed` of a run whose embedding has the image dimension
+/// (`None` for other embeddings): the fresh model's, or — when the run
+/// resumed — the same deterministic start rebuilt.
+pub(crate) fn initial_image_embedding(
+    c: &TrainConfig,
+    s: &Setup,
+    model: &dyn Method,
+    resumed: bool,
+) -> Result<Option<Vec<f32>>> {
+    let (ch, h, w) = s.image;
+    let Some(weight) = model.embedding_weight() else {
+        return Ok(None);
+    };
+    if weight.rank() != 2 || weight.dim(1) != ch * h * w {
+        return Ok(None);
+    }
+    let start = if resumed {
+        new_embedding(s, c.seed)?.weight
+    } else {
+        weight.clone()
+    };
+    Ok(Some(start.try_to_vec_f32()?))
+}
+
 /// With `resume` and an existing checkpoint, `load` it and check that it
 /// was written with the requested configuration; otherwise build a `fresh`
 /// model.
