@@ -17,8 +17,9 @@ pub struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, default_value_t = MethodName::NopropDt)]
     pub method: MethodName,
-    /// Dataset: mnist, fashion-mnist, cifar10, cifar100 or mnist-test-split
-    /// (the real MNIST test set split 8,000 / 2,000).
+    /// Dataset: mnist, fashion-mnist, cifar10, cifar100, mnist-test-split
+    /// (the real MNIST test set split 8,000 / 2,000) or tiny-imagenet (the
+    /// unpacked tiny-imagenet-200 tree, decoded once and cached).
     #[arg(long)]
     pub dataset: DatasetArg,
     /// Class embedding: one-hot, dim20 (any dimN) or prototype.

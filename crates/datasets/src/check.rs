@@ -386,7 +386,7 @@ fn idx_images_file(name: DatasetName, split: usize) -> Option<usize> {
     match name {
         DatasetName::Mnist | DatasetName::FashionMnist => Some(2 * split),
         DatasetName::MnistTestSplit => (split == 0).then_some(0),
-        DatasetName::Cifar10 | DatasetName::Cifar100 => None,
+        DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::TinyImagenet => None,
     }
 }
 
