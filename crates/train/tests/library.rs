@@ -196,3 +196,51 @@ fn embedding_init_sets_the_starting_embedding() {
         .to_string();
     assert!(e.contains("d ≥ m"), "{e}");
 }
+
+/// `noprop train --dataset tiny-imagenet` finds a tree in the published
+/// layout under `--data-dir` and trains on its 3×64×64 images.
+#[test]
+fn tiny_imagenet_layout_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny-imagenet-200");
+    let wnids = ["n01443537", "n01629819"];
+    let jpeg = |v: u8| {
+        let mut out = Vec::new();
+        let px: Vec<u8> = (0..64 * 64)
+            .flat_map(|i| [v, (i % 64) as u8, 255 - v])
+            .collect();
+        jpeg_encoder::Encoder::new(&mut out, 90)
+            .encode(&px, 64, 64, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        out
+    };
+    std::fs::create_dir_all(dir.join("val/images")).unwrap();
+    std::fs::write(dir.join("wnids.txt"), wnids.join("\n")).unwrap();
+    let mut ann = String::new();
+    for (c, w) in wnids.iter().enumerate() {
+        let images = dir.join("train").join(w).join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        for k in 0..4 {
+            let v = (c * 150 + k * 10) as u8;
+            std::fs::write(images.join(format!("{w}_{k}.JPEG")), jpeg(v)).unwrap();
+        }
+        std::fs::write(
+            dir.join(format!("val/images/val_{c}.JPEG")),
+            jpeg(c as u8 * 150),
+        )
+        .unwrap();
+        ann.push_str(&format!("val_{c}.JPEG\t{w}\t0\t0\t63\t63\n"));
+    }
+    std::fs::write(dir.join("val/val_annotations.txt"), ann).unwrap();
+
+    let mut c = TrainConfig::new(MethodName::NopropDt, DatasetName::TinyImagenet);
+    c.data_dir = Some(tmp.path().to_path_buf());
+    c.steps = Some(2);
+    c.batch_size = 4;
+    c.results_dir = tmp.path().join("results");
+    let r = Trainer::new(c).unwrap().fit().unwrap();
+    assert_eq!(r.result["train_images"], 8);
+    assert_eq!(r.result["test_images"], 2);
+    assert_eq!(r.result["data_source"], dir.display().to_string());
+    assert!(r.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
+}
