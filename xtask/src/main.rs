@@ -9,7 +9,7 @@
 //! * `cargo xtask check-refs` checks that every decision cited in code and
 //!   docs has its section in `docs/DECISIONS.md` and that nothing points to
 //!   design notes outside the repository.
-//! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
+//! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|tiny-imagenet|all>`
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
 //!   run it with the given arguments.
