@@ -278,8 +278,11 @@ fn decode_all(items: &[Item]) -> Result<Vec<u8>> {
     Ok(pixels)
 }
 
+/// Train labels, train pixels, val labels, val pixels.
+type Splits = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// Reads `root`'s cache if it is complete and matches `listing`.
-fn read_cache(path: &Path, listing: &Listing) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> {
+fn read_cache(path: &Path, listing: &Listing) -> Option<Splits> {
     let mut f = std::fs::File::open(path).ok()?;
     let mut header = [0u8; 16 + 32 + 4 + 8 + 8];
     f.read_exact(&mut header).ok()?;
