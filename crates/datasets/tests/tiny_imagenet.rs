@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use jpeg_encoder::{ColorType, Encoder};
 use noprop_datasets::tiny_imagenet::{read_tiny_imagenet, CACHE_FILE};
-use noprop_datasets::{load, DatasetName, Error, LoadOptions};
+use noprop_datasets::{check, load, DatasetName, Error, LoadOptions};
 
 const WNIDS: [&str; 3] = ["n01443537", "n01629819", "n01641577"];
 
@@ -109,6 +109,13 @@ fn the_published_layout_is_found_decoded_and_cached() {
     assert!(
         dir.join(CACHE_FILE).is_file(),
         "the first load writes the cache"
+    );
+    // `noprop data check` counts the splits without a spurious problem.
+    let report = check(DatasetName::TinyImagenet, &opts(tmp.path()));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.splits.iter().map(|s| s.images).collect::<Vec<_>>(),
+        [6, 3]
     );
 
     // The second read comes from the cache, with the same bytes.
