@@ -575,7 +575,7 @@ fn write_bars(
     .with_context(|| format!("writing {}", svg_path.display()))?;
     let _ = writeln!(
         md,
-        "![{title}]({name}.svg)\n\nBars: mean test accuracy over seeds × inference runs;          error bars: ± standard error (none with a single value). Every bar:          [{name}.csv]({name}.csv).\n"
+        "![{title}]({name}.svg)\n\nBars: mean test accuracy over seeds × inference runs; error bars: ± standard error (none with a single value). Every bar: [{name}.csv]({name}.csv).\n"
     );
     Ok(())
 }
@@ -651,12 +651,12 @@ fn fig6(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Re
     if !rows.is_empty() {
         let _ = writeln!(
             md,
-            "Test accuracy (%), mean ± s.e.; the paper's columns only for its datasets (≈: read              off the paper's plot).\n\n| dataset | embedding | softmax (ours) | posterior (ours)              | posterior − softmax | softmax (paper) | posterior (paper) | cells (softmax;              posterior) |\n|---|---|---:|---:|---:|---:|---:|---|\n{rows}"
+            "Test accuracy (%), mean ± s.e.; the paper's columns only for its datasets (≈: read off the paper's plot).\n\n| dataset | embedding | softmax (ours) | posterior (ours) | posterior − softmax | softmax (paper) | posterior (paper) | cells (softmax; posterior) |\n|---|---|---:|---:|---:|---:|---:|---|\n{rows}"
         );
     }
     let _ = writeln!(
         md,
-        "The paper's Figure 6 (NoProp-DT test accuracy, %; softmax = Table 1, posterior read          off the plot; it finds no consistent winner):\n\n| dataset | embedding | softmax |          posterior |\n|---|---|---:|---:|"
+        "The paper's Figure 6 (NoProp-DT test accuracy, %; softmax = Table 1, posterior read off the plot; it finds no consistent winner):\n\n| dataset | embedding | softmax | posterior |\n|---|---|---:|---:|"
     );
     for dataset in ["mnist", "cifar10", "cifar100"] {
         for embedding in EMBEDDINGS {
@@ -712,12 +712,12 @@ fn fig7(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Re
     if !rows.is_empty() {
         let _ = writeln!(
             md,
-            "Test accuracy (%), mean ± s.e., `--embedding dimN --embedding-init <init>` with N              the image size; the paper's column only for its datasets (≈: read off its plot;              its prototype bar is Table 1's).\n\n| dataset | embedding | init | ours | paper |              Δ | cells |\n|---|---|---|---:|---:|---:|---|\n{rows}"
+            "Test accuracy (%), mean ± s.e., `--embedding dimN --embedding-init <init>` with N the image size; the paper's column only for its datasets (≈: read off its plot; its prototype bar is Table 1's).\n\n| dataset | embedding | init | ours | paper | Δ | cells |\n|---|---|---|---:|---:|---:|---|\n{rows}"
         );
     }
     let _ = writeln!(
         md,
-        "The paper's Figure 7 (NoProp-DT test accuracy, %):\n\n| dataset | orthogonal |          prototype | random |\n|---|---:|---:|---:|"
+        "The paper's Figure 7 (NoProp-DT test accuracy, %):\n\n| dataset | orthogonal | prototype | random |\n|---|---:|---:|---:|"
     );
     for dataset in ["mnist", "cifar10", "cifar100"] {
         let v: Vec<String> = INITS
