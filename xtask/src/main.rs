@@ -11,7 +11,7 @@
 //!   design notes outside the repository.
 //! * `cargo xtask check-host-reads` checks that the crates above the tensor
 //!   crate call tensor ops only (no host-slice reads outside an allow-list).
-//! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|all>`
+//! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|tiny-imagenet|all>`
 //!   downloads and verifies datasets.
 //! * `cargo xtask train …` / `eval …` build the release `noprop` binary and
 //!   run it with the given arguments.

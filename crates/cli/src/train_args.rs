@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use noprop_train::{
     ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg,
-    EmbeddingArg, MethodName, OnOff, OrderArg, ProgressLines, SamplerArg, TerminalBars,
-    TrainConfig, Trainer,
+    EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, ProgressLines, SamplerArg,
+    TerminalBars, TrainConfig, Trainer,
 };
 
 use crate::switches::switch;
@@ -18,13 +18,18 @@ pub struct TrainArgs {
     /// The algorithm.
     #[arg(long, value_enum, default_value_t = MethodName::NopropDt)]
     pub method: MethodName,
-    /// Dataset: mnist, fashion-mnist, cifar10, cifar100 or mnist-test-split
-    /// (the real MNIST test set split 8,000 / 2,000).
+    /// Dataset: mnist, fashion-mnist, cifar10, cifar100, mnist-test-split
+    /// (the real MNIST test set split 8,000 / 2,000) or tiny-imagenet (the
+    /// unpacked tiny-imagenet-200 tree, decoded once and cached).
     #[arg(long)]
     pub dataset: DatasetArg,
     /// Class embedding: one-hot, dim20 (any dimN) or prototype.
     #[arg(long, default_value = "one-hot")]
     pub embedding: EmbeddingArg,
+    /// How a learned dimN embedding starts (with --embedding dimN; prototype
+    /// needs N = C·H·W) [default: orthogonal when N ≥ classes, else random].
+    #[arg(long, value_enum)]
+    pub embedding_init: Option<EmbeddingInitArg>,
     /// Epochs.
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
@@ -156,6 +161,7 @@ impl TrainArgs {
     pub fn config(&self) -> Result<TrainConfig> {
         let mut c = TrainConfig::new(self.method, self.dataset.0);
         c.embedding = self.embedding.0;
+        c.embedding_init = self.embedding_init;
         c.epochs = self.epochs;
         c.seed = self.seed;
         c.device = self.device.clone();

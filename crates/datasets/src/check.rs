@@ -386,7 +386,7 @@ fn idx_images_file(name: DatasetName, split: usize) -> Option<usize> {
     match name {
         DatasetName::Mnist | DatasetName::FashionMnist => Some(2 * split),
         DatasetName::MnistTestSplit => (split == 0).then_some(0),
-        DatasetName::Cifar10 | DatasetName::Cifar100 => None,
+        DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::TinyImagenet => None,
     }
 }
 
@@ -443,7 +443,22 @@ pub fn check(name: DatasetName, opts: &LoadOptions) -> DataCheck {
         .iter()
         .map(|f| f.path.clone().unwrap_or_else(|| PathBuf::from(f.name)))
         .collect();
-    let (train, test) = assemble(name, &payloads, &paths, opts.cifar100_labels, &mut problems);
+    let (train, test) = if name == DatasetName::TinyImagenet {
+        // A JPEG tree: its own reader lists, decodes (or reads the cache
+        // of) every image, and names the first bad file.
+        match dir.as_deref().filter(|_| found.iter().all(Option::is_some)) {
+            Some(d) => match crate::tiny_imagenet::read_tiny_imagenet(d, false) {
+                Ok(t) => (Some(t.train), Some(t.test)),
+                Err(e) => {
+                    problems.push(e);
+                    (None, None)
+                }
+            },
+            None => (None, None),
+        }
+    } else {
+        assemble(name, &payloads, &paths, opts.cifar100_labels, &mut problems)
+    };
     drop(payloads);
     let expected = name.shape();
     let mut shape = None;

@@ -202,6 +202,25 @@ pub enum Error {
         message: String,
     },
 
+    /// A dataset directory does not have the published layout (a missing
+    /// `wnids.txt`, annotation file or class folder, a malformed line).
+    #[error("{}: {message}", path.display())]
+    Layout {
+        /// The missing or malformed file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// An image file does not decode, or has the wrong size.
+    #[error("{}: {message}", file.display())]
+    Image {
+        /// The image file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
     /// An argument is out of range (batch size 0, a split past the end, an
     /// index out of bounds ...).
     #[error("invalid argument: {message}")]

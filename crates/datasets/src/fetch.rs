@@ -137,7 +137,7 @@ pub fn fetch_archive(
     options: &FetchOptions,
 ) -> Result<FetchedArchive> {
     let path = dir.join(&archive.file);
-    if archive.kind == ArchiveKind::TarGz
+    if matches!(archive.kind, ArchiveKind::TarGz | ArchiveKind::Zip)
         && !options.force
         && members_present(archive, dir, options)
     {
@@ -159,8 +159,10 @@ pub fn fetch_archive(
     } else {
         download(agent, archive, &path, options)?;
     }
-    if archive.kind == ArchiveKind::TarGz {
-        extract_tar_gz(archive, &path, dir, options)?;
+    match archive.kind {
+        ArchiveKind::TarGz => extract_tar_gz(archive, &path, dir, options)?,
+        ArchiveKind::Zip => extract_zip(archive, &path, dir, options)?,
+        ArchiveKind::Gzip => {}
     }
     Ok(FetchedArchive {
         path,
@@ -422,6 +424,66 @@ fn download_from(
     }
     // Atomic rename; on failure the temporary file is removed by its drop.
     tmp.persist(dest).map_err(|e| Error::io(dest, e.error))?;
+    Ok(())
+}
+
+/// Unpacks a whole `.zip` archive into `dir` (each file through a temporary
+/// file, directories created as needed; an entry whose path would leave
+/// `dir` is an error), then checks that every listed member is there with
+/// its pinned size and SHA-256.
+pub fn extract_zip(
+    archive: &ArchiveEntry,
+    path: &Path,
+    dir: &Path,
+    options: &FetchOptions,
+) -> Result<()> {
+    log(options, &format!("extracting {}", path.display()));
+    let arch_err = |message: String| Error::Archive {
+        file: path.into(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| arch_err(e.to_string()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| arch_err(e.to_string()))?;
+        let Some(rel) = entry.enclosed_name() else {
+            return Err(arch_err(format!(
+                "entry {:?} would be written outside {}",
+                entry.name(),
+                dir.display()
+            )));
+        };
+        let dest = dir.join(rel);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+            continue;
+        }
+        let parent = dest.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let mut tmp = part_file(".zip-member.")
+            .tempfile_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        std::io::copy(&mut entry, &mut tmp)
+            .map_err(|e| arch_err(format!("reading {}: {e}", dest.display())))?;
+        tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+    }
+    let missing: Vec<&str> = archive
+        .members
+        .iter()
+        .filter(|m| !dir.join(&m.path).is_file())
+        .map(|m| m.path.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(arch_err(format!("missing members: {}", missing.join(", "))));
+    }
+    if options.verify {
+        for m in &archive.members {
+            let p = dir.join(&m.path);
+            let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
+            check_member_bytes(&p, bytes.len() as u64, || sha256_hex(&bytes), m, false)?;
+        }
+    }
     Ok(())
 }
 

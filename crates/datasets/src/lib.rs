@@ -1,4 +1,4 @@
-//! MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 for noprop-rs: readers,
+//! MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 and Tiny ImageNet for noprop-rs: readers,
 //! checksummed downloads, seeded batching, normalisation and augmentation.
 //!
 //! # Where the files come from and which format is read
@@ -10,6 +10,7 @@
 //! | `cifar10` | <https://www.cs.toronto.edu/~kriz/cifar.html>, `cifar-10-binary.tar.gz` | CIFAR *binary* version: `data_batch_{1..5}.bin`, `test_batch.bin`, 3,073-byte records ([`cifar`]) |
 //! | `cifar100` | same page, `cifar-100-binary.tar.gz` | `train.bin`, `test.bin`, 3,074-byte records (coarse label, fine label, pixels) |
 //! | `mnist-test-split` | MNIST's `t10k-*` files | train = first 8,000 test images, test = last 2,000 |
+//! | `tiny-imagenet` | <http://cs231n.stanford.edu/tiny-imagenet-200.zip> | the unpacked `tiny-imagenet-200/` JPEG tree, decoded once and cached ([`tiny_imagenet`]) |
 //!
 //! `datasets/manifest.json` (built in: [`Manifest::builtin`]) pins for every
 //! file its URLs, its size and MD5 as published, and the SHA-256 of the
@@ -91,6 +92,7 @@ pub mod idx;
 pub mod io;
 mod load;
 pub mod manifest;
+pub mod tiny_imagenet;
 pub mod verify;
 
 pub use batch::{Augment, BatchBuf, BatchOptions, Batches, SplitMix64};

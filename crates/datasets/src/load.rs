@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::idx::{idx_dataset, parse_idx_images, parse_idx_labels};
 use crate::io::read_payload;
 use crate::manifest::{DatasetEntry, Manifest};
+use crate::tiny_imagenet::{read_tiny_imagenet, TINY_CLASSES, TINY_SHAPE};
 use crate::verify::{verify_file, FileId, FileReport, StampCache, Verification};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,16 +43,21 @@ pub enum DatasetName {
     /// test = its last 2,000. Needs only the `t10k-*` files; used by the
     /// learning tests.
     MnistTestSplit,
+    /// Tiny ImageNet (`tiny-imagenet-200`): 100,000 train / 10,000 labelled
+    /// validation (the test split) JPEGs, 3x64x64, 200 classes; read by
+    /// [`crate::tiny_imagenet`].
+    TinyImagenet,
 }
 
 impl DatasetName {
     /// Every dataset.
-    pub const ALL: [DatasetName; 5] = [
+    pub const ALL: [DatasetName; 6] = [
         DatasetName::Mnist,
         DatasetName::FashionMnist,
         DatasetName::Cifar10,
         DatasetName::Cifar100,
         DatasetName::MnistTestSplit,
+        DatasetName::TinyImagenet,
     ];
 
     /// The canonical name (`mnist`, `fashion-mnist`, `cifar10`, `cifar100`,
@@ -63,6 +69,7 @@ impl DatasetName {
             DatasetName::Cifar10 => "cifar10",
             DatasetName::Cifar100 => "cifar100",
             DatasetName::MnistTestSplit => "mnist-test-split",
+            DatasetName::TinyImagenet => "tiny-imagenet",
         }
     }
 
@@ -84,6 +91,7 @@ impl DatasetName {
     pub const fn shape(self) -> ImageShape {
         match self {
             DatasetName::Cifar10 | DatasetName::Cifar100 => CIFAR_SHAPE,
+            DatasetName::TinyImagenet => TINY_SHAPE,
             _ => ImageShape::new(1, 28, 28),
         }
     }
@@ -92,12 +100,14 @@ impl DatasetName {
     pub const fn num_classes(self) -> usize {
         match self {
             DatasetName::Cifar100 => 100,
+            DatasetName::TinyImagenet => TINY_CLASSES,
             _ => 10,
         }
     }
 
     /// The files a load reads, each found as `<dir>/<file>` or
-    /// `<dir>/<file>.gz`.
+    /// `<dir>/<file>.gz` (Tiny ImageNet: the class list that marks its
+    /// directory; its images are listed by [`crate::tiny_imagenet`]).
     pub const fn files(self) -> &'static [&'static str] {
         match self {
             DatasetName::Mnist | DatasetName::FashionMnist => &[
@@ -116,6 +126,7 @@ impl DatasetName {
                 "test_batch.bin",
             ],
             DatasetName::Cifar100 => &["train.bin", "test.bin"],
+            DatasetName::TinyImagenet => &["wnids.txt"],
         }
     }
 
@@ -132,6 +143,11 @@ impl DatasetName {
             ],
             DatasetName::Cifar100 => &["cifar100/cifar-100-binary", "cifar100", "cifar-100-binary"],
             DatasetName::MnistTestSplit => &["mnist-test", "mnist", "MNIST/raw"],
+            DatasetName::TinyImagenet => &[
+                "tiny-imagenet/tiny-imagenet-200",
+                "tiny-imagenet-200",
+                "tiny-imagenet",
+            ],
         }
     }
 }
@@ -155,6 +171,7 @@ impl FromStr for DatasetName {
             "cifar10" | "cifar-10" => DatasetName::Cifar10,
             "cifar100" | "cifar-100" => DatasetName::Cifar100,
             "mnist-test-split" | "mnist-test" => DatasetName::MnistTestSplit,
+            "tiny-imagenet" | "tinyimagenet" | "tiny-imagenet-200" => DatasetName::TinyImagenet,
             _ => {
                 return Err(Error::UnknownDataset {
                     name: s.to_string(),
@@ -512,6 +529,12 @@ pub(crate) fn assemble(
             let train = part(0);
             (train, part(1))
         }
+        DatasetName::TinyImagenet => {
+            problems.push(Error::invalid(
+                "tiny-imagenet is a directory of JPEGs, read by tiny_imagenet::read_tiny_imagenet",
+            ));
+            (None, None)
+        }
     }
 }
 
@@ -520,6 +543,9 @@ pub(crate) fn assemble(
 /// `options.verify` is off, and parses them.
 pub fn load(name: DatasetName, options: &LoadOptions) -> Result<TrainTest> {
     let located = locate(name, options)?;
+    if name == DatasetName::TinyImagenet {
+        return load_tiny_imagenet(located);
+    }
     let entry = manifest_entry(name, options, options.verify)?;
     let (payloads, files): (Vec<_>, Vec<_>) = read_all(&located.files, entry, options)?
         .into_iter()
@@ -549,6 +575,28 @@ pub fn load(name: DatasetName, options: &LoadOptions) -> Result<TrainTest> {
             located.dir.display()
         ))),
     }
+}
+
+/// Tiny ImageNet from the directory holding its `wnids.txt`: the layout is
+/// checked file by file (every listed image must exist and decode); no
+/// per-image checksum is published, so its files report
+/// [`Verification::Unpinned`] (the manifest pins the archive's MD5, checked
+/// by `cargo xtask fetch-data tiny-imagenet`).
+fn load_tiny_imagenet(located: Located) -> Result<TrainTest> {
+    let t = read_tiny_imagenet(&located.dir, true)?;
+    Ok(TrainTest {
+        train: t.train,
+        test: t.test,
+        files: located
+            .files
+            .iter()
+            .map(|p| FileReport {
+                path: p.clone(),
+                verification: Verification::Unpinned,
+            })
+            .collect(),
+        source: located.dir,
+    })
 }
 
 #[cfg(test)]

@@ -57,6 +57,9 @@ pub enum ArchiveKind {
     Gzip,
     /// A gzip-compressed tar file; the listed members are extracted.
     TarGz,
+    /// A zip file, unpacked whole (Tiny ImageNet's ~120,000 files are too
+    /// many to list); the listed members must be among its files.
+    Zip,
 }
 
 /// One downloaded file.
@@ -245,6 +248,12 @@ mod tests {
         assert_eq!(
             member.sha256.as_deref(),
             Some("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")
+        );
+        let tiny = m.dataset("tiny-imagenet").unwrap();
+        assert_eq!(tiny.archives[0].kind, ArchiveKind::Zip);
+        assert_eq!(
+            tiny.archives[0].md5.as_deref(),
+            Some("90528d7ca1a48142e341f4ef8d21d0de")
         );
         let c10 = m.dataset("cifar10").unwrap();
         assert_eq!(

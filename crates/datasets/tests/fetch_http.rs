@@ -479,3 +479,118 @@ fn tar_gz_archives_are_verified_and_extracted() {
         .exists());
     assert!(leftovers(tmp2.path()).is_empty());
 }
+
+/// A zip of `files` (stored, uncompressed).
+fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, data) in files {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn tiny_jpeg(v: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&[v; 64 * 64 * 3], 64, 64, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
+/// `fetch-data tiny-imagenet`'s path: the zip is downloaded, checked
+/// against its MD5, unpacked whole, and the tree loads; an entry escaping
+/// the directory is refused.
+#[test]
+fn zip_archives_are_verified_unpacked_and_load_as_tiny_imagenet() {
+    let server = Server::start();
+    let (a, b) = (tiny_jpeg(30), tiny_jpeg(220));
+    let files: Vec<(&str, &[u8])> = vec![
+        ("tiny-imagenet-200/wnids.txt", b"n01443537\nn01629819\n"),
+        (
+            "tiny-imagenet-200/train/n01443537/images/n01443537_0.JPEG",
+            &a,
+        ),
+        (
+            "tiny-imagenet-200/train/n01629819/images/n01629819_0.JPEG",
+            &b,
+        ),
+        ("tiny-imagenet-200/val/images/val_0.JPEG", &b),
+        (
+            "tiny-imagenet-200/val/val_annotations.txt",
+            b"val_0.JPEG\tn01629819\t0\t0\t63\t63\n",
+        ),
+    ];
+    let bytes = zip_of(&files);
+    let url = server.route("/tiny-imagenet-200.zip", Route::Ok(bytes.clone()));
+    let archive = |url: String, md5: String| ArchiveEntry {
+        file: "tiny-imagenet-200.zip".into(),
+        kind: ArchiveKind::Zip,
+        urls: vec![url],
+        size: None,
+        md5: Some(md5),
+        sha256: None,
+        members: vec![MemberEntry {
+            path: "tiny-imagenet-200/wnids.txt".into(),
+            size: Some(20),
+            sha256: None,
+            note: None,
+        }],
+        note: None,
+    };
+    let entry = DatasetEntry {
+        name: "tiny-imagenet".into(),
+        description: String::new(),
+        homepage: String::new(),
+        format: String::new(),
+        archives: vec![archive(url.clone(), md5_hex(&bytes))],
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, fetched) = fetch_entry(&entry, &options(tmp.path())).unwrap();
+    assert!(fetched[0].downloaded);
+    let data = load(
+        DatasetName::TinyImagenet,
+        &LoadOptions {
+            search_defaults: false,
+            ..LoadOptions::with_data_dir(tmp.path())
+        },
+    )
+    .unwrap();
+    assert_eq!(data.source, dir.join("tiny-imagenet-200"));
+    assert_eq!((data.train.len(), data.test.len()), (2, 1));
+    assert_eq!(data.test.labels(), [1]);
+    // A second fetch finds the unpacked members and downloads nothing.
+    let (_, again) = fetch_entry(&entry, &options(tmp.path())).unwrap();
+    assert!(!again[0].downloaded);
+
+    // A wrong MD5 is refused before unpacking.
+    let bad = DatasetEntry {
+        archives: vec![archive(url, "0".repeat(32))],
+        ..entry.clone()
+    };
+    let other = tempfile::tempdir().unwrap();
+    let e = fetch_entry(&bad, &options(other.path())).unwrap_err();
+    assert!(matches!(e, Error::ChecksumMismatch { .. }), "{e}");
+    assert!(!other
+        .path()
+        .join("tiny-imagenet/tiny-imagenet-200")
+        .exists());
+
+    // Zip-slip: an entry leaving the directory is an archive error.
+    let evil = zip_of(&[
+        ("../evil.txt", b"x"),
+        ("tiny-imagenet-200/wnids.txt", b"n0\n"),
+    ]);
+    let url = server.route("/evil.zip", Route::Ok(evil.clone()));
+    let evil_entry = DatasetEntry {
+        archives: vec![archive(url, md5_hex(&evil))],
+        ..entry
+    };
+    let third = tempfile::tempdir().unwrap();
+    let e = fetch_entry(&evil_entry, &options(third.path())).unwrap_err();
+    assert!(matches!(e, Error::Archive { .. }), "{e}");
+    assert!(e.to_string().contains("outside"), "{e}");
+    assert!(!third.path().join("evil.txt").exists());
+}

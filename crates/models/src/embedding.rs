@@ -61,6 +61,39 @@ impl std::fmt::Display for EmbeddingKind {
     }
 }
 
+/// How a learned `d`-dimensional embedding (`dimN`) starts: the paper's
+/// embedding-initialisation ablation (Figure 7 of arXiv 2503.24322 v2,
+/// Figure 5 of v1) compares the three at `d` = image size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbeddingInit {
+    /// Orthonormal rows: Gram–Schmidt on the rows of [`EmbeddingInit::Random`]
+    /// (needs `d ≥ m`).
+    Orthogonal,
+    /// One prototype image per class ([`ClassEmbedding::prototype`]; needs
+    /// `d` = image size).
+    Prototype,
+    /// Rows drawn from `N(0, I/d)` (norm ≈ 1, like the orthonormal rows).
+    Random,
+}
+
+impl EmbeddingInit {
+    /// The name used on the command line and in results.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EmbeddingInit::Orthogonal => "orthogonal",
+            EmbeddingInit::Prototype => "prototype",
+            EmbeddingInit::Random => "random",
+        }
+    }
+}
+
+impl std::fmt::Display for EmbeddingInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl EmbeddingKind {
     /// The embedding dimension `d` for images `image` and `classes` classes:
     /// `m` (one-hot), `dim` (learned) or `C·H·W` (prototype).
@@ -95,24 +128,59 @@ impl ClassEmbedding {
         Self::from_weight(EmbeddingKind::OneHot, w)
     }
 
-    /// A learned `d`-dimensional embedding: orthonormal rows ("orthogonal when
-    /// possible", Gram–Schmidt on Gaussian rows) when `d ≥ m`, otherwise
-    /// `N(0, I/d)` rows ("randomly otherwise"; the scale gives rows of norm ≈ 1
-    /// like the orthonormal case). Drawn from `(seed, "embed")`.
+    /// A learned `d`-dimensional embedding with the default start:
+    /// [`ClassEmbedding::orthogonal`] ("orthogonal when possible") when `d ≥ m`,
+    /// otherwise [`ClassEmbedding::random`] ("randomly otherwise").
     pub fn learned(classes: usize, dim: usize, seed: u64) -> Self {
+        if dim >= classes {
+            Self::orthogonalized(Self::gaussian_rows(classes, dim, seed), dim)
+        } else {
+            Self::random(classes, dim, seed)
+        }
+    }
+
+    /// A learned `d`-dimensional embedding whose rows are drawn from
+    /// `N(0, I/d)` (the scale gives rows of norm ≈ 1 like the orthonormal
+    /// case), from `(seed, "embed.weight")`.
+    pub fn random(classes: usize, dim: usize, seed: u64) -> Self {
+        let w32 = Self::gaussian_rows(classes, dim, seed).mapv(|v| v as f32);
+        Self::from_weight(EmbeddingKind::Learned { dim }, Tensor::from_ndarray(&w32))
+    }
+
+    /// A learned `d`-dimensional embedding with orthonormal rows: Gram–Schmidt
+    /// on the rows of [`ClassEmbedding::random`] (same seed, same draws). An
+    /// error when `d < m` (at most `d` rows can be orthonormal).
+    pub fn orthogonal(classes: usize, dim: usize, seed: u64) -> Result<Self> {
+        if dim < classes {
+            return Err(Error::Config {
+                what: format!(
+                    "an orthogonal embedding needs d ≥ m: {classes} classes cannot have orthonormal rows in {dim} dimensions"
+                ),
+            });
+        }
+        Ok(Self::orthogonalized(
+            Self::gaussian_rows(classes, dim, seed),
+            dim,
+        ))
+    }
+
+    /// `[m, d]` rows drawn from `N(0, I/d)` with `(seed, "embed.weight")`.
+    fn gaussian_rows(classes: usize, dim: usize, seed: u64) -> Array2<f64> {
         let mut rng = rng_for(seed, "embed.weight");
         let g: Array2<f64> = Array2::random_using((classes, dim), StandardNormal, &mut rng);
-        let mut w = g.mapv(|v| v / (dim as f64).sqrt());
-        if dim >= classes {
-            for i in 0..classes {
-                for j in 0..i {
-                    let proj = w.row(i).dot(&w.row(j));
-                    let rj = w.row(j).to_owned();
-                    w.row_mut(i).scaled_add(-proj, &rj);
-                }
-                let norm = w.row(i).dot(&w.row(i)).sqrt();
-                w.row_mut(i).mapv_inplace(|v| v / norm);
+        g.mapv(|v| v / (dim as f64).sqrt())
+    }
+
+    /// Gram–Schmidt on the rows of `w` (`d ≥ m`), as a learned embedding.
+    fn orthogonalized(mut w: Array2<f64>, dim: usize) -> Self {
+        for i in 0..w.nrows() {
+            for j in 0..i {
+                let proj = w.row(i).dot(&w.row(j));
+                let rj = w.row(j).to_owned();
+                w.row_mut(i).scaled_add(-proj, &rj);
             }
+            let norm = w.row(i).dot(&w.row(i)).sqrt();
+            w.row_mut(i).mapv_inplace(|v| v / norm);
         }
         let w32 = w.mapv(|v| v as f32);
         Self::from_weight(EmbeddingKind::Learned { dim }, Tensor::from_ndarray(&w32))
@@ -267,5 +335,58 @@ impl ClassEmbedding {
 impl StateDict for ClassEmbedding {
     fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
         v.tensor(&join(prefix, "weight"), &mut self.weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(e: &ClassEmbedding) -> Vec<Vec<f64>> {
+        let (m, d) = (e.classes(), e.dim());
+        let w = e.weight.to_vec_f32();
+        (0..m)
+            .map(|i| w[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect())
+            .collect()
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn orthogonal_rows_are_orthonormal_and_random_ones_are_not() {
+        let o = rows(&ClassEmbedding::orthogonal(10, 64, 3).unwrap());
+        let r = rows(&ClassEmbedding::random(10, 64, 3));
+        let mut worst_r = 0.0f64;
+        for i in 0..10 {
+            assert!((dot(&o[i], &o[i]) - 1.0).abs() < 1e-5);
+            for j in 0..i {
+                assert!(dot(&o[i], &o[j]).abs() < 1e-5, "rows {i},{j}");
+                worst_r = worst_r.max(dot(&r[i], &r[j]).abs());
+            }
+        }
+        // Gaussian rows of norm ≈ 1 in 64 dimensions overlap by ≈ 1/8.
+        assert!(worst_r > 0.05, "random rows look orthogonal: {worst_r}");
+        // The first orthogonal row is the first random row, normalised.
+        let n0 = dot(&r[0], &r[0]).sqrt();
+        for (a, b) in o[0].iter().zip(&r[0]) {
+            assert!((a - b / n0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn learned_defaults_to_orthogonal_when_it_can() {
+        let l = ClassEmbedding::learned(10, 20, 5);
+        let o = ClassEmbedding::orthogonal(10, 20, 5).unwrap();
+        assert_eq!(l.weight.to_vec_f32(), o.weight.to_vec_f32());
+        let l = ClassEmbedding::learned(10, 4, 5);
+        let r = ClassEmbedding::random(10, 4, 5);
+        assert_eq!(l.weight.to_vec_f32(), r.weight.to_vec_f32());
+        assert_eq!(r.kind, EmbeddingKind::Learned { dim: 4 });
+        let e = ClassEmbedding::orthogonal(10, 4, 5)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("d ≥ m"), "{e}");
     }
 }

@@ -55,5 +55,5 @@ pub use classifier::{ClassifierKind, OutputClassifier};
 pub use ct::{ContConfig, ContLoss, ContMethod, NoPropCont, Sampler};
 pub use ct_net::{CtNet, ImageCache, TrainImageCache};
 pub use dt::{BlockLoss, DtConfig, EmbedGrad, NoPropDt, Order};
-pub use embedding::{ClassEmbedding, EmbeddingKind};
+pub use embedding::{ClassEmbedding, EmbeddingInit, EmbeddingKind};
 pub use error::{Error, Result};

@@ -8,8 +8,8 @@ use noprop_models::EmbeddingKind;
 
 use crate::error::{Error, Result};
 use crate::options::{
-    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DeviceArg, EmbedGradArg, MethodName,
-    OrderArg, SamplerArg,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DeviceArg, EmbedGradArg, EmbeddingInitArg,
+    MethodName, OrderArg, SamplerArg,
 };
 
 /// A training run: the method, the data, the model's options and the
@@ -26,6 +26,9 @@ pub struct TrainConfig {
     pub dataset: DatasetName,
     /// The class embedding (the adjoint baseline supports one-hot only).
     pub embedding: EmbeddingKind,
+    /// How a learned `dimN` embedding starts (`None`: orthogonal when `N ≥ m`,
+    /// random otherwise); only with a `dimN` embedding.
+    pub embedding_init: Option<EmbeddingInitArg>,
     /// Epochs.
     pub epochs: usize,
     /// Seed of everything random (initialisation, noise, dropout, shuffles).
@@ -111,6 +114,7 @@ impl TrainConfig {
             method,
             dataset,
             embedding: EmbeddingKind::OneHot,
+            embedding_init: None,
             epochs: 1,
             seed: 0,
             device: DeviceArg::Cpu,
@@ -150,11 +154,16 @@ impl TrainConfig {
         }
     }
 
-    /// The run's name: `name` or `method-dataset-embedding-sSEED`.
+    /// The run's name: `name` or `method-dataset-embedding-sSEED`
+    /// (`method-dataset-embedding-init-sSEED` with `--embedding-init`).
     pub fn run_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
+            let init = self
+                .embedding_init
+                .map(|i| format!("-{}", noprop_models::EmbeddingInit::from(i)))
+                .unwrap_or_default();
             format!(
-                "{}-{}-{}-s{}",
+                "{}-{}-{}{init}-s{}",
                 self.method,
                 self.dataset.as_str(),
                 self.embedding,
@@ -274,6 +283,13 @@ impl TrainConfig {
         if m == Adjoint && self.embedding != EmbeddingKind::OneHot {
             return Err(Error::config(format!(
                 "the adjoint baseline uses the one-hot embedding only (as in the paper), not {}",
+                self.embedding
+            )));
+        }
+        if self.embedding_init.is_some() && !matches!(self.embedding, EmbeddingKind::Learned { .. })
+        {
+            return Err(Error::config(format!(
+                "--embedding-init applies to a learned dimN embedding (--embedding dimN), not {}",
                 self.embedding
             )));
         }
@@ -435,6 +451,13 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("one-hot"));
 
         let mut c = cfg(MethodName::NopropDt);
+        c.embedding_init = Some(EmbeddingInitArg::Random);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("--embedding-init") && e.contains("dimN"), "{e}");
+        c.embedding = EmbeddingKind::Learned { dim: 784 };
+        c.validate().unwrap();
+
+        let mut c = cfg(MethodName::NopropDt);
         c.sigma = Some(2.0);
         assert!(c.validate().unwrap_err().to_string().contains("posterior"));
         c.classifier = Some(ClassifierArg::Posterior);
@@ -460,5 +483,7 @@ mod tests {
         assert!(c
             .checkpoint_path()
             .ends_with("checkpoints/noprop-ct-mnist-test-split-dim20-s3/last.safetensors"));
+        c.embedding_init = Some(EmbeddingInitArg::Random);
+        assert_eq!(c.run_name(), "noprop-ct-mnist-test-split-dim20-random-s3");
     }
 }

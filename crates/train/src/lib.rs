@@ -51,6 +51,7 @@ pub mod methods;
 mod observe;
 pub mod options;
 mod progress;
+pub mod prototypes;
 mod trainer;
 
 pub use config::{EvalConfig, TrainConfig};
@@ -63,7 +64,7 @@ pub use methods::checkpoint_method;
 pub use observe::{Event, Observer, ProgressLines, TerminalBars, PROGRESS_ENV, PROGRESS_PREFIX};
 pub use options::{
     ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg,
-    EmbeddingArg, MethodName, OnOff, OrderArg, SamplerArg,
+    EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, SamplerArg,
 };
 pub use progress::{
     recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,

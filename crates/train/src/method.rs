@@ -67,6 +67,10 @@ pub trait Method {
     }
     /// Method-specific fields of the training result (at least `config`).
     fn result_fields(&self) -> Map<String, Value>;
+    /// `W_Embed` (`[m, d]`), for the methods that have a class embedding.
+    fn embedding_weight(&self) -> Option<&Tensor> {
+        None
+    }
     /// Method-specific fields of an evaluation result.
     fn eval_fields(&self) -> Map<String, Value> {
         Map::new()

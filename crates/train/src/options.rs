@@ -13,7 +13,7 @@ use std::str::FromStr;
 use clap::ValueEnum;
 use noprop_baselines::{Activation, CclLoss, RelativeMethod};
 use noprop_datasets::DatasetName;
-use noprop_models::{ClassifierKind, EmbedGrad, EmbeddingKind, Order, Sampler};
+use noprop_models::{ClassifierKind, EmbedGrad, EmbeddingInit, EmbeddingKind, Order, Sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -229,6 +229,28 @@ impl ClassifierArg {
         match self {
             ClassifierArg::Softmax => ClassifierKind::Softmax,
             ClassifierArg::Posterior => ClassifierKind::Posterior { sigma },
+        }
+    }
+}
+
+/// How a learned `dimN` embedding starts (`--embedding-init`; the paper's
+/// Figure 7 ablation compares the three at `d` = image size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmbeddingInitArg {
+    /// Orthonormal rows (needs N ≥ classes).
+    Orthogonal,
+    /// One prototype image per class (needs N = C·H·W).
+    Prototype,
+    /// Rows drawn from N(0, I/N).
+    Random,
+}
+
+impl From<EmbeddingInitArg> for EmbeddingInit {
+    fn from(i: EmbeddingInitArg) -> Self {
+        match i {
+            EmbeddingInitArg::Orthogonal => EmbeddingInit::Orthogonal,
+            EmbeddingInitArg::Prototype => EmbeddingInit::Prototype,
+            EmbeddingInitArg::Random => EmbeddingInit::Random,
         }
     }
 }

@@ -36,8 +36,13 @@ pub(crate) struct Setup {
     pub(crate) classes: usize,
     /// The requested embedding.
     pub(crate) embedding: EmbeddingKind,
+    /// How a learned `dimN` embedding starts (`None`: the default).
+    pub(crate) embedding_init: Option<noprop_models::EmbeddingInit>,
     /// `results/checkpoints/<name>/last.safetensors`.
     pub(crate) ckpt: PathBuf,
+    /// The run's starting `W_Embed` when `d` = C·H·W (drawn as images
+    /// beside the learned one at the end, [`crate::prototypes`]).
+    pub(crate) initial_image_embedding: Option<Vec<f32>>,
 }
 
 /// How a [`Trainer::fit`] call ended.
@@ -103,8 +108,11 @@ impl Trainer {
         let c = self.config.clone();
         let (device, why) = c.device.open()?;
         info!("device: {why}");
-        let s = setup(&c)?;
+        let mut s = setup(&c)?;
+        let resumed = c.resume && s.ckpt.exists();
         let (mut model, progress) = methods::for_training(&c, &s)?;
+        s.initial_image_embedding =
+            methods::initial_image_embedding(&c, &s, model.as_ref(), resumed)?;
         info!(
             "{} on {}, batch {}",
             c.method,
@@ -192,6 +200,7 @@ impl Trainer {
             "method": c.method.as_str(),
             "dataset": c.dataset.as_str(),
             "embedding": s.embedding.to_string(),
+            "embedding_init": s.embedding_init.map(|i| i.to_string()),
             "epochs": c.epochs,
             "seed": c.seed,
             "test_accuracy": test_accuracy,
@@ -221,6 +230,9 @@ impl Trainer {
         });
         if let Value::Object(obj) = &mut result {
             obj.extend(r.model.result_fields());
+            if let Some(png) = self.write_prototypes(&r, c)? {
+                obj.insert("prototypes_png".into(), png.display().to_string().into());
+            }
         }
         write_json(&results_path, &result)?;
         info!(
@@ -237,6 +249,25 @@ impl Trainer {
             result_path: Some(results_path),
             result,
         })
+    }
+
+    /// With an image-dimension embedding, `<results>/<run>.prototypes.png`:
+    /// the initial class embeddings above the learned ones.
+    fn write_prototypes(&self, r: &Run<'_>, c: &TrainConfig) -> Result<Option<PathBuf>> {
+        let (Some(initial), Some(w)) = (&r.s.initial_image_embedding, r.model.embedding_weight())
+        else {
+            return Ok(None);
+        };
+        let path = c
+            .results_dir
+            .join(format!("{}.prototypes.png", c.run_name()));
+        let learned = w.try_to_vec_f32()?;
+        crate::prototypes::write_png(&path, initial, &learned, r.s.classes, r.s.image)?;
+        info!(
+            "initial and learned class embeddings drawn in {}",
+            path.display()
+        );
+        Ok(Some(path))
     }
 
     /// Train the rest of the epoch in progress (resuming mid-epoch or
@@ -460,7 +491,9 @@ fn setup(c: &TrainConfig) -> Result<Setup> {
         image,
         classes,
         embedding: c.embedding,
+        embedding_init: c.embedding_init.map(Into::into),
         ckpt,
+        initial_image_embedding: None,
     })
 }
 

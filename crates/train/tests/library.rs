@@ -6,7 +6,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use noprop_datasets::DatasetName;
-use noprop_train::{Error, Event, MethodName, Observer, Phase, SamplerArg, TrainConfig, Trainer};
+use noprop_models::{ClassEmbedding, EmbeddingKind, NoPropDt};
+use noprop_train::{
+    flat_images, load_data, EmbeddingInitArg, Error, Event, MethodName, Observer, Phase,
+    SamplerArg, TrainConfig, Trainer,
+};
 
 /// Records a compact trace of the events.
 struct Trace(Rc<RefCell<Vec<String>>>);
@@ -120,4 +124,123 @@ fn an_observer_error_stops_the_run() {
         .path()
         .join("noprop-dt-mnist-test-split-one-hot-s0.json")
         .exists());
+}
+
+/// `--embedding-init` decides the starting `W_Embed` of a `dimN` run: with a
+/// zero learning rate the checkpoint still holds it after training.
+#[test]
+fn embedding_init_sets_the_starting_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |init: EmbeddingInitArg, dim: usize| {
+        let mut c = small(MethodName::NopropDt, dir.path());
+        c.embedding = EmbeddingKind::Learned { dim };
+        c.embedding_init = Some(init);
+        c.lr = 0.0;
+        c.limit_test = 20;
+        c.train_eval_limit = 20;
+        c.seed = 7;
+        Trainer::new(c).unwrap().fit()
+    };
+    let weight = |report: &noprop_train::TrainReport| {
+        let (m, _) = NoPropDt::load(&report.checkpoint).unwrap();
+        m.embedding.weight.to_vec_f32()
+    };
+
+    let r = run(EmbeddingInitArg::Random, 784).unwrap();
+    assert_eq!(r.result["embedding_init"], "random");
+    assert_eq!(
+        weight(&r),
+        ClassEmbedding::random(10, 784, 7).weight.to_vec_f32()
+    );
+
+    let r = run(EmbeddingInitArg::Orthogonal, 784).unwrap();
+    assert_eq!(
+        weight(&r),
+        ClassEmbedding::orthogonal(10, 784, 7)
+            .unwrap()
+            .weight
+            .to_vec_f32()
+    );
+
+    // The prototypes of the (cut) training split, as the network sees them.
+    let r = run(EmbeddingInitArg::Prototype, 784).unwrap();
+    let mut data = load_data(DatasetName::MnistTestSplit, &None, true).unwrap();
+    data.train = data.train.slice(0..256).unwrap();
+    let (x, y) = flat_images(&data.train, &data.normalization()).unwrap();
+    let p = ClassEmbedding::prototype(&x, &y, 10, 1000, 7).unwrap();
+    assert_eq!(weight(&r), p.weight.to_vec_f32());
+    assert_eq!(r.result["embedding"], "dim784");
+    // Figure 3's grid: initial above learned; with lr 0 the two rows match.
+    let png_path = r.result["prototypes_png"].as_str().expect("prototypes_png");
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut px = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut px).unwrap();
+    let (w, h) = (info.width as usize, info.height as usize);
+    assert_eq!((w, h), (10 * 30 + 2, 2 * 30 + 2));
+    let row = |y: usize| &px[y * w * 3..(y + 1) * w * 3];
+    for y in 2..30 {
+        assert_eq!(row(y), row(y + 30), "pixel row {y}");
+    }
+    assert!(row(15).iter().any(|&v| v < 100), "an image, not a blank");
+
+    // A prototype start needs the image dimension, an orthogonal one N ≥ m.
+    let e = run(EmbeddingInitArg::Prototype, 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dim784"), "{e}");
+    let e = run(EmbeddingInitArg::Orthogonal, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("d ≥ m"), "{e}");
+}
+
+/// `noprop train --dataset tiny-imagenet` finds a tree in the published
+/// layout under `--data-dir` and trains on its 3×64×64 images.
+#[test]
+fn tiny_imagenet_layout_trains() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tiny-imagenet-200");
+    let wnids = ["n01443537", "n01629819"];
+    let jpeg = |v: u8| {
+        let mut out = Vec::new();
+        let px: Vec<u8> = (0..64 * 64)
+            .flat_map(|i| [v, (i % 64) as u8, 255 - v])
+            .collect();
+        jpeg_encoder::Encoder::new(&mut out, 90)
+            .encode(&px, 64, 64, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        out
+    };
+    std::fs::create_dir_all(dir.join("val/images")).unwrap();
+    std::fs::write(dir.join("wnids.txt"), wnids.join("\n")).unwrap();
+    let mut ann = String::new();
+    for (c, w) in wnids.iter().enumerate() {
+        let images = dir.join("train").join(w).join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        for k in 0..4 {
+            let v = (c * 150 + k * 10) as u8;
+            std::fs::write(images.join(format!("{w}_{k}.JPEG")), jpeg(v)).unwrap();
+        }
+        std::fs::write(
+            dir.join(format!("val/images/val_{c}.JPEG")),
+            jpeg(c as u8 * 150),
+        )
+        .unwrap();
+        ann.push_str(&format!("val_{c}.JPEG\t{w}\t0\t0\t63\t63\n"));
+    }
+    std::fs::write(dir.join("val/val_annotations.txt"), ann).unwrap();
+
+    let mut c = TrainConfig::new(MethodName::NopropDt, DatasetName::TinyImagenet);
+    c.data_dir = Some(tmp.path().to_path_buf());
+    c.steps = Some(2);
+    c.batch_size = 4;
+    c.results_dir = tmp.path().join("results");
+    let r = Trainer::new(c).unwrap().fit().unwrap();
+    assert_eq!(r.result["train_images"], 8);
+    assert_eq!(r.result["test_images"], 2);
+    assert_eq!(r.result["data_source"], dir.display().to_string());
+    assert!(r.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
 }

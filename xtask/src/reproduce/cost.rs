@@ -21,7 +21,7 @@
 //! * CIFAR's 3×32×32 images cost [`CIFAR_FACTOR`] times more than 1×28×28
 //!   (the DT block step in `docs/results/dt_step.json`).
 
-use super::plan::Cell;
+use super::plan::{image_dim, Cell};
 use super::progress::{Phase, Progress};
 
 /// Seconds to start `noprop train` and load the data.
@@ -132,13 +132,17 @@ impl CellCost {
 /// The estimate for `cell` with `inference_runs` final evaluation runs.
 pub fn estimate(cell: &Cell, inference_runs: usize) -> CellCost {
     let b = &cell.budget;
-    let (full_train, test) = split_sizes(&cell.dataset);
+    let (full_train, full_test) = split_sizes(&cell.dataset);
     let train = b.limit_train.map_or(full_train, |n| n.min(full_train));
+    let test = b.limit_test.map_or(full_test, |n| n.min(full_test));
     let train_eval = match b.train_eval_limit {
         0 => train,
         n => n.min(train),
     };
-    let prototype = cell.embedding == "prototype";
+    // An embedding of the image dimension (prototype, or Figure 7's dimN)
+    // takes the second conv stack.
+    let prototype = cell.embedding == "prototype"
+        || cell.embedding == format!("dim{}", image_dim(&cell.dataset));
     let image = if cell.dataset.starts_with("cifar") {
         CIFAR_FACTOR
     } else {
@@ -164,14 +168,23 @@ pub fn estimate(cell: &Cell, inference_runs: usize) -> CellCost {
 
 #[cfg(test)]
 mod tests {
-    use super::super::plan::{plan, Mode, PlanRequest, EMBEDDINGS, METHODS, TABLES};
+    use super::super::plan::{plan, Mode, PlanRequest, EMBEDDINGS, METHODS};
     use super::*;
 
-    /// The cells of a plan for `dataset` in `mode` (every table).
+    /// The cells of a plan for `dataset` in `mode` (Tables 1, 3, 5, Figure 4).
     fn cells(mode: Mode, dataset: &str, inference_runs: usize) -> Vec<Cell> {
+        cells_for(
+            mode,
+            dataset,
+            inference_runs,
+            &["table1", "table3", "table5", "fig4"],
+        )
+    }
+
+    fn cells_for(mode: Mode, dataset: &str, inference_runs: usize, tables: &[&str]) -> Vec<Cell> {
         let req = PlanRequest {
             mode,
-            tables: TABLES.iter().map(|s| s.to_string()).collect(),
+            tables: tables.iter().map(|s| s.to_string()).collect(),
             datasets: vec![(dataset.into(), Ok(()))],
             methods: METHODS.iter().map(|s| s.to_string()).collect(),
             embeddings: EMBEDDINGS.iter().map(|s| s.to_string()).collect(),
@@ -248,6 +261,22 @@ mod tests {
         // CT/FM's 1000-step evaluations outweigh their training.
         let ct = find(&mnist, "mnist-noprop-ct-one-hot-s0");
         assert!(ct.eval_epoch > ct.train_epoch);
+    }
+
+    #[test]
+    fn quick_ablation_cells_are_small_and_image_dim_ones_cost_more() {
+        let cells = cells_for(Mode::Quick, "fashion-mnist", 1, &["fig6", "fig7"]);
+        assert_eq!(cells.len(), 9);
+        let est = |id: &str| estimate(cells.iter().find(|c| c.id == id).expect(id), 1);
+        let one_hot = est("fashion-mnist-noprop-dt-one-hot-posterior-s0");
+        let dim784 = est("fashion-mnist-noprop-dt-dim784-init-random-s0");
+        // 3,000 training images at T = 10; 1,000 test images at the end.
+        assert!((one_hot.train_epoch - 3_000.0 * 5.45e-3).abs() < 1e-6);
+        assert!((one_hot.final_eval - 1_000.0 * 3.6e-3).abs() < 1e-6);
+        assert!((dim784.train_epoch / one_hot.train_epoch - 1.104 / 0.545).abs() < 1e-9);
+        // The nine cells together: under ten minutes at the reference speed.
+        let total: f64 = cells.iter().map(|c| estimate(c, 1).total()).sum();
+        assert!(total < 600.0, "{total:.0} s");
     }
 
     #[test]

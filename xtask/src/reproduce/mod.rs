@@ -14,9 +14,10 @@
 //!    shows the cell, its epoch and batch (the [`progress`] lines of
 //!    `noprop train`), and the time left for the whole run, estimated per
 //!    cell ([`cost`]) and rescaled by the speed observed ([`live`]).
-//! 4. Render `REPORT.md` (+ `fig4.svg`, `fig4.csv`) in the run directory;
+//! 4. Render `REPORT.md` (+ `fig4`, `fig6`, `fig7` `.svg` and `.csv`) in the run directory;
 //!    with `--update-docs`, also copy it to `docs/REPRODUCTION.md`.
 
+pub mod bars;
 mod cells;
 mod child;
 pub mod cost;
@@ -49,7 +50,7 @@ pub struct ReproduceArgs {
     /// Smoke-test preset: one epoch on 256 images (used by the tests).
     #[arg(long, hide = true)]
     pub micro: bool,
-    /// Artefacts: table1, table3, table5, fig4 (comma-separated; default all).
+    /// Artefacts: table1, table3, table5, fig4, fig6, fig7 (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
     /// Datasets (default: full: mnist,cifar10,cifar100; quick: mnist, else fashion-mnist).
@@ -165,18 +166,25 @@ pub fn render_report(out: &Path, docs: bool, root: &Path) -> Result<PathBuf> {
     if docs {
         let fig_dir = root.join("docs").join("reproduction");
         std::fs::create_dir_all(&fig_dir)?;
-        for f in ["fig4.svg", "fig4.csv"] {
+        for f in FIGURE_FILES {
             let src = out.join(f);
             if src.exists() {
                 std::fs::copy(&src, fig_dir.join(f))
                     .with_context(|| format!("copying {}", src.display()))?;
             }
         }
-        let md = md.replace("](fig4.", "](reproduction/fig4.");
+        let md = ["fig4", "fig6", "fig7"].iter().fold(md, |md, f| {
+            md.replace(&format!("]({f}."), &format!("](reproduction/{f}."))
+        });
         write_atomic(&root.join("docs").join("REPRODUCTION.md"), md.as_bytes())?;
     }
     Ok(path)
 }
+
+/// The figure files a report links, copied beside `docs/REPRODUCTION.md`.
+const FIGURE_FILES: [&str; 6] = [
+    "fig4.svg", "fig4.csv", "fig6.svg", "fig6.csv", "fig7.svg", "fig7.csv",
+];
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -516,17 +524,30 @@ mod tests {
         run(args.clone()).expect("reproduce --micro");
         let report = std::fs::read_to_string(dir.path().join("REPORT.md")).expect("report");
         assert!(report.contains("MICRO"), "{report}");
-        for section in ["## Table 1", "## Table 3", "## Table 5", "## Figure 4"] {
+        for section in [
+            "## Table 1",
+            "## Table 3",
+            "## Table 5",
+            "## Figure 4",
+            "## Figure 6",
+            "## Figure 7",
+        ] {
             assert!(report.contains(section), "{section} missing:\n{report}");
         }
-        assert!(dir.path().join("fig4.svg").exists());
-        assert!(dir.path().join("fig4.csv").exists());
+        for f in ["fig4.svg", "fig4.csv", "fig6.svg", "fig6.csv"] {
+            assert!(dir.path().join(f).exists(), "{f} missing");
+        }
         let plan: RunPlan = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("plan.json")).expect("plan"),
         )
         .expect("plan json");
-        assert_eq!(plan.cells.len(), 5, "five one-hot rows");
-        assert_eq!(plan.skipped.len(), 8, "eight rows left out by --embeddings");
+        // Five one-hot rows, and Figure 6's one-hot posterior cell (its
+        // softmax bar is Table 1's DT cell).
+        assert_eq!(plan.cells.len(), 6);
+        // Eight Table 1 rows, Figure 6's dim20 and prototype cells (2 × 2)
+        // and Figure 7's three (image-dimension embeddings) left out by
+        // --embeddings.
+        assert_eq!(plan.skipped.len(), 8 + 4 + 3);
         assert!(report.contains("--embeddings leaves out dim20"), "{report}");
         // Every finished cell's JSON has the fields the report reads.
         let mut finished = 0;
@@ -539,7 +560,7 @@ mod tests {
                 finished += 1;
             }
         }
-        assert_eq!(finished, 5, "only {finished} cells finished:\n{report}");
+        assert_eq!(finished, 6, "only {finished} cells finished:\n{report}");
         // A re-run skips every finished cell: their results stay untouched.
         let dt = report::result_path(dir.path(), "mnist-test-split-noprop-dt-one-hot-s0");
         let before = std::fs::read(&dt).expect("DT result");

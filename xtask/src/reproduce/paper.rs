@@ -188,6 +188,51 @@ pub fn table5_millions(dataset: &str, embedding: &str) -> Option<(f64, f64)> {
     })
 }
 
+/// Figure 6 (v1: Figure 4): NoProp-DT test accuracy with the softmax
+/// classifier (Eq. 14) and the posterior one (Eqs. 15–16), per embedding.
+/// The softmax bars are Table 1's values; the posterior ones are read off
+/// the plot (to about ±0.02 on MNIST, ±0.05 on CIFAR), so they are
+/// approximate.
+pub fn fig6(dataset: &str, embedding: &str) -> Option<(Published, Published)> {
+    let e = ["one-hot", "dim20", "prototype"]
+        .iter()
+        .position(|x| *x == embedding)?;
+    let rows: [[(Published, Published); 3]; 3] = [
+        [
+            (p(99.47, 0.05), p(99.46, 0.06)),
+            (p(99.49, 0.04), p(99.48, 0.04)),
+            (p(99.54, 0.04), p(99.49, 0.03)),
+        ],
+        [
+            (p(79.25, 0.28), p(79.31, 0.36)),
+            (p(79.12, 0.37), p(79.03, 0.21)),
+            (p(80.54, 0.20), p(81.33, 0.38)),
+        ],
+        [
+            (p(45.93, 0.46), p(45.96, 0.38)),
+            (p(45.19, 0.22), p(45.47, 0.52)),
+            (p(46.06, 0.25), p(45.89, 0.24)),
+        ],
+    ];
+    Some(rows[dataset_column(dataset)?][e])
+}
+
+/// Figure 7 (v1: Figure 5): NoProp-DT test accuracy with an embedding of
+/// the image dimension started orthogonally, from prototypes or at random.
+/// The prototype bar is Table 1's NoProp-DT (prototype) value; the others
+/// are read off the plot, so they are approximate.
+pub fn fig7(dataset: &str, init: &str) -> Option<Published> {
+    let i = ["orthogonal", "prototype", "random"]
+        .iter()
+        .position(|x| *x == init)?;
+    let rows: [[Published; 3]; 3] = [
+        [p(99.51, 0.03), p(99.54, 0.04), p(99.54, 0.03)],
+        [p(80.91, 0.36), p(80.54, 0.20), p(80.80, 0.21)],
+        [p(46.17, 0.56), p(46.06, 0.25), p(45.70, 0.43)],
+    ];
+    Some(rows[dataset_column(dataset)?][i])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +245,20 @@ mod tests {
         assert!(table1("mnist", "adjoint", "dim20").is_none());
         assert_eq!(table3_gb("cifar100", "adjoint"), Some(6.45));
         assert_eq!(table5_millions("mnist", "prototype"), Some((1.40, 1.48)));
+        // Figure 6's softmax bars are Table 1's NoProp-DT test values.
+        for d in ["mnist", "cifar10", "cifar100"] {
+            for e in ["one-hot", "dim20", "prototype"] {
+                let (soft, _) = fig6(d, e).expect("fig6");
+                assert_eq!(Some(soft), table1(d, "noprop-dt", e).map(|r| r.1));
+            }
+            // Figure 7's prototype bar is Table 1's prototype value.
+            assert_eq!(
+                fig7(d, "prototype"),
+                table1(d, "noprop-dt", "prototype").map(|r| r.1)
+            );
+        }
+        assert_eq!(fig6("cifar10", "prototype").map(|v| v.1.mean), Some(81.33));
+        assert_eq!(fig7("cifar100", "random"), Some(p(45.70, 0.43)));
+        assert!(fig6("fashion-mnist", "one-hot").is_none());
     }
 }

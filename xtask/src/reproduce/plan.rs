@@ -12,7 +12,11 @@ pub const METHODS: [&str; 5] = ["backprop", "noprop-dt", "adjoint", "noprop-ct",
 /// The three class embeddings of Table 1.
 pub const EMBEDDINGS: [&str; 3] = ["one-hot", "dim20", "prototype"];
 /// Artefacts `--tables` can ask for.
-pub const TABLES: [&str; 4] = ["table1", "table3", "table5", "fig4"];
+pub const TABLES: [&str; 6] = ["table1", "table3", "table5", "fig4", "fig6", "fig7"];
+/// Figure 6's classifiers (`--classifier`): Eq. 14 and Eqs. 15–16.
+pub const CLASSIFIERS: [&str; 2] = ["softmax", "posterior"];
+/// Figure 7's starts of an image-dimension embedding (`--embedding-init`).
+pub const INITS: [&str; 3] = ["orthogonal", "prototype", "random"];
 
 /// How much of the paper's setting a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +63,9 @@ pub struct Budget {
     pub eval_steps: Option<usize>,
     /// Training images used (`None`: all).
     pub limit_train: Option<usize>,
+    /// Test images used (`None`: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_test: Option<usize>,
     /// Images of the train split on which train accuracy is measured (0: all).
     pub train_eval_limit: usize,
 }
@@ -80,6 +87,7 @@ pub fn paper_budget(dataset: &str, method: &str) -> Budget {
         steps,
         eval_steps: None,
         limit_train: None,
+        limit_test: None,
         train_eval_limit: 0,
     }
 }
@@ -112,6 +120,7 @@ pub fn reduced_budget(mode: Mode, method: &str, embedding: &str) -> Budget {
                 steps,
                 eval_steps,
                 limit_train: Some(limit),
+                limit_test: None,
                 train_eval_limit: 1_000,
             }
         }
@@ -126,9 +135,47 @@ pub fn reduced_budget(mode: Mode, method: &str, embedding: &str) -> Budget {
                 steps,
                 eval_steps: None,
                 limit_train: Some(256),
+                limit_test: None,
                 train_eval_limit: 256,
             }
         }
+    }
+}
+
+/// The budget of the NoProp-DT ablation cells (Figures 6 and 7).
+///
+/// Full: Table 4's (the same cells as Table 1). QUICK: nine extra cells
+/// must fit beside Table 1's, so each sees one epoch of the first
+/// [`ABLATION_QUICK_TRAIN`] training images at T = 10 and is tested on the
+/// first [`ABLATION_QUICK_TEST`] test images — a smoke-scale comparison,
+/// labelled QUICK. Micro: the micro budget.
+pub fn ablation_budget(mode: Mode, dataset: &str, embedding: &str) -> Budget {
+    match mode {
+        Mode::Full => paper_budget(dataset, "noprop-dt"),
+        Mode::Quick => Budget {
+            epochs: 1,
+            steps: 10,
+            eval_steps: None,
+            limit_train: Some(ABLATION_QUICK_TRAIN),
+            limit_test: Some(ABLATION_QUICK_TEST),
+            train_eval_limit: 500,
+        },
+        Mode::Micro => reduced_budget(mode, "noprop-dt", embedding),
+    }
+}
+
+/// Training images of a QUICK ablation cell.
+pub const ABLATION_QUICK_TRAIN: usize = 3_000;
+/// Test images of a QUICK ablation cell.
+pub const ABLATION_QUICK_TEST: usize = 1_000;
+
+/// `C·H·W` of a dataset's images: Figure 7's embedding dimension.
+pub fn image_dim(dataset: &str) -> usize {
+    match dataset {
+        "cifar10" | "cifar100" => 3 * 32 * 32,
+        "tiny-imagenet" => 3 * 64 * 64,
+        // mnist, fashion-mnist, mnist-test-split.
+        _ => 28 * 28,
     }
 }
 
@@ -144,6 +191,11 @@ pub struct Cell {
     pub method: String,
     /// Embedding name as `noprop --embedding` spells it.
     pub embedding: String,
+    /// An ablation cell's setting (Figure 6: `softmax` or `posterior`;
+    /// Figure 7: `init-orthogonal`, `init-prototype`, `init-random`);
+    /// `None` for the cells of Table 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Seed.
     pub seed: u64,
     /// Epochs, steps and subset.
@@ -232,6 +284,7 @@ fn table_needs(table: &str, method: &str, embedding: &str) -> bool {
         "table3" => embedding == "one-hot",
         // Figure 4: CT, FM and the adjoint, one-hot.
         "fig4" => embedding == "one-hot" && matches!(method, "noprop-ct" | "noprop-fm" | "adjoint"),
+        // Figures 6 and 7 add their own cells ([`ablation_cells`]).
         // Table 5 is computed from the model definitions: no training.
         _ => false,
     }
@@ -282,6 +335,7 @@ pub fn plan(req: &PlanRequest) -> (Vec<Cell>, Vec<Skipped>) {
                         dataset: dataset.clone(),
                         method: method.to_string(),
                         embedding: embedding.to_string(),
+                        variant: None,
                         seed,
                         budget: budget.clone(),
                         args,
@@ -290,7 +344,114 @@ pub fn plan(req: &PlanRequest) -> (Vec<Cell>, Vec<Skipped>) {
             }
         }
     }
+    ablation_cells(req, &mut cells, &mut skipped);
     (cells, skipped)
+}
+
+/// The NoProp-DT cells of Figure 6 (softmax vs posterior classifier, each
+/// embedding) and Figure 7 (an embedding of the image dimension started
+/// orthogonally, from prototypes, or at random).
+///
+/// A Figure 6 softmax cell is the Table 1 NoProp-DT cell itself when the
+/// budgets agree (full and micro), so it is trained once; QUICK gives the
+/// ablations a smaller budget ([`ablation_budget`]) and so its own softmax
+/// cells. Figure 7's cells are image-dimension embeddings, which
+/// `--embeddings` names `prototype`.
+fn ablation_cells(req: &PlanRequest, cells: &mut Vec<Cell>, skipped: &mut Vec<Skipped>) {
+    let wants = |t: &str| req.tables.iter().any(|x| x == t);
+    let method = "noprop-dt";
+    let mut jobs: Vec<(String, String, Option<&str>, Vec<String>)> = Vec::new();
+    for (dataset, _) in &req.datasets {
+        if wants("fig6") {
+            for embedding in EMBEDDINGS {
+                for classifier in CLASSIFIERS {
+                    jobs.push((
+                        dataset.clone(),
+                        embedding.to_string(),
+                        Some(classifier),
+                        vec!["--classifier".into(), classifier.into()],
+                    ));
+                }
+            }
+        }
+        if wants("fig7") {
+            for init in INITS {
+                jobs.push((
+                    dataset.clone(),
+                    format!("dim{}", image_dim(dataset)),
+                    None,
+                    vec!["--embedding-init".into(), init.into()],
+                ));
+            }
+        }
+    }
+    for (dataset, embedding, classifier, extra) in jobs {
+        let variant = match classifier {
+            Some(c) => c.to_string(),
+            None => format!("init-{}", extra[1]),
+        };
+        let stem = format!("{dataset}-{method}-{embedding}-{variant}");
+        let filter_name = if classifier.is_some() {
+            embedding.as_str()
+        } else {
+            "prototype"
+        };
+        let available = req
+            .datasets
+            .iter()
+            .find(|(d, _)| *d == dataset)
+            .map(|(_, a)| a.clone())
+            .unwrap_or(Ok(()));
+        let reason = if !req.methods.iter().any(|m| m == method) {
+            Some(format!("--methods leaves out {method}"))
+        } else if !req.embeddings.iter().any(|e| e == filter_name) {
+            Some(format!("--embeddings leaves out {filter_name}"))
+        } else {
+            available.err()
+        };
+        if let Some(reason) = reason {
+            skipped.push(Skipped { id: stem, reason });
+            continue;
+        }
+        let budget = ablation_budget(req.mode, &dataset, &embedding);
+        let table1_budget = match req.mode {
+            Mode::Full => paper_budget(&dataset, method),
+            m => reduced_budget(m, method, &embedding),
+        };
+        // Softmax is `noprop train`'s default: with Table 1's budget the
+        // Table 1 cell is this cell (added here when Table 1 is not asked for).
+        let reuse = classifier == Some("softmax") && budget == table1_budget;
+        for seed in 0..req.seeds {
+            let (id, variant, extra) = if reuse {
+                (
+                    format!("{dataset}-{method}-{embedding}-s{seed}"),
+                    None,
+                    vec![],
+                )
+            } else {
+                (
+                    format!("{stem}-s{seed}"),
+                    Some(variant.clone()),
+                    extra.clone(),
+                )
+            };
+            if cells.iter().any(|c| c.id == id) {
+                continue;
+            }
+            let mut args = train_args(&dataset, method, &embedding, seed, &budget, req);
+            args.extend(extra);
+            cells.push(Cell {
+                id,
+                dataset: dataset.clone(),
+                method: method.to_string(),
+                embedding: embedding.clone(),
+                variant,
+                seed,
+                budget: budget.clone(),
+                args,
+            });
+        }
+    }
 }
 
 /// The `noprop train` flags of one cell (results dir and name are added by
@@ -327,6 +488,9 @@ fn train_args(
     }
     if let Some(n) = b.limit_train {
         push("--limit-train", n.to_string());
+    }
+    if let Some(n) = b.limit_test {
+        push("--limit-test", n.to_string());
     }
     push("--train-eval-limit", b.train_eval_limit.to_string());
     push("--inference-runs", req.inference_runs.to_string());
@@ -386,6 +550,54 @@ mod tests {
             } else {
                 20_000
             })));
+    }
+
+    #[test]
+    fn ablations_plan_their_own_cells() {
+        // Full: Figure 6's softmax bars are Table 1's DT cells (trained once).
+        let (cells, _) = plan(&req(Mode::Full, &["table1", "fig6", "fig7"]));
+        assert_eq!(cells.len(), (13 + 3 + 3) * 3);
+        let post = cells
+            .iter()
+            .find(|c| c.id == "mnist-noprop-dt-dim20-posterior-s1")
+            .expect("posterior cell");
+        assert_eq!(post.variant.as_deref(), Some("posterior"));
+        assert_eq!(post.budget.epochs, 100);
+        assert!(post
+            .args
+            .windows(2)
+            .any(|w| w == ["--classifier", "posterior"]));
+        let init = cells
+            .iter()
+            .find(|c| c.id == "mnist-noprop-dt-dim784-init-random-s0")
+            .expect("fig7 cell");
+        assert!(init.args.windows(2).any(|w| w == ["--embedding", "dim784"]));
+        assert!(init
+            .args
+            .windows(2)
+            .any(|w| w == ["--embedding-init", "random"]));
+
+        // QUICK: smaller ablation cells, softmax ones of their own.
+        let (cells, skipped) = plan(&req(Mode::Quick, &["fig6", "fig7"]));
+        assert_eq!(cells.len(), 9 * 3);
+        assert!(cells.iter().all(|c| c.variant.is_some()
+            && c.budget.limit_train == Some(ABLATION_QUICK_TRAIN)
+            && c.args.windows(2).any(|w| w == ["--limit-test", "1000"])));
+        assert!(cells
+            .iter()
+            .any(|c| c.id == "mnist-noprop-dt-one-hot-softmax-s0"));
+        assert!(skipped
+            .iter()
+            .any(|s| s.id == "cifar10-noprop-dt-dim3072-init-prototype"));
+
+        // Figure 7 follows `--embeddings prototype`.
+        let mut r = req(Mode::Quick, &["fig7"]);
+        r.embeddings = vec!["one-hot".into()];
+        let (cells, skipped) = plan(&r);
+        assert!(cells.is_empty());
+        assert!(skipped
+            .iter()
+            .any(|s| s.reason == "--embeddings leaves out prototype"));
     }
 
     #[test]

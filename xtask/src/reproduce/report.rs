@@ -1,6 +1,7 @@
 //! Renders a run directory (its `plan.json` and the JSON each cell wrote)
 //! into `REPORT.md`: Table 1 beside the paper's values, Table 3 (peak
-//! memory), Table 5 (parameter counts), Figure 4 (SVG + CSV) and every
+//! memory), Table 5 (parameter counts), Figure 4 (SVG + CSV), Figures 6
+//! and 7 (bar charts + CSV + tables beside the paper's values) and every
 //! cell that did not run, with the reason.
 
 use std::collections::BTreeMap;
@@ -10,10 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use super::bars::{self, Bar};
 use super::figure::{self, Point};
 use super::paper;
 use super::params::ParamRow;
-use super::plan::{Cell, Mode, RunPlan};
+use super::plan::{Cell, Mode, RunPlan, CLASSIFIERS, EMBEDDINGS, INITS};
 
 /// What became of one planned cell.
 #[derive(Clone, Debug)]
@@ -210,6 +212,12 @@ pub fn render(dir: &Path, params: Option<&[ParamRow]>) -> Result<String> {
     if wants("fig4") {
         fig4(&mut md, dir, &plan, &outcomes)?;
     }
+    if wants("fig6") {
+        fig6(&mut md, dir, &plan, &outcomes)?;
+    }
+    if wants("fig7") {
+        fig7(&mut md, dir, &plan, &outcomes)?;
+    }
     cells_table(&mut md, &plan, &outcomes);
     not_run(&mut md, &plan, &outcomes);
     Ok(md)
@@ -251,7 +259,7 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
             cell_text(&d.note)
         );
     }
-    let mut budgets: BTreeMap<&str, String> = BTreeMap::new();
+    let mut budgets: BTreeMap<String, String> = BTreeMap::new();
     for c in &plan.cells {
         let b = &c.budget;
         let steps = match c.method.as_str() {
@@ -265,12 +273,19 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
         let subset = b.limit_train.map_or("all training images".into(), |n| {
             format!("first {n} training images")
         });
+        let test = b
+            .limit_test
+            .map_or(String::new(), |n| format!(", first {n} test images"));
+        let key = match c.variant {
+            None => method_title(&c.method).to_string(),
+            Some(_) => format!("{} (Figures 6, 7)", method_title(&c.method)),
+        };
         budgets
-            .entry(c.method.as_str())
-            .or_insert(format!("{} epochs, {steps}, {subset}", b.epochs));
+            .entry(key)
+            .or_insert(format!("{} epochs, {steps}, {subset}{test}", b.epochs));
     }
     for (m, b) in budgets {
-        let _ = writeln!(md, "| {} | {b} |", method_title(m));
+        let _ = writeln!(md, "| {m} | {b} |");
     }
     let _ = writeln!(
         md,
@@ -299,7 +314,13 @@ fn groups<'a>(
             .unwrap_or(99)
     };
     let mut g: BTreeMap<(String, usize, usize), Group> = BTreeMap::new();
-    for (c, o) in plan.cells.iter().zip(outcomes) {
+    // The ablation cells (Figures 6, 7) have their own sections.
+    for (c, o) in plan
+        .cells
+        .iter()
+        .zip(outcomes)
+        .filter(|(c, _)| c.variant.is_none())
+    {
         g.entry((c.dataset.clone(), order(&c.method), eorder(&c.embedding)))
             .or_insert(Group { cells: vec![] })
             .cells
@@ -486,6 +507,229 @@ fn fig4(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Re
     Ok(())
 }
 
+/// The cells of `plan` that `pick` selects, with their outcomes.
+fn select<'a>(
+    plan: &'a RunPlan,
+    outcomes: &'a [Outcome],
+    pick: impl Fn(&Cell) -> bool,
+) -> Group<'a> {
+    Group {
+        cells: plan
+            .cells
+            .iter()
+            .zip(outcomes)
+            .filter(|(c, _)| pick(c))
+            .collect(),
+    }
+}
+
+/// The datasets of `plan`'s cells, in plan order.
+fn cell_datasets(plan: &RunPlan) -> Vec<&str> {
+    let mut d: Vec<&str> = Vec::new();
+    for c in &plan.cells {
+        if !d.contains(&c.dataset.as_str()) {
+            d.push(&c.dataset);
+        }
+    }
+    d
+}
+
+/// `mean ± s.e.` of a group's test values as a bar (percent).
+fn bar(panel: &str, group: &str, series: &str, g: &Group) -> Option<Bar> {
+    let values = g.test_values();
+    let (mean, se) = mean_se(&values)?;
+    Some(Bar {
+        panel: panel.into(),
+        group: group.into(),
+        series: series.into(),
+        mean: 100.0 * mean,
+        se: se.map(|e| 100.0 * e),
+        n: values.len(),
+    })
+}
+
+fn fmt_paper_approx(p: Option<paper::Published>, approx: bool) -> String {
+    match p {
+        Some(p) if approx => format!("≈{} ± {}", p.mean, p.se),
+        other => fmt_paper(other),
+    }
+}
+
+/// Writes `<name>.svg` and `<name>.csv` of `bars` into `dir` and links them.
+fn write_bars(
+    md: &mut String,
+    dir: &Path,
+    name: &str,
+    title: &str,
+    bars_: &[Bar],
+    series: &[&str],
+) -> Result<()> {
+    let csv_path = dir.join(format!("{name}.csv"));
+    std::fs::write(&csv_path, bars::csv(bars_))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let svg_path = dir.join(format!("{name}.svg"));
+    std::fs::write(
+        &svg_path,
+        bars::svg(bars_, title, series, "test accuracy (%)"),
+    )
+    .with_context(|| format!("writing {}", svg_path.display()))?;
+    let _ = writeln!(
+        md,
+        "![{title}]({name}.svg)\n\nBars: mean test accuracy over seeds × inference runs; error bars: ± standard error (none with a single value). Every bar: [{name}.csv]({name}.csv).\n"
+    );
+    Ok(())
+}
+
+fn figure_title(plan: &RunPlan, figure: &str) -> String {
+    match plan.mode.banner() {
+        "" => format!("{figure} (full)"),
+        b => format!("{figure} — {b}, not the paper's setting"),
+    }
+}
+
+fn fig6(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "## Figure 6 — class probabilities: softmax (Eq. 14) vs posterior (Eqs. 15–16), NoProp-DT\n"
+    );
+    // QUICK trains its own softmax cells (the ablation budget); otherwise
+    // the softmax bars are Table 1's NoProp-DT cells.
+    let own_softmax = plan
+        .cells
+        .iter()
+        .any(|c| c.variant.as_deref() == Some("softmax"));
+    let mut all = Vec::new();
+    let mut rows = String::new();
+    for dataset in cell_datasets(plan) {
+        for embedding in EMBEDDINGS {
+            let groups: Vec<Group> = CLASSIFIERS
+                .iter()
+                .map(|cls| {
+                    select(plan, outcomes, |c| {
+                        c.dataset == dataset
+                            && c.method == "noprop-dt"
+                            && c.embedding == embedding
+                            && match *cls {
+                                "posterior" => c.variant.as_deref() == Some("posterior"),
+                                _ if own_softmax => c.variant.as_deref() == Some("softmax"),
+                                _ => c.variant.is_none(),
+                            }
+                    })
+                })
+                .collect();
+            if groups.iter().all(|g| g.cells.is_empty()) {
+                continue;
+            }
+            let ours: Vec<Option<(f64, Option<f64>)>> =
+                groups.iter().map(|g| mean_se(&g.test_values())).collect();
+            for (cls, g) in CLASSIFIERS.iter().zip(&groups) {
+                all.extend(bar(dataset, embedding, cls, g));
+            }
+            let diff = match (ours[0], ours[1]) {
+                (Some((s, _)), Some((p, _))) => format!("{:+.2}", 100.0 * (p - s)),
+                _ => "—".into(),
+            };
+            let published = paper::fig6(dataset, embedding);
+            let status: Vec<String> = groups.iter().map(Group::status).collect();
+            let _ = writeln!(
+                rows,
+                "| {dataset} | {embedding} | {} | {} | {diff} | {} | {} | {} |",
+                fmt_pct(ours[0]),
+                fmt_pct(ours[1]),
+                fmt_paper(published.map(|p| p.0)),
+                fmt_paper_approx(published.map(|p| p.1), true),
+                status.join("; ")
+            );
+        }
+    }
+    if all.is_empty() {
+        let _ = writeln!(md, "No finished Figure 6 cell: nothing to plot.\n");
+    } else {
+        let title = figure_title(plan, "Figure 6");
+        write_bars(md, dir, "fig6", &title, &all, &CLASSIFIERS)?;
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "Test accuracy (%), mean ± s.e.; the paper's columns only for its datasets (≈: read off the paper's plot).\n\n| dataset | embedding | softmax (ours) | posterior (ours) | posterior − softmax | softmax (paper) | posterior (paper) | cells (softmax; posterior) |\n|---|---|---:|---:|---:|---:|---:|---|\n{rows}"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "The paper's Figure 6 (NoProp-DT test accuracy, %; softmax = Table 1, posterior read off the plot; it finds no consistent winner):\n\n| dataset | embedding | softmax | posterior |\n|---|---|---:|---:|"
+    );
+    for dataset in ["mnist", "cifar10", "cifar100"] {
+        for embedding in EMBEDDINGS {
+            let p = paper::fig6(dataset, embedding);
+            let _ = writeln!(
+                md,
+                "| {dataset} | {embedding} | {} | {} |",
+                fmt_paper(p.map(|p| p.0)),
+                fmt_paper_approx(p.map(|p| p.1), true)
+            );
+        }
+    }
+    md.push('\n');
+    Ok(())
+}
+
+fn fig7(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Result<()> {
+    let _ = writeln!(
+        md,
+        "## Figure 7 — embedding initialisation at the image dimension, NoProp-DT\n"
+    );
+    let mut all = Vec::new();
+    let mut rows = String::new();
+    for dataset in cell_datasets(plan) {
+        for init in INITS {
+            let variant = format!("init-{init}");
+            let g = select(plan, outcomes, |c| {
+                c.dataset == dataset && c.variant.as_deref() == Some(variant.as_str())
+            });
+            let Some((c0, _)) = g.cells.first() else {
+                continue;
+            };
+            let ours = mean_se(&g.test_values());
+            all.extend(bar(dataset, init, "NoProp-DT", &g));
+            let published = paper::fig7(dataset, init);
+            let _ = writeln!(
+                rows,
+                "| {dataset} | {} | {init} | {} | {} | {} | {} |",
+                c0.embedding,
+                fmt_pct(ours),
+                fmt_paper_approx(published, init != "prototype"),
+                fmt_diff(ours, published),
+                g.status()
+            );
+        }
+    }
+    if all.is_empty() {
+        let _ = writeln!(md, "No finished Figure 7 cell: nothing to plot.\n");
+    } else {
+        let title = figure_title(plan, "Figure 7");
+        write_bars(md, dir, "fig7", &title, &all, &["NoProp-DT"])?;
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(
+            md,
+            "Test accuracy (%), mean ± s.e., `--embedding dimN --embedding-init <init>` with N the image size; the paper's column only for its datasets (≈: read off its plot; its prototype bar is Table 1's).\n\n| dataset | embedding | init | ours | paper | Δ | cells |\n|---|---|---|---:|---:|---:|---|\n{rows}"
+        );
+    }
+    let _ = writeln!(
+        md,
+        "The paper's Figure 7 (NoProp-DT test accuracy, %):\n\n| dataset | orthogonal | prototype | random |\n|---|---:|---:|---:|"
+    );
+    for dataset in ["mnist", "cifar10", "cifar100"] {
+        let v: Vec<String> = INITS
+            .iter()
+            .map(|i| fmt_paper_approx(paper::fig7(dataset, i), *i != "prototype"))
+            .collect();
+        let _ = writeln!(md, "| {dataset} | {} |", v.join(" | "));
+    }
+    md.push('\n');
+    Ok(())
+}
+
 /// Every finished cell: its cost and result, and the run's total.
 fn cells_table(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
     let _ = writeln!(md, "## Cells\n");
@@ -586,12 +830,14 @@ mod tests {
             dataset: dataset.into(),
             method: method.into(),
             embedding: embedding.into(),
+            variant: None,
             seed,
             budget: Budget {
                 epochs: 2,
                 steps: 10,
                 eval_steps: None,
                 limit_train: Some(1000),
+                limit_test: None,
                 train_eval_limit: 500,
             },
             args: vec![],
@@ -724,6 +970,99 @@ mod tests {
         let csv = std::fs::read_to_string(dir.path().join("fig4.csv")).expect("csv");
         assert_eq!(csv.lines().count(), 3, "{csv}");
         assert!(dir.path().join("fig4.svg").exists());
+    }
+
+    /// Synthetic ablation cells (made-up accuracies, to check the rendering):
+    /// Figure 6 softmax/posterior and Figure 7 inits on MNIST, two seeds.
+    #[test]
+    fn renders_figures_6_and_7_from_synthetic_cells() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with = |embedding: &str, variant: &str, seed: u64| {
+            let mut c = cell("mnist", "noprop-dt", embedding, seed);
+            c.id = format!("mnist-noprop-dt-{embedding}-{variant}-s{seed}");
+            c.variant = Some(variant.into());
+            c
+        };
+        let mut cells = Vec::new();
+        for seed in 0..2 {
+            for e in ["one-hot", "dim20", "prototype"] {
+                cells.push(with(e, "softmax", seed));
+                cells.push(with(e, "posterior", seed));
+            }
+            for i in ["orthogonal", "prototype", "random"] {
+                cells.push(with("dim784", &format!("init-{i}"), seed));
+            }
+        }
+        let plan = RunPlan {
+            mode: Mode::Quick,
+            command: "cargo xtask reproduce --quick --tables fig6,fig7".into(),
+            tables: vec!["fig6".into(), "fig7".into()],
+            seeds: 2,
+            inference_runs: 2,
+            device: "cpu".into(),
+            datasets: vec![],
+            cells: cells.clone(),
+            skipped: vec![],
+            host: json!({"hostname": "fixture", "cpu": "test cpu", "threads": 2}),
+            git_revision: "abc123".into(),
+            created_unix: 0,
+        };
+        std::fs::write(
+            dir.path().join("plan.json"),
+            serde_json::to_string(&plan).expect("plan"),
+        )
+        .expect("write plan");
+        for c in &cells {
+            // One-hot posterior seed 1 is left pending.
+            if c.id == "mnist-noprop-dt-one-hot-posterior-s1" {
+                continue;
+            }
+            let base = if c.variant.as_deref() == Some("posterior") {
+                0.96
+            } else {
+                0.98
+            };
+            let runs = [
+                base - 0.01 * c.seed as f64,
+                base + 0.01 - 0.01 * c.seed as f64,
+            ];
+            std::fs::write(
+                result_path(dir.path(), &c.id),
+                serde_json::to_string(&result("noprop-dt", &runs, 0.99, 1e8)).expect("json"),
+            )
+            .expect("write result");
+        }
+        let md = render(dir.path(), None).expect("render");
+        assert!(md.contains("## Figure 6"), "{md}");
+        assert!(md.contains("## Figure 7"), "{md}");
+        // Softmax values .98 .99 .97 .98 → 98.00 ± 0.41; posterior one-hot has
+        // seed 0 only: .96 .97 → 96.50 ± 0.50; Δ −1.50; the paper's MNIST values.
+        assert!(
+            md.contains("| mnist | one-hot | 98.00 ± 0.41 | 96.50 ± 0.50 | -1.50 | 99.47 ± 0.05 | ≈99.46 ± 0.06 | 2/2 done; 1/2 done, 1 pending |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| mnist | dim784 | random | 98.00 ± 0.41 | ≈99.54 ± 0.03 | -1.54 | 2/2 done |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mnist | dim784 | prototype | 98.00 ± 0.41 | 99.54 ± 0.04 |"),
+            "{md}"
+        );
+        // The ablation cells stay out of Table 1's groups and the header
+        // names their budget.
+        assert!(md.contains("| NoProp-DT (Figures 6, 7) | 2 epochs"), "{md}");
+        let svg6 = std::fs::read_to_string(dir.path().join("fig6.svg")).expect("fig6.svg");
+        assert_eq!(svg6.matches("class=\"error-bar\"").count(), 6);
+        assert!(svg6.contains("QUICK"));
+        let csv7 = std::fs::read_to_string(dir.path().join("fig7.csv")).expect("fig7.csv");
+        assert_eq!(csv7.lines().count(), 4, "{csv7}");
+        assert!(
+            csv7.contains("mnist,random,NoProp-DT,4,98.0000,0.4082"),
+            "{csv7}"
+        );
     }
 
     #[test]

@@ -86,6 +86,10 @@ impl Method for Bp {
         )
     }
 
+    fn embedding_weight(&self) -> Option<&Tensor> {
+        Some(&self.model.embedding.weight)
+    }
+
     fn result_fields(&self) -> Map<String, Value> {
         let alphas: Vec<f64> = (1..=self.model.config.steps)
             .map(|t| self.model.alpha(t))

@@ -154,6 +154,10 @@ impl Method for Cont {
         format!(" (eval {} steps){sched}", self.epoch_inf.steps)
     }
 
+    fn embedding_weight(&self) -> Option<&Tensor> {
+        Some(&self.model.embedding.weight)
+    }
+
     fn result_fields(&self) -> Map<String, Value> {
         let (f, e) = (self.final_inf, self.epoch_inf);
         let s = self.model.schedule.as_ref();

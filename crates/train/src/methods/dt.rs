@@ -103,6 +103,10 @@ impl Method for Dt {
         )
     }
 
+    fn embedding_weight(&self) -> Option<&Tensor> {
+        Some(&self.model.embedding.weight)
+    }
+
     fn result_fields(&self) -> Map<String, Value> {
         let order = match self.model.config.order {
             Order::Batch => "batch",

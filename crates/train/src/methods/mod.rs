@@ -17,7 +17,9 @@ pub use dt::Dt;
 pub use relative::Rel;
 
 use noprop_baselines::{Adjoint, Backprop, Relative};
-use noprop_models::{ClassEmbedding, ContMethod, EmbeddingKind, NoPropCont, NoPropDt};
+use noprop_models::{
+    ClassEmbedding, ContMethod, EmbeddingInit, EmbeddingKind, NoPropCont, NoPropDt,
+};
 use tracing::info;
 
 use crate::config::{EvalConfig, TrainConfig};
@@ -28,16 +30,58 @@ use crate::options::MethodName;
 use crate::progress::{Progress, PROGRESS_KEY};
 use crate::trainer::Setup;
 
-/// The class embedding a fresh run starts from (prototype: docs/DECISIONS.md § 13).
+/// The class embedding a fresh run starts from (prototype: docs/DECISIONS.md § 13;
+/// a `dimN` embedding as `--embedding-init` asks).
 fn new_embedding(s: &Setup, seed: u64) -> Result<ClassEmbedding> {
     Ok(match s.embedding {
         EmbeddingKind::OneHot => ClassEmbedding::one_hot(s.classes),
-        EmbeddingKind::Learned { dim } => ClassEmbedding::learned(s.classes, dim, seed),
+        EmbeddingKind::Learned { dim } => match s.embedding_init {
+            None => ClassEmbedding::learned(s.classes, dim, seed),
+            Some(EmbeddingInit::Orthogonal) => ClassEmbedding::orthogonal(s.classes, dim, seed)
+                .map_err(|e| Error::config(format!("--embedding-init orthogonal: {e}")))?,
+            Some(EmbeddingInit::Random) => ClassEmbedding::random(s.classes, dim, seed),
+            Some(EmbeddingInit::Prototype) => {
+                let (c, h, w) = s.image;
+                if dim != c * h * w {
+                    return Err(Error::config(format!(
+                        "--embedding-init prototype needs the image dimension: --embedding dim{} for {c}×{h}×{w} images, not dim{dim}",
+                        c * h * w
+                    )));
+                }
+                let (x, y) = flat_images(&s.data.train, &s.norm)?;
+                let p = ClassEmbedding::prototype(&x, &y, s.classes, 1000, seed)?;
+                ClassEmbedding::from_saved(s.embedding, &p.weight)?
+            }
+        },
         EmbeddingKind::Prototype => {
             let (x, y) = flat_images(&s.data.train, &s.norm)?;
             ClassEmbedding::prototype(&x, &y, s.classes, 1000, seed)?
         }
     })
+}
+
+/// The starting `W_Embed` of a run whose embedding has the image dimension
+/// (`None` for other embeddings): the fresh model's, or — when the run
+/// resumed — the same deterministic start rebuilt.
+pub(crate) fn initial_image_embedding(
+    c: &TrainConfig,
+    s: &Setup,
+    model: &dyn Method,
+    resumed: bool,
+) -> Result<Option<Vec<f32>>> {
+    let (ch, h, w) = s.image;
+    let Some(weight) = model.embedding_weight() else {
+        return Ok(None);
+    };
+    if weight.rank() != 2 || weight.dim(1) != ch * h * w {
+        return Ok(None);
+    }
+    let start = if resumed {
+        new_embedding(s, c.seed)?.weight
+    } else {
+        weight.clone()
+    };
+    Ok(Some(start.try_to_vec_f32()?))
 }
 
 /// With `resume` and an existing checkpoint, `load` it and check that it
