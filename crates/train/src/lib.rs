@@ -40,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod comm;
 mod config;
 mod data;
 mod error;
@@ -62,8 +63,8 @@ pub use method::{Method, Phase};
 pub use methods::checkpoint_method;
 pub use observe::{Event, Observer, ProgressLines, TerminalBars, PROGRESS_ENV, PROGRESS_PREFIX};
 pub use options::{
-    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg, EmbeddingArg, MethodName, OnOff,
-    OrderArg, SamplerArg,
+    AnchorCe, ClassifierArg, DatasetArg, DeviceArg, DistributedArg, EmbedGradArg, EmbeddingArg,
+    MethodName, OnOff, OrderArg, SamplerArg,
 };
 pub use progress::{
     recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,

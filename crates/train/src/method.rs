@@ -71,6 +71,19 @@ pub trait Method {
     fn eval_fields(&self) -> Map<String, Value> {
         Map::new()
     }
+    /// Bring this rank's copy of the whole model up to date before an
+    /// evaluation or a checkpoint (the block-parallel schedule gathers the
+    /// blocks other ranks trained). Every rank calls it at the same points;
+    /// the default, for single-process methods, does nothing.
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// A digest of the state every rank of a distributed run must hold
+    /// identically; the trainer compares it across the ranks after every
+    /// epoch. `None`: nothing to check (the default).
+    fn shared_digest(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Move the model (parameters, buffers, optimiser state) to `device`.
     /// Only NoProp-DT runs on CUDA so far; the default accepts the CPU only.
     fn to_device(&mut self, device: &Device) -> Result<()> {

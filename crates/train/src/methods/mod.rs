@@ -3,14 +3,17 @@
 
 mod adjoint;
 mod backprop;
+mod block_dt;
 mod cont;
 mod dt;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 pub use adjoint::Adj;
 pub use backprop::Bp;
+pub use block_dt::{owned_blocks, BlockParallelDt};
 pub use cont::{Cont, Infer};
 pub use dt::Dt;
 
@@ -18,11 +21,12 @@ use noprop_baselines::{Adjoint, Backprop};
 use noprop_models::{ClassEmbedding, ContMethod, EmbeddingKind, NoPropCont, NoPropDt};
 use tracing::info;
 
+use crate::comm::Communicator;
 use crate::config::{EvalConfig, TrainConfig};
 use crate::data::flat_images;
 use crate::error::{Error, Result};
 use crate::method::Method;
-use crate::options::MethodName;
+use crate::options::{DistributedArg, MethodName};
 use crate::progress::{Progress, PROGRESS_KEY};
 use crate::trainer::Setup;
 
@@ -87,8 +91,13 @@ pub(crate) fn progress_of(path: &Path, meta: &HashMap<String, String>) -> Result
     }
 }
 
-/// The model a training run starts from: fresh, or its checkpoint with `resume`.
-pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method>, Progress)> {
+/// The model a training run starts from: fresh, or its checkpoint with
+/// `resume`; with `--distributed`, spread over `comm`'s ranks.
+pub(crate) fn for_training(
+    c: &TrainConfig,
+    s: &Setup,
+    comm: &Rc<dyn Communicator>,
+) -> Result<(Box<dyn Method>, Progress)> {
     let (image, classes, ckpt) = (s.image, s.classes, s.ckpt.as_path());
     Ok(match c.method {
         MethodName::NopropDt => {
@@ -102,7 +111,12 @@ pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method
                 || Ok(NoPropDt::new(cfg.clone(), new_embedding(s, c.seed)?)?),
             )?;
             let noise = c.inference_noise;
-            (Box::new(Dt { model, noise }), p)
+            let dt = Dt { model, noise };
+            if c.distributed == Some(DistributedArg::Block) {
+                (Box::new(BlockParallelDt::new(dt, comm.clone())?), p)
+            } else {
+                (Box::new(dt), p)
+            }
         }
         MethodName::NopropCt | MethodName::NopropFm => {
             let cfg = cont::config(c, image, classes);
