@@ -40,6 +40,13 @@ pub trait Communicator {
     /// What the communicator is, for logs and results (`single process`, `MPI, 2 ranks`).
     fn describe(&self) -> String;
 
+    /// Stop every rank of the job after an error on this one (MPI_Abort:
+    /// the others may be waiting in a collective). The default, for groups
+    /// that end with their process, does nothing.
+    fn abort(&self, code: i32) {
+        let _ = code;
+    }
+
     /// Whether this is rank 0 (the one that prints, writes results and checkpoints).
     fn is_root(&self) -> bool {
         self.rank() == 0
@@ -317,6 +324,11 @@ mod mpi_comm {
         }
         fn describe(&self) -> String {
             format!("MPI, {} ranks", self.size())
+        }
+        fn abort(&self, code: i32) {
+            if self.size() > 1 {
+                self.world.abort(code);
+            }
         }
     }
 }

@@ -259,10 +259,14 @@ impl Trainer {
             write_json(&results_path, &result)?;
         }
         info!(
-            "test accuracy {:.4} ({:.1}s per inference run) — result written to {}",
+            "test accuracy {:.4} ({:.1}s per inference run){}",
             test_accuracy,
             inference_seconds,
-            results_path.display()
+            if self.comm.is_root() {
+                format!(" — result written to {}", results_path.display())
+            } else {
+                String::new()
+            }
         );
         self.emit(Event::Finished { test_accuracy })?;
         Ok(TrainReport {

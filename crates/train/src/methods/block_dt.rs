@@ -261,10 +261,10 @@ impl Method for BlockParallelDt {
 
     fn describe(&mut self) -> String {
         format!(
-            "{}; block-parallel over {} ({}), this rank trains blocks {}..={}",
+            "{}; block-parallel over {}, rank {} trains blocks {}..={}",
             self.dt.describe(),
             self.comm.describe(),
-            self.comm.size(),
+            self.comm.rank(),
             self.owned.start,
             self.owned.end.saturating_sub(1)
         )
