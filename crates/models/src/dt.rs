@@ -85,6 +85,9 @@ pub struct NoPropDt {
     /// Mini-batches trained so far (the key of every random draw).
     pub step: u64,
     device: Device,
+    /// Run the block updates on the calling thread whatever the config says
+    /// (data-parallel training hooks every optimiser step on that thread).
+    on_caller_thread: bool,
 }
 
 impl std::fmt::Debug for NoPropDt {
@@ -139,6 +142,7 @@ impl NoPropDt {
             config,
             step: 0,
             device: Device::Cpu,
+            on_caller_thread: false,
         })
     }
 
@@ -159,6 +163,15 @@ impl NoPropDt {
         self.shared_opt.to_device(device)?;
         self.device = device.clone();
         Ok(())
+    }
+
+    /// Take every optimiser step of [`NoPropDt::train_batch`] on the calling
+    /// thread (the sequential block schedule, bit-identical to the concurrent
+    /// one), whatever `config.concurrent_blocks` says; not saved in
+    /// checkpoints. Data-parallel training needs it: its gradient hook
+    /// (`noprop_nn::optim::with_grad_hook`) is per thread.
+    pub fn set_steps_on_caller_thread(&mut self, yes: bool) {
+        self.on_caller_thread = yes;
     }
 
     /// The device the model lives on.
@@ -326,6 +339,7 @@ impl NoPropDt {
         let mut losses = Vec::with_capacity(t_steps);
         if !self.embedding.trainable()
             && self.config.concurrent_blocks
+            && !self.on_caller_thread
             && self.device.is_cpu()
             && rayon::current_num_threads() > 1
         {

@@ -197,6 +197,13 @@ impl TrainConfig {
             "--no-inference-noise",
             &[NopropDt, NopropCt, NopropFm],
         )?;
+        if self.distributed == Some(DistributedArg::Data)
+            && matches!(self.device, DeviceArg::Cuda(_))
+        {
+            return Err(Error::config(
+                "--distributed data runs on the CPU only so far: use --device cpu",
+            ));
+        }
         if self.distributed == Some(DistributedArg::Block) {
             if m != NopropDt {
                 return Err(Error::config(format!(

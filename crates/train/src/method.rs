@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use noprop_models::EmbeddingKind;
+use noprop_nn::state::StateDict;
 use noprop_tensor::{Device, Tensor};
 use serde_json::{Map, Value};
 
@@ -84,6 +85,15 @@ pub trait Method {
     fn shared_digest(&mut self) -> Result<Option<u64>> {
         Ok(None)
     }
+    /// The model's named state (parameters, buffers, optimiser moments,
+    /// counters: a checkpoint's tensors), for distributed schedules that
+    /// compare or combine it across ranks. `None`: not available.
+    fn state_dict(&mut self) -> Option<&mut dyn StateDict> {
+        None
+    }
+    /// Data-parallel training is about to start: take every optimiser step
+    /// on the calling thread (see `noprop_nn::optim::with_grad_hook`).
+    fn steps_on_caller_thread(&mut self) {}
     /// Move the model (parameters, buffers, optimiser state) to `device`.
     /// Only NoProp-DT runs on CUDA so far; the default accepts the CPU only.
     fn to_device(&mut self, device: &Device) -> Result<()> {

@@ -1,8 +1,12 @@
-//! Block-parallel NoProp-DT without `mpirun`: R ranks as threads of one
-//! process ([`LocalGroup`]). The final checkpoint of R = 1, 2, 3 is
-//! bit-identical to the plain single-process run (one-hot embedding), rank 0
-//! alone writes, and a run stopped mid-epoch with R = 2 resumes with R = 3 to
-//! the same tensors.
+//! Distributed schedules without `mpirun`: R ranks as threads of one
+//! process ([`LocalGroup`]).
+//!
+//! * Block-parallel NoProp-DT: the final checkpoint of R = 1, 2, 3 is
+//!   bit-identical to the plain single-process run (one-hot embedding), rank
+//!   0 alone writes, and a run stopped mid-epoch with R = 2 resumes with R = 3
+//!   to the same tensors.
+//! * Data-parallel, every method: R = 1 is the single process bit for bit,
+//!   and R = 2 gives the same tensors twice.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -124,4 +128,66 @@ fn more_ranks_without_distributed_is_an_error() {
     c.distributed = Some(DistributedArg::Block);
     let e = Trainer::new(c).err().unwrap();
     assert!(e.to_string().contains("--distributed data"), "{e}");
+}
+
+/// A small run of `method` (few inference/Euler steps for CT, FM and the adjoint).
+fn small_method(method: MethodName, dir: &Path, name: &str) -> TrainConfig {
+    let mut c = small(dir);
+    c.method = method;
+    c.steps = match method {
+        MethodName::NopropDt | MethodName::Backprop => Some(3),
+        _ => Some(10),
+    };
+    if matches!(
+        method,
+        MethodName::NopropCt | MethodName::NopropFm | MethodName::Adjoint
+    ) {
+        c.eval_steps = Some(10);
+    }
+    c.name = Some(name.into());
+    c
+}
+
+#[test]
+fn data_parallel_is_deterministic_for_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    for method in [
+        MethodName::NopropDt,
+        MethodName::NopropCt,
+        MethodName::NopropFm,
+        MethodName::Backprop,
+        MethodName::Adjoint,
+    ] {
+        let plain = small_method(method, dir.path(), &format!("{method}-plain"));
+        let plain_acc = Trainer::new(plain.clone())
+            .unwrap()
+            .fit()
+            .unwrap()
+            .test_accuracy;
+        let reference = tensors(&plain);
+        // R = 1 runs the same code path (slicing, hook, reduce) and is the
+        // single process bit for bit.
+        let mut one = small_method(method, dir.path(), &format!("{method}-r1"));
+        one.distributed = Some(DistributedArg::Data);
+        assert_eq!(run_ranks(&one, 1), plain_acc, "{method}");
+        assert!(tensors(&one) == reference, "{method}: R = 1 differs");
+        // R = 2: the same numbers twice (and the ranks agreed on every
+        // parameter after the epoch, or the run would have failed).
+        let two = [0, 1].map(|k| {
+            let mut c = small_method(method, dir.path(), &format!("{method}-r2-{k}"));
+            c.distributed = Some(DistributedArg::Data);
+            c
+        });
+        let a = run_ranks(&two[0], 2);
+        let b = run_ranks(&two[1], 2);
+        assert_eq!(a, b, "{method}");
+        assert!(
+            tensors(&two[0]) == tensors(&two[1]),
+            "{method}: R = 2 not deterministic"
+        );
+        eprintln!(
+            "{method}: single process {:?}, data-parallel R = 2 {:?}",
+            plain_acc, a
+        );
+    }
 }

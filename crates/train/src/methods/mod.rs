@@ -5,6 +5,7 @@ mod adjoint;
 mod backprop;
 mod block_dt;
 mod cont;
+mod data_parallel;
 mod dt;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ pub use adjoint::Adj;
 pub use backprop::Bp;
 pub use block_dt::{owned_blocks, BlockParallelDt};
 pub use cont::{Cont, Infer};
+pub use data_parallel::DataParallel;
 pub use dt::Dt;
 
 use noprop_baselines::{Adjoint, Backprop};
@@ -94,6 +96,19 @@ pub(crate) fn progress_of(path: &Path, meta: &HashMap<String, String>) -> Result
 /// The model a training run starts from: fresh, or its checkpoint with
 /// `resume`; with `--distributed`, spread over `comm`'s ranks.
 pub(crate) fn for_training(
+    c: &TrainConfig,
+    s: &Setup,
+    comm: &Rc<dyn Communicator>,
+) -> Result<(Box<dyn Method>, Progress)> {
+    let (model, p) = single(c, s, comm)?;
+    if c.distributed == Some(DistributedArg::Data) {
+        return Ok((Box::new(DataParallel::new(model, comm.clone())?), p));
+    }
+    Ok((model, p))
+}
+
+/// [`for_training`] before data-parallel wrapping.
+fn single(
     c: &TrainConfig,
     s: &Setup,
     comm: &Rc<dyn Communicator>,
