@@ -35,6 +35,10 @@
 //!   distributed schedules plug in here.
 //! * [`Trainer`]: the loop around it; [`Observer`]s see every epoch, batch
 //!   and evaluation ([`TerminalBars`], [`ProgressLines`]).
+//! * [`comm`]: the communication layer of distributed training (MPI with
+//!   the `mpi` feature, threads, or a single process) behind
+//!   `--distributed block|data`: [`methods::BlockParallelDt`] and
+//!   [`methods::DataParallel`] (docs/DISTRIBUTED.md).
 //! * [`evaluate`]: a checkpoint's test accuracy.
 //! * [`memory`]: the counting allocator behind the peak-memory fields.
 

@@ -29,6 +29,17 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Runs every unfinished cell of `plan` in order, writing into `out`.
 pub fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, resume: bool) -> Result<()> {
+    run_cells_on(plan, out, bin, resume, None)
+}
+
+/// [`run_cells`], each cell under `mpirun -np R` with `Some(R)`.
+pub fn run_cells_on(
+    plan: &RunPlan,
+    out: &Path,
+    bin: &Path,
+    resume: bool,
+    mpi: Option<usize>,
+) -> Result<()> {
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut progress = RunProgress::new(
@@ -66,7 +77,7 @@ pub fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, resume: bool) -> Result
         display.line(&progress.started_line(now()));
         display.status(&progress.status(now()));
         let t0 = Instant::now();
-        let outcome = run_cell(cell, out, &logs, bin, resume, |ev| {
+        let outcome = run_cell(cell, out, &logs, bin, resume, mpi, |ev| {
             if let Some(ev) = ev {
                 progress.observe(ev, now());
             }
@@ -158,6 +169,7 @@ fn run_cell(
     logs: &Path,
     bin: &Path,
     resume: bool,
+    mpi: Option<usize>,
     on: impl FnMut(Option<&Event>),
 ) -> Result<CellRun> {
     let result = report::result_path(out, &cell.id);
@@ -167,10 +179,20 @@ fn run_cell(
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("train")
-        .args(&cell.args)
-        .arg("--results-dir")
+    let mut cmd = match mpi {
+        Some(r) => crate::run_bin::mpirun(r, bin),
+        None => Command::new(bin),
+    };
+    cmd.arg("train").args(&cell.args);
+    if mpi.is_some() {
+        // NoProp-DT splits its blocks; the other methods their mini-batches.
+        let dt = cell
+            .args
+            .windows(2)
+            .any(|w| w[0] == "--method" && w[1] == "noprop-dt");
+        cmd.args(["--distributed", if dt { "block" } else { "data" }]);
+    }
+    cmd.arg("--results-dir")
         .arg(out)
         .arg("--name")
         .arg(&cell.id);
