@@ -27,13 +27,9 @@ use super::{cost, report, write_atomic};
 /// How often the status line is refreshed while a cell is silent.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Runs every unfinished cell of `plan` in order, writing into `out`.
-pub fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, resume: bool) -> Result<()> {
-    run_cells_on(plan, out, bin, resume, None)
-}
-
-/// [`run_cells`], each cell under `mpirun -np R` with `Some(R)`.
-pub fn run_cells_on(
+/// Runs every unfinished cell of `plan` in order, writing into `out`; each
+/// cell under `mpirun -np R` with `mpi = Some(R)`.
+pub fn run_cells(
     plan: &RunPlan,
     out: &Path,
     bin: &Path,
@@ -299,7 +295,7 @@ echo 'RESULT {"test_accuracy": 0.5}'
             "mnist-test-split-backprop-one-hot-s0",
             "mnist-test-split-noprop-dt-one-hot-s0",
         );
-        run_cells(&plan, &out, &bin, false).expect("run cells");
+        run_cells(&plan, &out, &bin, false, None).expect("run cells");
 
         let dt_log =
             std::fs::read_to_string(out.join("logs").join(format!("{dt}.log"))).expect("DT log");
@@ -341,7 +337,7 @@ echo 'RESULT {"test_accuracy": 0.5}'
 
         // A re-run leaves the finished cell alone and retries the failed one.
         std::fs::write(report::result_path(&out, dt), "{\"kept\": true}").expect("mark");
-        run_cells(&plan, &out, &bin, false).expect("re-run");
+        run_cells(&plan, &out, &bin, false, None).expect("re-run");
         assert_eq!(
             std::fs::read_to_string(report::result_path(&out, dt)).expect("DT result"),
             "{\"kept\": true}"

@@ -153,7 +153,7 @@ fn run_in(args: ReproduceArgs, root: &Path) -> Result<()> {
         if args.mpi == Some(0) {
             anyhow::bail!("--mpi 0: expected a rank count ≥ 1");
         }
-        cells::run_cells_on(&plan, &out, &bin, args.resume, args.mpi)?;
+        cells::run_cells(&plan, &out, &bin, args.resume, args.mpi)?;
     }
     let report = render_report(&out, args.update_docs, root)?;
     eprintln!("report: {}", report.display());
