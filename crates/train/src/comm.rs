@@ -3,7 +3,7 @@
 //! a single-process implementation ([`SingleProcess`]), an in-process group
 //! of threads ([`LocalGroup`], so that multi-rank schedules are testable
 //! without `mpirun`) and, with the `mpi` feature, the MPI one
-//! ([`MpiComm`], Open MPI through the `mpi` crate).
+//! (`MpiComm`, Open MPI through the `mpi` crate).
 //!
 //! Every collective is deterministic: the all-reduce gathers every rank's
 //! values and sums them in rank order 0, 1, …, R−1 on every rank, so all
