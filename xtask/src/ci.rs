@@ -60,6 +60,25 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
+    // The MPI communicator (`--distributed` under mpirun) builds against
+    // Open MPI, which `.ci/run` installs; the default build needs none.
+    (
+        "clippy-mpi",
+        &[
+            "clippy",
+            "-p",
+            "noprop-train",
+            "-p",
+            "noprop",
+            "--features",
+            "noprop/mpi",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
     ("docs", &["doc", "--workspace", "--no-deps", "--release"]),
     (
         "docs-cuda",
@@ -111,6 +130,22 @@ pub const STEPS: &[(&str, &[&str])] = &[
             "--release",
         ],
     ),
+    // Block-parallel NoProp-DT under `mpirun -np 2|3` (crates/cli/tests/mpi.rs):
+    // bit-identity with the single process and resume after a killed rank.
+    // NOPROP_REQUIRE_MPI=1 (set below) makes a missing mpirun a failure.
+    (
+        "tests-mpi",
+        &[
+            "test",
+            "-p",
+            "noprop",
+            "--features",
+            "noprop/mpi",
+            "--release",
+            "--test",
+            "mpi",
+        ],
+    ),
 ];
 
 /// Run every step, stopping at the first failure.
@@ -133,6 +168,9 @@ pub fn run(args: CiArgs) -> Result<()> {
         cmd.args(*cargo_args);
         if name.starts_with("docs") {
             cmd.env("RUSTDOCFLAGS", "-D warnings");
+        }
+        if *name == "tests-mpi" {
+            cmd.env("NOPROP_REQUIRE_MPI", "1");
         }
         let status = cmd
             .status()

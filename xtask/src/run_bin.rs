@@ -75,10 +75,68 @@ pub fn build_release_with(package: &str, bin: &str, features: &[&str]) -> Result
     Ok(target.join("release").join(bin))
 }
 
-/// Build `noprop` and run `noprop <sub> <args…>`, passing output through.
-pub fn run(sub: &str, args: PassThrough) -> Result<()> {
-    let bin = build_release("noprop", "noprop")?;
-    let status = Command::new(&bin)
+/// `mpirun --oversubscribe -np ranks bin` (as root too: Open MPI's
+/// `OMPI_ALLOW_RUN_AS_ROOT*` variables are set; they are ignored otherwise).
+pub fn mpirun(ranks: usize, bin: &Path) -> Command {
+    let mut c = Command::new("mpirun");
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .args(["--oversubscribe", "-np"])
+        .arg(ranks.to_string())
+        .arg(bin);
+    c
+}
+
+/// `--mpi R` taken out of pass-through arguments (`cargo xtask train --mpi 2 …`).
+pub fn take_mpi(args: &mut Vec<String>) -> Result<Option<usize>> {
+    let Some(i) = args
+        .iter()
+        .position(|a| a == "--mpi" || a.starts_with("--mpi="))
+    else {
+        return Ok(None);
+    };
+    let value = match args[i].strip_prefix("--mpi=") {
+        Some(v) => {
+            let v = v.to_string();
+            args.remove(i);
+            v
+        }
+        None => {
+            if i + 1 >= args.len() {
+                bail!("--mpi needs a rank count, e.g. --mpi 2");
+            }
+            args.remove(i);
+            args.remove(i)
+        }
+    };
+    match value.parse::<usize>() {
+        Ok(r) if r >= 1 => Ok(Some(r)),
+        _ => bail!("--mpi {value}: expected a rank count ≥ 1"),
+    }
+}
+
+/// Build `noprop` and run `noprop <sub> <args…>`, passing output through;
+/// `train --mpi R …` builds it with MPI and runs it under `mpirun -np R`
+/// (add `--distributed block|data`).
+pub fn run(sub: &str, mut args: PassThrough) -> Result<()> {
+    let mpi = if sub == "train" {
+        take_mpi(&mut args.args)?
+    } else {
+        None
+    };
+    let (bin, mut cmd) = match mpi {
+        Some(r) => {
+            let bin = build_release_with("noprop", "noprop", &["mpi"])?;
+            let cmd = mpirun(r, &bin);
+            (bin, cmd)
+        }
+        None => {
+            let bin = build_release("noprop", "noprop")?;
+            let cmd = Command::new(&bin);
+            (bin, cmd)
+        }
+    };
+    let status = cmd
         .arg(sub)
         .args(&args.args)
         .status()
@@ -87,4 +145,28 @@ pub fn run(sub: &str, args: PassThrough) -> Result<()> {
         bail!("noprop {sub} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_mpi;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn mpi_ranks_are_taken_out_of_the_pass_through_arguments() {
+        let mut a = args(&["--dataset", "mnist", "--mpi", "3", "--epochs", "2"]);
+        assert_eq!(take_mpi(&mut a).unwrap(), Some(3));
+        assert_eq!(a, args(&["--dataset", "mnist", "--epochs", "2"]));
+        let mut a = args(&["--mpi=2"]);
+        assert_eq!(take_mpi(&mut a).unwrap(), Some(2));
+        assert!(a.is_empty());
+        let mut a = args(&["--epochs", "2"]);
+        assert_eq!(take_mpi(&mut a).unwrap(), None);
+        for bad in [&["--mpi"][..], &["--mpi", "0"], &["--mpi", "two"]] {
+            assert!(take_mpi(&mut args(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -19,10 +19,9 @@
 
 mod data_cmd;
 mod eval_args;
+mod launch;
 mod switches;
 mod train_args;
-
-use std::io::IsTerminal;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -62,21 +61,22 @@ enum Command {
 
 fn main() {
     noprop_tensor::tune_host_allocator();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NOPROP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
-    let out: Result<()> = match cli.command {
-        Command::Train(a) => train_args::run(*a),
-        Command::Eval(a) => eval_args::run(a),
-        Command::Data(c) => data_cmd::run(c),
+    let rank_log = match &cli.command {
+        Command::Train(a) => a.rank_log.clone(),
+        _ => None,
     };
+    let out: Result<()> =
+        launch::init_logging(rank_log.as_deref()).and_then(|()| match cli.command {
+            Command::Train(a) => train_args::run(*a),
+            Command::Eval(a) => eval_args::run(a),
+            Command::Data(c) => data_cmd::run(c),
+        });
     if let Err(e) = out {
-        eprintln!("error: {e:#}");
+        match launch::launcher_rank() {
+            Some((rank, size)) if size > 1 => eprintln!("error (rank {rank} of {size}): {e:#}"),
+            _ => eprintln!("error: {e:#}"),
+        }
         std::process::exit(1);
     }
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use noprop_train::{
-    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg,
-    EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, ProgressLines, SamplerArg,
-    TerminalBars, TrainConfig, Trainer,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, DistributedArg,
+    EmbedGradArg, EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, ProgressLines,
+    SamplerArg, TerminalBars, TrainConfig, Trainer,
 };
 
 use crate::switches::switch;
@@ -153,6 +153,16 @@ pub struct TrainArgs {
     /// Stop (as if interrupted) after N mini-batches of this invocation — for resume tests.
     #[arg(long, hide = true)]
     pub stop_after: Option<u64>,
+    /// Spread the run over the ranks of `mpirun -np R noprop train …`:
+    /// `block` splits NoProp-DT's T blocks across the ranks, `data` gives
+    /// each rank a slice of every mini-batch (docs/DISTRIBUTED.md). Without
+    /// mpirun, or with R = 1, the same schedule runs in one process.
+    #[arg(long, value_enum)]
+    pub distributed: Option<DistributedArg>,
+    /// Every rank also writes its log to DIR/rank-R.log (rank 0 still
+    /// prints to the terminal; the others print only warnings and errors).
+    #[arg(long, value_name = "DIR")]
+    pub rank_log: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -203,18 +213,36 @@ impl TrainArgs {
         c.checkpoint_every = self.checkpoint_every;
         c.resume = self.resume;
         c.stop_after = self.stop_after;
+        c.distributed = self.distributed;
         Ok(c)
     }
 }
 
 /// `noprop train`: validate, train with live progress, print `RESULT {json}`.
+/// Under MPI, every rank runs this; rank 0 alone shows progress and prints
+/// the result.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let mut trainer = Trainer::new(a.config()?)?.observe(TerminalBars::new());
-    if let Some(lines) = ProgressLines::from_env() {
-        trainer = trainer.observe(lines);
+    let config = a.config()?;
+    let comm = crate::launch::communicator(config.distributed.is_some())?;
+    let root = comm.is_root();
+    let mut trainer = Trainer::new(config)?.communicator(comm.clone())?;
+    if root {
+        trainer = trainer.observe(TerminalBars::new());
+        if let Some(lines) = ProgressLines::from_env() {
+            trainer = trainer.observe(lines);
+        }
     }
-    let report = trainer.fit()?;
-    if !report.result.is_null() {
+    let report = match trainer.fit() {
+        Ok(r) => r,
+        Err(e) if comm.size() > 1 => {
+            // The other ranks may wait in a collective: stop the whole job.
+            eprintln!("error (rank {} of {}): {e}", comm.rank(), comm.size());
+            comm.abort(1);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if root && !report.result.is_null() {
         println!("RESULT {}", serde_json::to_string(&report.result)?);
     }
     Ok(())

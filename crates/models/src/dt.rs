@@ -54,11 +54,14 @@ impl BlockLoss {
     }
 }
 
-/// What a block's own update leaves for the shared step.
-struct BlockOut {
-    loss_l2: f64,
+/// What a block's own update leaves for the shared step (what the
+/// block-parallel schedule exchanges between ranks).
+#[derive(Clone, Debug)]
+pub struct BlockOut {
+    /// The block's Eq. 8 L2 term (batch mean).
+    pub loss_l2: f64,
     /// `∂L/∂W_Embed` from this block's L2 term (learned embeddings only).
-    dembed: Option<Tensor>,
+    pub dembed: Option<Tensor>,
 }
 
 /// A NoProp-DT model: `T` blocks with their own AdamW, the classifier and the
@@ -82,6 +85,9 @@ pub struct NoPropDt {
     /// Mini-batches trained so far (the key of every random draw).
     pub step: u64,
     device: Device,
+    /// Run the block updates on the calling thread whatever the config says
+    /// (data-parallel training hooks every optimiser step on that thread).
+    on_caller_thread: bool,
 }
 
 impl std::fmt::Debug for NoPropDt {
@@ -136,6 +142,7 @@ impl NoPropDt {
             config,
             step: 0,
             device: Device::Cpu,
+            on_caller_thread: false,
         })
     }
 
@@ -156,6 +163,15 @@ impl NoPropDt {
         self.shared_opt.to_device(device)?;
         self.device = device.clone();
         Ok(())
+    }
+
+    /// Take every optimiser step of [`NoPropDt::train_batch`] on the calling
+    /// thread (the sequential block schedule, bit-identical to the concurrent
+    /// one), whatever `config.concurrent_blocks` says; not saved in
+    /// checkpoints. Data-parallel training needs it: its gradient hook
+    /// (`noprop_nn::optim::with_grad_hook`) is per thread.
+    pub fn set_steps_on_caller_thread(&mut self, yes: bool) {
+        self.on_caller_thread = yes;
     }
 
     /// The device the model lives on.
@@ -321,6 +337,7 @@ impl NoPropDt {
         let mut losses = Vec::with_capacity(t_steps);
         if !self.embedding.trainable()
             && self.config.concurrent_blocks
+            && !self.on_caller_thread
             && self.device.is_cpu()
             && rayon::current_num_threads() > 1
         {
@@ -344,6 +361,88 @@ impl NoPropDt {
             for t in 1..=t_steps {
                 losses.push(self.train_block(t, x, labels, epoch)?);
             }
+        }
+        self.step += 1;
+        Ok(losses)
+    }
+
+    /// The block-parallel schedule's first half: the updates of blocks
+    /// `owned` (1-based, a sub-range of `1..=T`) on this mini-batch, run
+    /// concurrently on the rayon pool, every block reading the shared state
+    /// as it stands at the start of the mini-batch. Returns their outputs in
+    /// block order; the caller gathers all T of them (from every rank) and
+    /// passes them to [`NoPropDt::shared_steps`].
+    ///
+    /// With a fixed (one-hot) embedding no block reads trainable shared
+    /// state, so the pair is bit-identical to [`NoPropDt::train_batch`]
+    /// whatever the split of the blocks; with a learned `W_Embed` every block
+    /// reads the embedding of the mini-batch start (up to T − 1 shared steps
+    /// stale), the same for every split.
+    pub fn update_blocks(
+        &mut self,
+        owned: std::ops::Range<usize>,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> Result<Vec<BlockOut>> {
+        if owned.start == 0 || owned.end > self.config.steps + 1 || owned.start > owned.end {
+            return Err(Error::Config {
+                what: format!(
+                    "blocks {}..{} are outside 1..={}",
+                    owned.start,
+                    owned.end.saturating_sub(1),
+                    self.config.steps
+                ),
+            });
+        }
+        let (cfg, schedule, embedding, step) =
+            (&self.config, &self.schedule, &self.embedding, self.step);
+        let lo = owned.start - 1;
+        let hi = owned.end - 1;
+        self.blocks[lo..hi]
+            .par_iter_mut()
+            .zip(self.block_opts[lo..hi].par_iter_mut())
+            .enumerate()
+            .map(|(i, (blk, opt))| {
+                Self::block_update(
+                    cfg,
+                    schedule,
+                    embedding,
+                    blk,
+                    opt,
+                    lo + i + 1,
+                    step,
+                    x,
+                    labels,
+                )
+            })
+            .collect()
+    }
+
+    /// The block-parallel schedule's second half: the T shared steps of the
+    /// mini-batch in block order (block `t`'s classifier CE and KL terms plus
+    /// its `∂L/∂W_Embed`, one shared AdamW step each — docs/DECISIONS.md § 6),
+    /// then the step counter advances. `outs` are all T blocks' outputs of
+    /// [`NoPropDt::update_blocks`], in block order.
+    pub fn shared_steps(
+        &mut self,
+        outs: Vec<BlockOut>,
+        labels: &[usize],
+        epoch: usize,
+    ) -> Result<Vec<BlockLoss>> {
+        if outs.len() != self.config.steps {
+            return Err(Error::Config {
+                what: format!(
+                    "{} block outputs for T = {} blocks",
+                    outs.len(),
+                    self.config.steps
+                ),
+            });
+        }
+        let mut losses = Vec::with_capacity(outs.len());
+        for (i, out) in outs.into_iter().enumerate() {
+            let loss = self.shared_update(i + 1, labels, out)?;
+            self.check_finite(i + 1, epoch, &loss)?;
+            losses.push(loss);
         }
         self.step += 1;
         Ok(losses)

@@ -54,6 +54,6 @@ pub use block::DenoiseBlock;
 pub use classifier::{ClassifierKind, OutputClassifier};
 pub use ct::{ContConfig, ContLoss, ContMethod, NoPropCont, Sampler};
 pub use ct_net::{CtNet, ImageCache, TrainImageCache};
-pub use dt::{BlockLoss, DtConfig, EmbedGrad, NoPropDt, Order};
+pub use dt::{BlockLoss, BlockOut, DtConfig, EmbedGrad, NoPropDt, Order};
 pub use embedding::{ClassEmbedding, EmbeddingInit, EmbeddingKind};
 pub use error::{Error, Result};

@@ -88,6 +88,13 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// The gradient hook of [`crate::optim::with_grad_hook`] failed (for
+    /// example a data-parallel all-reduce).
+    #[error("gradient exchange failed: {what}")]
+    GradHook {
+        /// What went wrong.
+        what: String,
+    },
     /// Optimiser state does not match the parameters it is applied to.
     #[error("optimizer state mismatch: {what}")]
     OptimizerState {

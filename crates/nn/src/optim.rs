@@ -3,6 +3,7 @@
 //! State is kept per parameter *name*, so an optimiser can be saved to and
 //! restored from a checkpoint ([`Optimizer::state`] / [`Optimizer::load_state`]).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use noprop_tensor::ops::{self, AdamHyper};
@@ -24,6 +25,36 @@ pub trait Optimizer: Send {
     fn lr(&self) -> f64;
     /// Change the learning rate (schedules).
     fn set_lr(&mut self, lr: f64);
+}
+
+/// A function every optimiser step on this thread passes its parameters
+/// to first (see [`with_grad_hook`]).
+pub type GradHook = Box<dyn for<'a> FnMut(&mut [ParamMut<'a>]) -> Result<()>>;
+
+thread_local! {
+    static GRAD_HOOK: RefCell<Option<GradHook>> = const { RefCell::new(None) };
+}
+
+/// Run `f` with `hook` installed on this thread: every [`Adam`] or [`Sgd`]
+/// step taken by `f` on this thread first hands its parameters to `hook`,
+/// between the gradients' computation and their use — where data-parallel
+/// training sums the gradients of all ranks. Steps on other threads (rayon
+/// workers) do not see it. The previous hook is restored afterwards.
+pub fn with_grad_hook<R>(hook: GradHook, f: impl FnOnce() -> R) -> R {
+    let previous = GRAD_HOOK.with(|h| h.borrow_mut().replace(hook));
+    let out = f();
+    GRAD_HOOK.with(|h| *h.borrow_mut() = previous);
+    out
+}
+
+/// Call this thread's gradient hook, if one is installed.
+fn run_grad_hook(params: &mut [ParamMut<'_>]) -> Result<()> {
+    let Some(mut hook) = GRAD_HOOK.with(|h| h.borrow_mut().take()) else {
+        return Ok(());
+    };
+    let out = hook(params);
+    GRAD_HOOK.with(|h| *h.borrow_mut() = Some(hook));
+    out
 }
 
 /// Adam or AdamW.
@@ -97,7 +128,8 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
+    fn step(&mut self, mut params: Vec<ParamMut<'_>>) -> Result<()> {
+        run_grad_hook(&mut params)?;
         self.t += 1;
         for p in params {
             let m = self
@@ -224,7 +256,8 @@ impl Sgd {
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, params: Vec<ParamMut<'_>>) -> Result<()> {
+    fn step(&mut self, mut params: Vec<ParamMut<'_>>) -> Result<()> {
+        run_grad_hook(&mut params)?;
         for p in params {
             let b = self
                 .buf

@@ -8,8 +8,8 @@ use noprop_models::EmbeddingKind;
 
 use crate::error::{Error, Result};
 use crate::options::{
-    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DeviceArg, EmbedGradArg, EmbeddingInitArg,
-    MethodName, OrderArg, SamplerArg,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DeviceArg, DistributedArg, EmbedGradArg,
+    EmbeddingInitArg, MethodName, OrderArg, SamplerArg,
 };
 
 /// A training run: the method, the data, the model's options and the
@@ -104,6 +104,9 @@ pub struct TrainConfig {
     pub resume: bool,
     /// Stop (as if interrupted) after N mini-batches of this invocation.
     pub stop_after: Option<u64>,
+    /// Spread the run over the ranks of the trainer's communicator
+    /// (`None`: every rank would train alone — a single process).
+    pub distributed: Option<DistributedArg>,
 }
 
 impl TrainConfig {
@@ -151,6 +154,7 @@ impl TrainConfig {
             checkpoint_every: 200,
             resume: false,
             stop_after: None,
+            distributed: None,
         }
     }
 
@@ -269,6 +273,35 @@ impl TrainConfig {
             return Err(Error::config(
                 "--boost-stages and --epochs-per-stage must be at least 1",
             ));
+        }
+        if self.distributed == Some(DistributedArg::Data)
+            && matches!(self.device, DeviceArg::Cuda(_))
+        {
+            return Err(Error::config(
+                "--distributed data runs on the CPU only so far: use --device cpu",
+            ));
+        }
+        if self.distributed == Some(DistributedArg::Block) {
+            if m != NopropDt {
+                return Err(Error::config(format!(
+                    "--distributed block splits NoProp-DT's independent blocks across ranks; {m} has none: use --distributed data"
+                )));
+            }
+            if self.order == Some(OrderArg::Paper) {
+                return Err(Error::config(
+                    "--distributed block runs the T blocks of each mini-batch in parallel: it needs --order batch, not --order paper",
+                ));
+            }
+            if self.sequential_blocks {
+                return Err(Error::config(
+                    "--distributed block and --sequential-blocks contradict each other",
+                ));
+            }
+            if matches!(self.device, DeviceArg::Cuda(_)) {
+                return Err(Error::config(
+                    "--distributed block runs on the CPU only so far: use --device cpu",
+                ));
+            }
         }
         if m == NopropFm && self.sampler == Some(SamplerArg::Ancestral) {
             return Err(Error::config(

@@ -71,6 +71,10 @@ pub enum Error {
         /// The loss value.
         loss: f64,
     },
+    /// A distributed run failed: a collective, a rank count the schedule
+    /// cannot use, or ranks that no longer hold the same shared state.
+    #[error("distributed training: {0}")]
+    Distributed(String),
     /// An observer asked to stop, or reported a failure.
     #[error("{0}")]
     Observer(String),

@@ -35,11 +35,16 @@
 //!   distributed schedules plug in here.
 //! * [`Trainer`]: the loop around it; [`Observer`]s see every epoch, batch
 //!   and evaluation ([`TerminalBars`], [`ProgressLines`]).
+//! * [`comm`]: the communication layer of distributed training (MPI with
+//!   the `mpi` feature, threads, or a single process) behind
+//!   `--distributed block|data`: [`methods::BlockParallelDt`] and
+//!   [`methods::DataParallel`] (docs/DISTRIBUTED.md).
 //! * [`evaluate`]: a checkpoint's test accuracy.
 //! * [`memory`]: the counting allocator behind the peak-memory fields.
 
 #![warn(missing_docs)]
 
+pub mod comm;
 mod config;
 mod data;
 mod error;
@@ -63,8 +68,8 @@ pub use method::{Method, Phase};
 pub use methods::checkpoint_method;
 pub use observe::{Event, Observer, ProgressLines, TerminalBars, PROGRESS_ENV, PROGRESS_PREFIX};
 pub use options::{
-    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, EmbedGradArg,
-    EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, SamplerArg,
+    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, DistributedArg,
+    EmbedGradArg, EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, SamplerArg,
 };
 pub use progress::{
     recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use noprop_models::EmbeddingKind;
+use noprop_nn::state::StateDict;
 use noprop_tensor::{Device, Tensor};
 use serde_json::{Map, Value};
 
@@ -75,6 +76,28 @@ pub trait Method {
     fn eval_fields(&self) -> Map<String, Value> {
         Map::new()
     }
+    /// Bring this rank's copy of the whole model up to date before an
+    /// evaluation or a checkpoint (the block-parallel schedule gathers the
+    /// blocks other ranks trained). Every rank calls it at the same points;
+    /// the default, for single-process methods, does nothing.
+    fn synchronize(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// A digest of the state every rank of a distributed run must hold
+    /// identically; the trainer compares it across the ranks after every
+    /// epoch. `None`: nothing to check (the default).
+    fn shared_digest(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// The model's named state (parameters, buffers, optimiser moments,
+    /// counters: a checkpoint's tensors), for distributed schedules that
+    /// compare or combine it across ranks. `None`: not available.
+    fn state_dict(&mut self) -> Option<&mut dyn StateDict> {
+        None
+    }
+    /// Data-parallel training is about to start: take every optimiser step
+    /// on the calling thread (see `noprop_nn::optim::with_grad_hook`).
+    fn steps_on_caller_thread(&mut self) {}
     /// Move the model (parameters, buffers, optimiser state) to `device`;
     /// every later draw and per-sample tensor of the method is made there.
     /// Every built-in method implements it; the default, for a method

@@ -213,6 +213,28 @@ impl From<OrderArg> for Order {
     }
 }
 
+/// How a run is spread over the ranks of an MPI job (`--distributed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DistributedArg {
+    /// NoProp-DT only: the T blocks are split across the ranks; every rank
+    /// reads the whole mini-batch and applies the T shared steps
+    /// (docs/DISTRIBUTED.md).
+    Block,
+    /// Every method: each rank trains on its slice of every mini-batch and
+    /// the gradients are summed across the ranks in a fixed order.
+    Data,
+}
+
+impl DistributedArg {
+    /// The name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DistributedArg::Block => "block",
+            DistributedArg::Data => "data",
+        }
+    }
+}
+
 /// NoProp-DT's output classifier (`--classifier`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum)]
 pub enum ClassifierArg {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 use noprop_datasets::{BatchBuf, BatchOptions, Dataset, Normalization, TrainTest};
@@ -12,6 +13,7 @@ use noprop_tensor::Device;
 use serde_json::Value;
 use tracing::info;
 
+use crate::comm::{Communicator, SingleProcess};
 use crate::config::TrainConfig;
 use crate::data::{accuracy_with, load_data, to_tensor, EVAL_BATCH};
 use crate::error::{Error, Result};
@@ -66,9 +68,14 @@ pub struct TrainReport {
 /// Observers ([`Trainer::observe`]) see every epoch, mini-batch and
 /// evaluation batch; without any the run is silent apart from `tracing`
 /// log lines.
+///
+/// With [`Trainer::communicator`] and `distributed` set, every rank of the
+/// group runs its own `Trainer`; rank 0 alone tells its observers, writes
+/// the JSON result and the checkpoints.
 pub struct Trainer {
     config: TrainConfig,
     observers: Vec<Box<dyn Observer>>,
+    comm: Rc<dyn Communicator>,
 }
 
 impl Trainer {
@@ -78,7 +85,22 @@ impl Trainer {
         Ok(Trainer {
             config,
             observers: Vec::new(),
+            comm: Rc::new(SingleProcess::new()),
         })
+    }
+
+    /// Run as one rank of `comm`'s group (default: a single process). With
+    /// more than one rank, `distributed` must say how the run is spread.
+    pub fn communicator(mut self, comm: Rc<dyn Communicator>) -> Result<Self> {
+        if comm.size() > 1 && self.config.distributed.is_none() {
+            return Err(Error::config(format!(
+                "started as one of {} ranks ({}) without --distributed: say block or data, or start one process",
+                comm.size(),
+                comm.describe()
+            )));
+        }
+        self.comm = comm;
+        Ok(self)
     }
 
     /// Add an observer of the run's events.
@@ -93,6 +115,9 @@ impl Trainer {
     }
 
     fn emit(&mut self, e: Event<'_>) -> Result<()> {
+        if !self.comm.is_root() {
+            return Ok(());
+        }
         for o in &mut self.observers {
             o.on_event(&e)?;
         }
@@ -110,7 +135,7 @@ impl Trainer {
         info!("device: {why}");
         let mut s = setup(&c)?;
         let resumed = c.resume && s.ckpt.exists();
-        let (mut model, progress) = methods::for_training(&c, &s)?;
+        let (mut model, progress) = methods::for_training(&c, &s, &self.comm)?;
         s.initial_image_embedding =
             methods::initial_image_embedding(&c, &s, model.as_ref(), resumed)?;
         info!(
@@ -234,12 +259,18 @@ impl Trainer {
                 obj.insert("prototypes_png".into(), png.display().to_string().into());
             }
         }
-        write_json(&results_path, &result)?;
+        if self.comm.is_root() {
+            write_json(&results_path, &result)?;
+        }
         info!(
-            "test accuracy {:.4} ({:.1}s per inference run) — result written to {}",
+            "test accuracy {:.4} ({:.1}s per inference run){}",
             test_accuracy,
             inference_seconds,
-            results_path.display()
+            if self.comm.is_root() {
+                format!(" — result written to {}", results_path.display())
+            } else {
+                String::new()
+            }
         );
         self.emit(Event::Finished { test_accuracy })?;
         Ok(TrainReport {
@@ -329,7 +360,7 @@ impl Trainer {
                 let stop = c.stop_after == Some(r.done_this_run);
                 if stop || (c.checkpoint_every > 0 && r.model.step() % c.checkpoint_every == 0) {
                     r.progress.train_seconds = r.cumulative + t_epoch.elapsed().as_secs_f64();
-                    save_ckpt(r.model, ckpt, &r.progress, norm)?;
+                    self.save_ckpt(r.model, ckpt, &r.progress, norm)?;
                 }
                 if stop {
                     info!(
@@ -362,6 +393,12 @@ impl Trainer {
     ) -> Result<EpochMetrics> {
         let epoch = r.progress.epoch;
         let ev = Instant::now();
+        // Every rank holds the whole model and the same shared state.
+        r.model.synchronize()?;
+        if let Some(d) = r.model.shared_digest()? {
+            self.comm
+                .check_same(d, &format!("shared parameters after epoch {}", epoch + 1))?;
+        }
         let test = &r.s.data.test;
         let test_acc = self.accuracy(r, test, 1 + epoch as u64, Phase::Epoch)?;
         let train_acc = self.accuracy(r, train_eval, 1_000 + epoch as u64, Phase::Epoch)?;
@@ -391,7 +428,7 @@ impl Trainer {
         r.progress.block = 0;
         r.progress.batch = 0;
         r.progress.train_seconds = r.cumulative;
-        save_ckpt(r.model, &r.s.ckpt, &r.progress, &r.s.norm)?;
+        self.save_ckpt(r.model, &r.s.ckpt, &r.progress, &r.s.norm)?;
         Ok(m)
     }
 
@@ -495,6 +532,23 @@ fn setup(c: &TrainConfig) -> Result<Setup> {
         ckpt,
         initial_image_embedding: None,
     })
+}
+
+impl Trainer {
+    /// Every rank synchronises the model; rank 0 writes the checkpoint.
+    fn save_ckpt(
+        &self,
+        model: &mut dyn Method,
+        path: &Path,
+        progress: &Progress,
+        norm: &Normalization,
+    ) -> Result<()> {
+        model.synchronize()?;
+        if self.comm.is_root() {
+            save_ckpt(model, path, progress, norm)?;
+        }
+        Ok(())
+    }
 }
 
 fn save_ckpt(

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [gemm|dt-step|dt-epoch|ct-fm|baselines|all|render]`:
+//! `cargo xtask bench [gemm|dt-step|dt-epoch|ct-fm|baselines|distributed|all|render]`:
 //! run our benchmarks and their peers in one sitting, store the raw numbers
 //! as JSON under `docs/results/`, and render `docs/BENCHMARKS.md` from every
 //! JSON there.
@@ -17,6 +17,7 @@
 //!   render` runs only this step).
 
 mod capture;
+mod distributed;
 mod kernels;
 mod render;
 mod training;
@@ -26,7 +27,7 @@ use anyhow::{bail, Result};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: gemm, dt-step, dt-epoch, ct-fm, baselines, all, or render (only re-render the report).
+    /// Which benchmark: gemm, dt-step, dt-epoch, ct-fm, baselines, distributed (needs mpirun; writes docs/DISTRIBUTED.md's measured section), all, or render (only re-render the report).
     #[arg(default_value = "gemm")]
     pub what: String,
     /// Rounds of alternating ours/peer runs (the best median per side is kept).
@@ -51,6 +52,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "dt-epoch" => training::dt_epoch(&a)?,
         "ct-fm" => training::ct_fm(&a)?,
         "baselines" => training::baselines(&a)?,
+        // Needs mpirun; not part of `all`.
+        "distributed" => distributed::distributed(&a)?,
         "all" => {
             kernels::gemm(&a)?;
             kernels::dt_step(&a)?;
@@ -60,7 +63,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         "render" => {}
         other => bail!(
-            "unknown benchmark `{other}` (gemm, dt-step, dt-epoch, ct-fm, baselines, all, render)"
+            "unknown benchmark `{other}` (gemm, dt-step, dt-epoch, ct-fm, baselines, distributed, all, render)"
         ),
     }
     render::render()

@@ -27,8 +27,15 @@ use super::{cost, report, write_atomic};
 /// How often the status line is refreshed while a cell is silent.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Runs every unfinished cell of `plan` in order, writing into `out`.
-pub fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, resume: bool) -> Result<()> {
+/// Runs every unfinished cell of `plan` in order, writing into `out`; each
+/// cell under `mpirun -np R` with `mpi = Some(R)`.
+pub fn run_cells(
+    plan: &RunPlan,
+    out: &Path,
+    bin: &Path,
+    resume: bool,
+    mpi: Option<usize>,
+) -> Result<()> {
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut progress = RunProgress::new(
@@ -66,7 +73,7 @@ pub fn run_cells(plan: &RunPlan, out: &Path, bin: &Path, resume: bool) -> Result
         display.line(&progress.started_line(now()));
         display.status(&progress.status(now()));
         let t0 = Instant::now();
-        let outcome = run_cell(cell, out, &logs, bin, resume, |ev| {
+        let outcome = run_cell(cell, out, &logs, bin, resume, mpi, |ev| {
             if let Some(ev) = ev {
                 progress.observe(ev, now());
             }
@@ -158,6 +165,7 @@ fn run_cell(
     logs: &Path,
     bin: &Path,
     resume: bool,
+    mpi: Option<usize>,
     on: impl FnMut(Option<&Event>),
 ) -> Result<CellRun> {
     let result = report::result_path(out, &cell.id);
@@ -167,10 +175,20 @@ fn run_cell(
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("train")
-        .args(&cell.args)
-        .arg("--results-dir")
+    let mut cmd = match mpi {
+        Some(r) => crate::run_bin::mpirun(r, bin),
+        None => Command::new(bin),
+    };
+    cmd.arg("train").args(&cell.args);
+    if mpi.is_some() {
+        // NoProp-DT splits its blocks; the other methods their mini-batches.
+        let dt = cell
+            .args
+            .windows(2)
+            .any(|w| w[0] == "--method" && w[1] == "noprop-dt");
+        cmd.args(["--distributed", if dt { "block" } else { "data" }]);
+    }
+    cmd.arg("--results-dir")
         .arg(out)
         .arg("--name")
         .arg(&cell.id);
@@ -277,7 +295,7 @@ echo 'RESULT {"test_accuracy": 0.5}'
             "mnist-test-split-backprop-one-hot-s0",
             "mnist-test-split-noprop-dt-one-hot-s0",
         );
-        run_cells(&plan, &out, &bin, false).expect("run cells");
+        run_cells(&plan, &out, &bin, false, None).expect("run cells");
 
         let dt_log =
             std::fs::read_to_string(out.join("logs").join(format!("{dt}.log"))).expect("DT log");
@@ -319,7 +337,7 @@ echo 'RESULT {"test_accuracy": 0.5}'
 
         // A re-run leaves the finished cell alone and retries the failed one.
         std::fs::write(report::result_path(&out, dt), "{\"kept\": true}").expect("mark");
-        run_cells(&plan, &out, &bin, false).expect("re-run");
+        run_cells(&plan, &out, &bin, false, None).expect("re-run");
         assert_eq!(
             std::fs::read_to_string(report::result_path(&out, dt)).expect("DT result"),
             "{\"kept\": true}"

@@ -97,6 +97,11 @@ pub struct ReproduceArgs {
     /// Use this `noprop` binary instead of building it.
     #[arg(long, hide = true)]
     pub noprop_bin: Option<PathBuf>,
+    /// Run every cell under `mpirun -np R` (builds noprop with MPI):
+    /// NoProp-DT cells block-parallel, the others data-parallel
+    /// (docs/DISTRIBUTED.md).
+    #[arg(long, value_name = "R")]
+    pub mpi: Option<usize>,
 }
 
 impl ReproduceArgs {
@@ -139,10 +144,17 @@ fn run_in(args: ReproduceArgs, root: &Path) -> Result<()> {
             Some(b) => b.clone(),
             // `auto` and `cuda` need the CUDA backend compiled in (it builds
             // without a toolkit; without a GPU `auto` then picks the CPU).
-            None if args.device == "cpu" => build_release("noprop", "noprop")?,
-            None => build_release_with("noprop", "noprop", &["cuda"])?,
+            None if args.device == "cpu" && args.mpi.is_none() => {
+                build_release("noprop", "noprop")?
+            }
+            None if args.device == "cpu" => build_release_with("noprop", "noprop", &["mpi"])?,
+            None if args.mpi.is_none() => build_release_with("noprop", "noprop", &["cuda"])?,
+            None => build_release_with("noprop", "noprop", &["cuda", "mpi"])?,
         };
-        cells::run_cells(&plan, &out, &bin, args.resume)?;
+        if args.mpi == Some(0) {
+            anyhow::bail!("--mpi 0: expected a rank count ≥ 1");
+        }
+        cells::run_cells(&plan, &out, &bin, args.resume, args.mpi)?;
     }
     let report = render_report(&out, args.update_docs, root)?;
     eprintln!("report: {}", report.display());
@@ -520,6 +532,7 @@ mod tests {
             render_only: false,
             data_dir: None,
             noprop_bin: Some(bin),
+            mpi: None,
         };
         run(args.clone()).expect("reproduce --micro");
         let report = std::fs::read_to_string(dir.path().join("REPORT.md")).expect("report");

@@ -35,6 +35,20 @@ impl StateDict for NoPropDt {
     }
 }
 
+/// Block `t` and its AdamW, under their checkpoint names.
+struct OneBlock<'a> {
+    t: usize,
+    model: &'a mut NoPropDt,
+}
+
+impl StateDict for OneBlock<'_> {
+    fn visit_state(&mut self, prefix: &str, v: &mut dyn StateVisitor) -> noprop_nn::Result<()> {
+        let t = self.t;
+        self.model.blocks[t - 1].visit_state(&join(prefix, &format!("block{t}")), v)?;
+        self.model.block_opts[t - 1].visit_state(&join(prefix, &format!("opt.block{t}")), v)
+    }
+}
+
 impl HasConfig for NoPropDt {
     type Config = DtConfig;
     fn config(&self) -> &DtConfig {
@@ -72,6 +86,52 @@ impl NoPropDt {
         // Restored optimiser state arrives on the host.
         let device = self.device.clone();
         self.to_device(&device)
+    }
+
+    /// Block `t`'s parameters, batch-norm statistics and AdamW state, named
+    /// as in a checkpoint (`block{t}.…`, `opt.block{t}.…`).
+    pub fn block_state(&mut self, t: usize) -> Result<Vec<(String, Tensor)>> {
+        self.check_block(t)?;
+        Ok(state::state_tensors(&mut OneBlock { t, model: self })?)
+    }
+
+    /// Replace block `t`'s state by `tensors` (from [`NoPropDt::block_state`]
+    /// of another copy of the model; `from` names their source in errors);
+    /// every tensor must be used.
+    pub fn load_block_state(
+        &mut self,
+        t: usize,
+        from: &Path,
+        tensors: HashMap<String, Tensor>,
+    ) -> Result<()> {
+        self.check_block(t)?;
+        let device = self.device.clone();
+        let mut loader = StateLoader::new(from, &tensors);
+        OneBlock { t, model: self }.visit_state("", &mut loader)?;
+        loader.finish()?;
+        self.blocks[t - 1].to_device(&device)?;
+        self.block_opts[t - 1].to_device(&device)?;
+        Ok(())
+    }
+
+    /// Everything but the blocks — classifier, `W_Embed`, the shared AdamW
+    /// and the step counter — named as in a checkpoint: the state every rank
+    /// of the block-parallel schedule holds a full copy of.
+    pub fn shared_state(&mut self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self
+            .state_tensors()?
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("block") && !n.starts_with("opt.block"))
+            .collect())
+    }
+
+    fn check_block(&self, t: usize) -> Result<()> {
+        if t == 0 || t > self.blocks.len() {
+            return Err(Error::Config {
+                what: format!("block index {t} is outside 1..={}", self.blocks.len()),
+            });
+        }
+        Ok(())
     }
 
     /// Write an atomic safetensors checkpoint with `metadata` (the config is

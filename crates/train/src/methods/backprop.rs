@@ -29,6 +29,10 @@ pub fn config(c: &TrainConfig, image: (usize, usize, usize), classes: usize) -> 
 }
 
 impl Method for Bp {
+    fn state_dict(&mut self) -> Option<&mut dyn noprop_nn::state::StateDict> {
+        Some(&mut self.model)
+    }
+
     fn method(&self) -> MethodName {
         MethodName::Backprop
     }

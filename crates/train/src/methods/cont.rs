@@ -83,6 +83,10 @@ pub fn inference(c: &TrainConfig, method: ContMethod) -> Result<(Infer, Infer)> 
 }
 
 impl Method for Cont {
+    fn state_dict(&mut self) -> Option<&mut dyn noprop_nn::state::StateDict> {
+        Some(&mut self.model)
+    }
+
     fn method(&self) -> MethodName {
         match self.model.config.method {
             ContMethod::Ct => MethodName::NopropCt,

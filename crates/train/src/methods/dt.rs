@@ -39,6 +39,14 @@ pub fn config(c: &TrainConfig, image: (usize, usize, usize), classes: usize) -> 
 }
 
 impl Method for Dt {
+    fn state_dict(&mut self) -> Option<&mut dyn noprop_nn::state::StateDict> {
+        Some(&mut self.model)
+    }
+
+    fn steps_on_caller_thread(&mut self) {
+        self.model.set_steps_on_caller_thread(true);
+    }
+
     fn method(&self) -> MethodName {
         MethodName::NopropDt
     }

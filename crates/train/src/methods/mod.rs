@@ -3,16 +3,21 @@
 
 mod adjoint;
 mod backprop;
+mod block_dt;
 mod cont;
+mod data_parallel;
 mod dt;
 mod relative;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::rc::Rc;
 
 pub use adjoint::Adj;
 pub use backprop::Bp;
+pub use block_dt::{owned_blocks, BlockParallelDt};
 pub use cont::{Cont, Infer};
+pub use data_parallel::DataParallel;
 pub use dt::Dt;
 pub use relative::Rel;
 
@@ -22,11 +27,12 @@ use noprop_models::{
 };
 use tracing::info;
 
+use crate::comm::Communicator;
 use crate::config::{EvalConfig, TrainConfig};
 use crate::data::flat_images;
 use crate::error::{Error, Result};
 use crate::method::Method;
-use crate::options::MethodName;
+use crate::options::{DistributedArg, MethodName};
 use crate::progress::{Progress, PROGRESS_KEY};
 use crate::trainer::Setup;
 
@@ -133,8 +139,26 @@ pub(crate) fn progress_of(path: &Path, meta: &HashMap<String, String>) -> Result
     }
 }
 
-/// The model a training run starts from: fresh, or its checkpoint with `resume`.
-pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method>, Progress)> {
+/// The model a training run starts from: fresh, or its checkpoint with
+/// `resume`; with `--distributed`, spread over `comm`'s ranks.
+pub(crate) fn for_training(
+    c: &TrainConfig,
+    s: &Setup,
+    comm: &Rc<dyn Communicator>,
+) -> Result<(Box<dyn Method>, Progress)> {
+    let (model, p) = single(c, s, comm)?;
+    if c.distributed == Some(DistributedArg::Data) {
+        return Ok((Box::new(DataParallel::new(model, comm.clone())?), p));
+    }
+    Ok((model, p))
+}
+
+/// [`for_training`] before data-parallel wrapping.
+fn single(
+    c: &TrainConfig,
+    s: &Setup,
+    comm: &Rc<dyn Communicator>,
+) -> Result<(Box<dyn Method>, Progress)> {
     let (image, classes, ckpt) = (s.image, s.classes, s.ckpt.as_path());
     Ok(match c.method {
         MethodName::NopropDt => {
@@ -148,7 +172,12 @@ pub(crate) fn for_training(c: &TrainConfig, s: &Setup) -> Result<(Box<dyn Method
                 || Ok(NoPropDt::new(cfg.clone(), new_embedding(s, c.seed)?)?),
             )?;
             let noise = c.inference_noise;
-            (Box::new(Dt { model, noise }), p)
+            let dt = Dt { model, noise };
+            if c.distributed == Some(DistributedArg::Block) {
+                (Box::new(BlockParallelDt::new(dt, comm.clone())?), p)
+            } else {
+                (Box::new(dt), p)
+            }
         }
         MethodName::NopropCt | MethodName::NopropFm => {
             let cfg = cont::config(c, image, classes);
