@@ -9,6 +9,8 @@
 //! * `cargo xtask check-refs` checks that every decision cited in code and
 //!   docs has its section in `docs/DECISIONS.md` and that nothing points to
 //!   design notes outside the repository.
+//! * `cargo xtask digest FILE...` prints the tensor digest of checkpoints
+//!   (metadata excluded), to check that a change leaves training bit-identical.
 //! * `cargo xtask check-host-reads` checks that the crates above the tensor
 //!   crate call tensor ops only (no host-slice reads outside an allow-list).
 //! * `cargo xtask fetch-data <mnist|fashion-mnist|cifar10|cifar100|tiny-imagenet|all>`
@@ -28,6 +30,7 @@ mod bench;
 mod check_host_reads;
 mod check_refs;
 mod ci;
+mod digest;
 mod fetch_data;
 mod gpu_check;
 mod reproduce;
@@ -52,6 +55,8 @@ enum Command {
     /// Check that the crates above the tensor crate read no host slices on
     /// training/inference paths (outside an allow-list with reasons).
     CheckHostReads(check_host_reads::CheckHostReadsArgs),
+    /// Print the tensor digest of safetensors checkpoints (metadata excluded).
+    Digest(digest::DigestArgs),
     /// Download and verify a dataset into ./datasets (or --data-dir).
     FetchData(fetch_data::FetchDataArgs),
     /// Train a model (builds and runs the release `noprop train`).
@@ -73,6 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Ci(args) => ci::run(args),
         Command::CheckRefs(args) => check_refs::run(args),
         Command::CheckHostReads(args) => check_host_reads::run(args),
+        Command::Digest(args) => digest::run(args),
         Command::FetchData(args) => fetch_data::run(args),
         Command::Train(args) => run_bin::run("train", args),
         Command::Eval(args) => run_bin::run("eval", args),
