@@ -1,17 +1,12 @@
 //! The CUDA twin of `cpu.rs`: the per-row ops on [`CudaTensor`]s, launching
 //! the kernels of `rows.cu` beside this file. The API in `mod.rs` has
-//! checked shapes, dtypes and devices; here only the kernels' 32-bit sizes
-//! are checked.
+//! checked shapes, dtypes and devices, and every device tensor's size fits
+//! the kernels' 32-bit arguments (checked when it was allocated).
 
 use crate::cuda::prelude::*;
 
-/// `t`'s element count as a 32-bit kernel argument.
-fn n32(op: &'static str, t: &CudaTensor) -> Result<u32> {
-    fits_u32(op, t.shape(), t.numel())
-}
-
 pub(crate) fn scale_rows(x: &CudaTensor, k: &CudaTensor) -> Result<CudaTensor> {
-    let (n, d) = (n32("scale_rows", x)?, x.dim(1) as u32);
+    let (n, d) = (x.n32(), x.dim(1) as u32);
     let dev = x.device().clone();
     let mut out = CudaTensor::uninit(&dev, x.shape())?;
     launch!(dev, "rows.cu", "scale_rows_f32", cfg_1d(x.numel());
@@ -25,7 +20,7 @@ pub(crate) fn combine_rows(
     beta: &CudaTensor,
     b: &CudaTensor,
 ) -> Result<CudaTensor> {
-    let (n, d) = (n32("combine_rows", a)?, a.dim(1) as u32);
+    let (n, d) = (a.n32(), a.dim(1) as u32);
     let dev = a.device().clone();
     let mut out = CudaTensor::uninit(&dev, a.shape())?;
     launch!(dev, "rows.cu", "combine_rows_f32", cfg_1d(a.numel());
@@ -37,12 +32,8 @@ pub(crate) fn combine_rows(
 /// Row dot products with `b` (kernel mode 0), or row sums without (mode 1,
 /// `b` unused).
 pub(crate) fn row_reduce(a: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaTensor> {
-    let (op, mode): (&'static str, i32) = match b {
-        Some(_) => ("row_dots", 0),
-        None => ("row_sums", 1),
-    };
+    let mode = if b.is_some() { 0 } else { 1 };
     let b = b.unwrap_or(a);
-    n32(op, a)?;
     let (rows, d) = (a.dim(0), a.dim(1) as u32);
     let rows32 = rows as u32;
     let dev = a.device().clone();
@@ -53,7 +44,6 @@ pub(crate) fn row_reduce(a: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaT
 }
 
 pub(crate) fn row_max_abs(a: &CudaTensor) -> Result<CudaTensor> {
-    n32("row_max_abs", a)?;
     let (rows, d) = (a.dim(0), a.dim(1) as u32);
     let rows32 = rows as u32;
     let dev = a.device().clone();
@@ -64,7 +54,6 @@ pub(crate) fn row_max_abs(a: &CudaTensor) -> Result<CudaTensor> {
 }
 
 pub(crate) fn argmax_rows(x: &CudaTensor) -> Result<Vec<usize>> {
-    n32("argmax_rows", x)?;
     let (rows, m) = (x.dim(0), x.dim(1) as u32);
     let rows32 = rows as u32;
     let dev = x.device().clone();
@@ -81,7 +70,7 @@ pub(crate) fn sq_dist_scores(
     wn: &CudaTensor,
     k: f64,
 ) -> Result<CudaTensor> {
-    let (n, m) = (n32("sq_dist_scores", cross)?, cross.dim(1) as u32);
+    let (n, m) = (cross.n32(), cross.dim(1) as u32);
     let dev = cross.device().clone();
     let mut out = CudaTensor::uninit(&dev, cross.shape())?;
     launch!(dev, "rows.cu", "sq_dist_scores_f32", cfg_1d(cross.numel());
@@ -92,10 +81,10 @@ pub(crate) fn sq_dist_scores(
 
 pub(crate) fn time_embedding(t: &CudaTensor, b: usize, dim: usize) -> Result<CudaTensor> {
     let h = dim / 2;
-    let n = fits_u32("time_embedding", &[b, dim], b * dim)? / 2;
     let h32 = h as u32;
     let dev = t.device().clone();
     let mut out = CudaTensor::uninit(&dev, &[b, dim])?;
+    let n = out.n32() / 2;
     launch!(dev, "rows.cu", "time_embedding_f32", cfg_1d(b * h);
         t.buf().raw(), out.buf_mut()?.raw_mut(), &n, &h32);
     Ok(out)
@@ -106,7 +95,6 @@ pub(crate) fn time_embedding_backward(
     dy: &CudaTensor,
     dim: usize,
 ) -> Result<CudaTensor> {
-    n32("time_embedding_backward", dy)?;
     let rows = t.numel();
     let (rows32, h32) = (rows as u32, (dim / 2) as u32);
     let dev = t.device().clone();
