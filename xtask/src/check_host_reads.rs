@@ -61,6 +61,11 @@ pub const ALLOWED: &[Allowed] = &[
     },
     Allowed {
         file: "crates/baselines/src/relatives/mlp.rs",
+        line: "Ok(ops::row_dots(x, x)?.try_to_vec_f64()?)",
+        reason: "B per-row goodness scalars for Forward-Forward's loss and its per-label prediction scores; CPU-only methods, refuse --device cuda",
+    },
+    Allowed {
+        file: "crates/baselines/src/relatives/mlp.rs",
         line: "let v: Vec<f64> = x.try_to_vec_f64()?.into_iter().map(f).collect();",
         reason: "the relatives' element-wise activations (tanh, ELU); CPU-only methods, refuse --device cuda",
     },
@@ -68,16 +73,6 @@ pub const ALLOWED: &[Allowed] = &[
         file: "crates/baselines/src/relatives/mlp.rs",
         line: "let (av, bv) = (a.try_to_vec_f64()?, b.try_to_vec_f64()?);",
         reason: "the relatives' element-wise activation derivatives; CPU-only methods, refuse --device cuda",
-    },
-    Allowed {
-        file: "crates/baselines/src/relatives/mlp.rs",
-        line: "let mut v = x.try_to_vec_f64()?;",
-        reason: "the relatives' per-row scale/normalise; CPU-only methods, refuse --device cuda",
-    },
-    Allowed {
-        file: "crates/baselines/src/relatives/mlp.rs",
-        line: "Ok(x.try_to_vec_f64()?",
-        reason: "the relatives' per-row squared norms (FF goodness); CPU-only methods, refuse --device cuda",
     },
     Allowed {
         file: "crates/baselines/src/relatives/mlp.rs",

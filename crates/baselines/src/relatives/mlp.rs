@@ -93,23 +93,16 @@ fn back(v: Vec<f64>, like: &Tensor) -> Result<Tensor> {
     })
 }
 
-/// Row `i` of `x` multiplied by `s[i]`.
+/// Row `i` of `x` multiplied by `s[i]` (`ops::scale_rows`: the product
+/// formed in `f64`, rounded to `x`'s dtype).
 pub fn scale_rows(x: &Tensor, s: &[f64]) -> Result<Tensor> {
-    let d = x.dim(1);
-    let mut v = x.try_to_vec_f64()?;
-    for (row, &k) in v.chunks_mut(d.max(1)).zip(s) {
-        row.iter_mut().for_each(|e| *e *= k);
-    }
-    back(v, x)
+    let k = ops::row_coefficients(s, &x.device())?;
+    Ok(ops::scale_rows(x, &k)?)
 }
 
-/// `Σ_j x_ij²` of each row.
+/// `Σ_j x_ij²` of each row (`ops::row_dots`, added in column order in `f64`).
 pub fn row_sum_sq(x: &Tensor) -> Result<Vec<f64>> {
-    let d = x.dim(1).max(1);
-    Ok(x.try_to_vec_f64()?
-        .chunks(d)
-        .map(|r| r.iter().map(|v| v * v).sum())
-        .collect())
+    Ok(ops::row_dots(x, x)?.try_to_vec_f64()?)
 }
 
 /// `x_i / (‖x_i‖ + 1e-4)`: every row scaled to (almost) unit length — the
