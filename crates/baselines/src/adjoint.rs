@@ -68,7 +68,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use noprop_models::{ClassEmbedding, CtNet, EmbeddingKind};
+use noprop_models::{ClassEmbedding, ConvStack, CtNet, EmbeddingKind};
 use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::{mix_stream, Linear};
 use noprop_nn::optim::{Adam, Optimizer};
@@ -91,6 +91,10 @@ pub struct AdjointConfig {
     pub image: (usize, usize, usize),
     /// Number of classes `m` (one-hot: `d = m`).
     pub classes: usize,
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
+    /// absent in checkpoints written before it existed: three convs.
+    #[serde(default)]
+    pub conv_stack: ConvStack,
     /// Euler steps `K` for training and inference (1000 in the paper).
     pub steps: usize,
     /// Learning rate (1e-3).
@@ -107,6 +111,7 @@ impl AdjointConfig {
         AdjointConfig {
             image,
             classes,
+            conv_stack: ConvStack::paper(image),
             steps: 1000,
             lr: 1e-3,
             weight_decay: 1e-3,
@@ -184,7 +189,13 @@ impl Adjoint {
         }
         let d = config.classes;
         Ok(Adjoint {
-            net: CtNet::new(config.image, config.classes, d, config.seed)?,
+            net: CtNet::new(
+                config.image,
+                config.conv_stack,
+                config.classes,
+                d,
+                config.seed,
+            )?,
             classifier: Linear::new(d, config.classes, config.seed, "classifier"),
             embedding: ClassEmbedding::one_hot(config.classes),
             opt: Adam::adamw(config.lr, config.weight_decay),

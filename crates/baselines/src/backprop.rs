@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use noprop_models::{
-    ClassEmbedding, ClassifierKind, DenoiseBlock, EmbeddingKind, OutputClassifier,
+    ClassEmbedding, ClassifierKind, ConvStack, DenoiseBlock, EmbeddingKind, OutputClassifier,
 };
 use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::mix_stream;
@@ -26,6 +26,10 @@ pub struct BackpropConfig {
     pub image: (usize, usize, usize),
     /// Number of classes.
     pub classes: usize,
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
+    /// absent in checkpoints written before it existed: three convs.
+    #[serde(default)]
+    pub conv_stack: ConvStack,
     /// The class embedding.
     pub embedding: EmbeddingKind,
     /// Number of blocks `T` (10).
@@ -49,6 +53,7 @@ impl BackpropConfig {
         BackpropConfig {
             image,
             classes,
+            conv_stack: ConvStack::paper(image),
             embedding,
             steps: 10,
             lr: 1e-3,
@@ -123,7 +128,17 @@ impl Backprop {
         }
         let d = config.embed_dim();
         let blocks = (1..=config.steps)
-            .map(|t| DenoiseBlock::new(config.image, config.classes, d, t, config.seed, true))
+            .map(|t| {
+                DenoiseBlock::new(
+                    config.image,
+                    config.conv_stack,
+                    config.classes,
+                    d,
+                    t,
+                    config.seed,
+                    true,
+                )
+            })
             .collect::<noprop_models::Result<Vec<_>>>()?;
         let w0 = 0.5f64.atanh();
         let w = Tensor::full(&[config.steps], w0, DType::F32);

@@ -7,33 +7,98 @@ use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::{ops, Tensor};
 
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
 
 /// Image shape `(C, H, W)`.
 pub type ImageDims = (usize, usize, usize);
 
-/// Spatial size after the conv stack (3×3 pad 0 convs, 2×2/2 floor pools):
-/// `H → H−2 → ⌊·/2⌋ → −2 → −2 → ⌊·/2⌋`. MNIST 28 → 4, CIFAR 32 → 5.
-pub fn conv_stack_out(h: usize) -> Result<usize> {
-    let s = h
-        .checked_sub(2)
-        .map(|s| s / 2)
-        .and_then(|s| s.checked_sub(4))
-        .map(|s| s / 2);
-    match s {
-        Some(s) if s > 0 => Ok(s),
-        _ => Err(Error::Config {
-            what: format!("images of side {h} are too small for the conv stack (need ≥ 14)"),
-        }),
+/// The conv stack of the image path (paper v2, Fig. 5 and its caption).
+///
+/// `Three` is the stack of MNIST and CIFAR: conv 3×3·32 → ReLU → maxpool →
+/// dropout; conv 3×3·64 → ReLU → dropout; conv 3×3·128 → ReLU → maxpool →
+/// dropout. `Four` is v2's Tiny ImageNet stack: "an additional
+/// convolutional layer with 256 output channels, followed by ReLU, 2×2 max
+/// pooling, and dropout (p = 0.2), is inserted before concatenation" —
+/// here after the third conv, before flatten → FC(256), with a 3×3 kernel
+/// and padding 0 like the others (the caption gives neither; see
+/// docs/REPRODUCTION.md, Table 5, for what the parameter count says).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConvStack {
+    /// Three convs (32, 64, 128 channels): MNIST, CIFAR.
+    #[default]
+    Three,
+    /// The three, then conv 3×3·256 → ReLU → 2×2 max-pool → dropout 0.2
+    /// (Tiny ImageNet, v2).
+    Four,
+}
+
+impl ConvStack {
+    /// The paper's stack for images of `dims`: [`ConvStack::Four`] for
+    /// images of at least 64×64 (Tiny ImageNet's), [`ConvStack::Three`]
+    /// otherwise.
+    pub fn paper(dims: ImageDims) -> Self {
+        if dims.1.min(dims.2) >= 64 {
+            ConvStack::Four
+        } else {
+            ConvStack::Three
+        }
+    }
+
+    /// Output channels of the last conv (128 or 256).
+    pub fn channels(self) -> usize {
+        match self {
+            ConvStack::Three => 128,
+            ConvStack::Four => 256,
+        }
+    }
+
+    /// Spatial size after the stack (3×3 pad 0 convs, 2×2/2 floor pools):
+    /// `H → H−2 → ⌊·/2⌋ → −2 → −2 → ⌊·/2⌋` (MNIST 28 → 4, CIFAR 32 → 5),
+    /// and for `Four` then `→ −2 → ⌊·/2⌋` (Tiny ImageNet 64 → 13 → 5).
+    pub fn out_side(self, h: usize) -> Result<usize> {
+        let three = h
+            .checked_sub(2)
+            .map(|s| s / 2)
+            .and_then(|s| s.checked_sub(4))
+            .map(|s| s / 2);
+        let s = match self {
+            ConvStack::Three => three,
+            ConvStack::Four => three.and_then(|s| s.checked_sub(2)).map(|s| s / 2),
+        };
+        match s {
+            Some(s) if s > 0 => Ok(s),
+            _ => Err(Error::Config {
+                what: format!(
+                    "images of side {h} are too small for the {} conv stack (need ≥ {})",
+                    match self {
+                        ConvStack::Three => "three-layer",
+                        ConvStack::Four => "four-layer",
+                    },
+                    match self {
+                        ConvStack::Three => 14,
+                        ConvStack::Four => 26,
+                    }
+                ),
+            }),
+        }
     }
 }
 
-/// The paper's conv stack, padding 0, dropout 0.2 (docs/DECISIONS.md § 7):
-/// conv 3×3·32 → ReLU → maxpool → dropout; conv 3×3·64 → ReLU → dropout;
-/// conv 3×3·128 → ReLU → maxpool → dropout; flatten → FC(256);
-/// then batch-norm (`dt`, no ReLU) or ReLU (CT/FM).
+/// Spatial size after the three-conv stack ([`ConvStack::out_side`] of
+/// [`ConvStack::Three`]): MNIST 28 → 4, CIFAR 32 → 5.
+pub fn conv_stack_out(h: usize) -> Result<usize> {
+    ConvStack::Three.out_side(h)
+}
+
+/// The paper's image path, padding 0, dropout 0.2 (docs/DECISIONS.md § 7):
+/// the conv stack `stack` ([`ConvStack`]), flatten → FC(256), then
+/// batch-norm (`dt`, no ReLU) or ReLU (CT/FM).
 pub fn image_path(
     dims: ImageDims,
+    stack: ConvStack,
     dt: bool,
     input_grad: bool,
     seed: u64,
@@ -41,8 +106,8 @@ pub fn image_path(
     dropout_stream: u64,
 ) -> Result<Sequential> {
     let (c, h, w) = dims;
-    let (sh, sw) = (conv_stack_out(h)?, conv_stack_out(w)?);
-    let flat = 128 * sh * sw;
+    let (sh, sw) = (stack.out_side(h)?, stack.out_side(w)?);
+    let flat = stack.channels() * sh * sw;
     let n = |l: &str| format!("{name}.{l}");
     let mut conv1 = Conv2d::new(c, 32, 3, 0, seed, &n("conv1")).with_relu();
     if !input_grad {
@@ -63,8 +128,17 @@ pub fn image_path(
             Conv2d::new(64, 128, 3, 0, seed, &n("conv3")).with_relu(),
         )
         .push("pool3", MaxPool2d::new())
-        .push("drop3", drop(3))
-        .push("flatten", Flatten::new());
+        .push("drop3", drop(3));
+    if stack == ConvStack::Four {
+        s = s
+            .push(
+                "conv4",
+                Conv2d::new(128, 256, 3, 0, seed, &n("conv4")).with_relu(),
+            )
+            .push("pool4", MaxPool2d::new())
+            .push("drop4", drop(4));
+    }
+    s = s.push("flatten", Flatten::new());
     if dt {
         s = s
             .push("fc", Linear::new(flat, 256, seed, &n("fc")))
@@ -157,8 +231,10 @@ impl DenoiseBlock {
     /// `d`; when `d = C·H·W` the label path is a conv path (prototype case).
     /// Parameters are drawn from `(seed, "block{t}.…")`. `z_grad`: whether
     /// `backward` must return `∂L/∂z` (only needed for a learned embedding).
+    /// `stack`: the image path's conv stack (also the prototype label path's).
     pub fn new(
         dims: ImageDims,
+        stack: ConvStack,
         classes: usize,
         d: usize,
         t: usize,
@@ -169,6 +245,7 @@ impl DenoiseBlock {
         let img_size = dims.0 * dims.1 * dims.2;
         let img = image_path(
             dims,
+            stack,
             true,
             false,
             seed,
@@ -178,6 +255,7 @@ impl DenoiseBlock {
         let (label, z_image): (Box<dyn Module>, _) = if d == img_size {
             let p = image_path(
                 dims,
+                stack,
                 true,
                 z_grad,
                 seed,

@@ -120,7 +120,13 @@ impl NoPropCont {
             });
         }
         let d = config.embed_dim();
-        let net = CtNet::new(config.image, config.classes, d, config.seed)?;
+        let net = CtNet::new(
+            config.image,
+            config.conv_stack,
+            config.classes,
+            d,
+            config.seed,
+        )?;
         let schedule = match config.method {
             ContMethod::Ct => Some(LearnableSchedule::new(
                 config.seed,

@@ -8,7 +8,7 @@ use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::{Device, Tensor};
 
-use crate::block::{image_path, ImageDims};
+use crate::block::{image_path, ConvStack, ImageDims};
 use crate::Result;
 
 mod step;
@@ -70,14 +70,36 @@ impl ImageCache {
 }
 
 impl CtNet {
-    /// The network for images `dims`, `classes` classes and embedding
-    /// dimension `d` (the prototype conv label path when `d = C·H·W`),
-    /// parameters drawn from `(seed, "net.…")`.
-    pub fn new(dims: ImageDims, classes: usize, d: usize, seed: u64) -> Result<Self> {
-        let img = image_path(dims, false, false, seed, "net.img", mix_stream(0xC7, 1))?;
+    /// The network for images `dims` (conv stack `stack`), `classes`
+    /// classes and embedding dimension `d` (the prototype conv label path
+    /// when `d = C·H·W`), parameters drawn from `(seed, "net.…")`.
+    pub fn new(
+        dims: ImageDims,
+        stack: ConvStack,
+        classes: usize,
+        d: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let img = image_path(
+            dims,
+            stack,
+            false,
+            false,
+            seed,
+            "net.img",
+            mix_stream(0xC7, 1),
+        )?;
         let label = if d == dims.0 * dims.1 * dims.2 {
             LabelPath::Conv(
-                image_path(dims, false, true, seed, "net.label", mix_stream(0xC7, 2))?,
+                image_path(
+                    dims,
+                    stack,
+                    false,
+                    true,
+                    seed,
+                    "net.label",
+                    mix_stream(0xC7, 2),
+                )?,
                 dims,
             )
         } else {

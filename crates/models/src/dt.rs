@@ -127,7 +127,17 @@ impl NoPropDt {
         let d = config.embed_dim();
         let z_grad = embedding.trainable() && config.embed_grad == EmbedGrad::All;
         let blocks = (1..=config.steps)
-            .map(|t| DenoiseBlock::new(config.image, config.classes, d, t, config.seed, z_grad))
+            .map(|t| {
+                DenoiseBlock::new(
+                    config.image,
+                    config.conv_stack,
+                    config.classes,
+                    d,
+                    t,
+                    config.seed,
+                    z_grad,
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let block_opts = (0..config.steps)
             .map(|_| Adam::adamw(config.lr, config.weight_decay))

@@ -50,7 +50,7 @@ pub mod dt;
 pub mod embedding;
 mod error;
 
-pub use block::DenoiseBlock;
+pub use block::{ConvStack, DenoiseBlock};
 pub use classifier::{ClassifierKind, OutputClassifier};
 pub use ct::{ContConfig, ContLoss, ContMethod, NoPropCont, Sampler};
 pub use ct_net::{CtNet, ImageCache, TrainImageCache};

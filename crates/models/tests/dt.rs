@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use noprop_models::{ClassEmbedding, DtConfig, EmbeddingKind, NoPropDt, Order};
+use noprop_models::{ClassEmbedding, ConvStack, DtConfig, EmbeddingKind, NoPropDt, Order};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{ops, DType, Tensor};
 
@@ -190,4 +190,52 @@ fn paper_order_is_accepted_and_inference_is_seeded() {
     assert_eq!(a, b);
     let c = m.predict(&x, false, 0).unwrap();
     assert_eq!(c.len(), 4);
+}
+
+/// v2's Tiny ImageNet block (64×64 images, 200 classes): the fourth conv is
+/// chosen by `DtConfig::paper`, the counts are those behind
+/// docs/REPRODUCTION.md's Table 5, and a block trains and predicts on
+/// 64×64 images.
+#[test]
+fn tiny_imagenet_blocks_have_the_fourth_conv_and_train() {
+    let image = (3, 64, 64);
+    assert_eq!(ConvStack::paper(image), ConvStack::Four);
+    assert_eq!(ConvStack::paper((3, 32, 32)), ConvStack::Three);
+    assert_eq!(ConvStack::Four.out_side(64).unwrap(), 5);
+    assert_eq!(ConvStack::Three.out_side(64).unwrap(), 13);
+    assert_eq!(ConvStack::Four.out_side(28).unwrap(), 1);
+    assert!(ConvStack::Four.out_side(25).is_err());
+    assert!(ConvStack::Three.out_side(13).is_err());
+
+    let mut m = model(image, 200, EmbeddingKind::OneHot, 2);
+    assert_eq!(m.config.conv_stack, ConvStack::Four);
+    assert_eq!(m.params_per_block(), 2_402_952);
+    let names: Vec<String> = m
+        .block_mut(1)
+        .params()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(names.iter().any(|n| n.contains("img.conv4")), "{names:?}");
+    let mut proto = model(image, 200, EmbeddingKind::Prototype, 1);
+    assert_eq!(proto.params_per_block(), 4_245_960);
+
+    let x = ops::randn(&[4, 3, 64, 64], DType::F32, &mut RngStream::new(9, 0)).unwrap();
+    let y = vec![0, 17, 199, 3];
+    let losses = m.train_batch(&x, &y, 0).unwrap();
+    assert!(losses.iter().all(|l| l.total().is_finite()), "{losses:?}");
+    let pred = m.predict(&x, false, 0).unwrap();
+    assert!(pred.len() == 4 && pred.iter().all(|&p| p < 200));
+}
+
+/// A configuration saved before `conv_stack` existed reads back with the
+/// three-conv stack it was trained with.
+#[test]
+fn configs_without_conv_stack_read_as_three_convs() {
+    let cfg = DtConfig::paper((1, 28, 28), 10, EmbeddingKind::OneHot, 0);
+    let mut json = serde_json::to_value(&cfg).unwrap();
+    assert_eq!(json["conv_stack"], "three");
+    json.as_object_mut().unwrap().remove("conv_stack");
+    let back: DtConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, cfg);
 }

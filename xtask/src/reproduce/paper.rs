@@ -173,17 +173,33 @@ pub fn table3_gb(dataset: &str, method: &str) -> Option<f64> {
 }
 
 /// Table 5: parameters per block in millions, (DT, CT) columns, for the
-/// dataset and embedding.
-pub fn table5_millions(dataset: &str, embedding: &str) -> Option<(f64, f64)> {
+/// dataset and embedding (no CT count for Tiny ImageNet, v2's only
+/// Tiny ImageNet model being DT).
+pub fn table5_millions(dataset: &str, embedding: &str) -> Option<(f64, Option<f64>)> {
     Some(match (dataset, embedding) {
-        ("mnist", "one-hot") | ("mnist", "dim20") => (0.92, 0.87),
-        ("mnist", "prototype") => (1.40, 1.48),
-        ("cifar10", "one-hot") => (1.22, 1.16),
-        ("cifar10", "dim20") => (1.22, 1.17),
-        ("cifar10", "prototype") => (1.99, 2.07),
-        ("cifar100", "one-hot") => (1.25, 1.20),
-        ("cifar100", "dim20") => (1.23, 1.18),
-        ("cifar100", "prototype") => (2.00, 2.08),
+        ("mnist", "one-hot") | ("mnist", "dim20") => (0.92, Some(0.87)),
+        ("mnist", "prototype") => (1.40, Some(1.48)),
+        ("cifar10", "one-hot") => (1.22, Some(1.16)),
+        ("cifar10", "dim20") => (1.22, Some(1.17)),
+        ("cifar10", "prototype") => (1.99, Some(2.07)),
+        ("cifar100", "one-hot") => (1.25, Some(1.20)),
+        ("cifar100", "dim20") => (1.23, Some(1.18)),
+        ("cifar100", "prototype") => (2.00, Some(2.08)),
+        ("tiny-imagenet", "one-hot") => (2.45, None),
+        ("tiny-imagenet", "prototype") => (4.30, None),
+        _ => return None,
+    })
+}
+
+/// Table 2 (v2 only) — Tiny ImageNet, discrete time: (train, test)
+/// accuracy (%) of a method and embedding, mean ± s.e. over 3 seeds × 5
+/// inference runs.
+pub fn table2(method: &str, embedding: &str) -> Option<(Published, Published)> {
+    Some(match (method, embedding) {
+        ("backprop", "one-hot") => (p(75.66, 33.67), p(23.83, 6.7)),
+        ("backprop", "prototype") => (p(99.82, 0.02), p(31.26, 0.1)),
+        ("noprop-dt", "one-hot") => (p(69.78, 1.71), p(26.55, 0.4)),
+        ("noprop-dt", "prototype") => (p(78.45, 0.97), p(25.65, 0.19)),
         _ => return None,
     })
 }
@@ -244,7 +260,17 @@ mod tests {
         assert!(table1("fashion-mnist", "noprop-dt", "one-hot").is_none());
         assert!(table1("mnist", "adjoint", "dim20").is_none());
         assert_eq!(table3_gb("cifar100", "adjoint"), Some(6.45));
-        assert_eq!(table5_millions("mnist", "prototype"), Some((1.40, 1.48)));
+        assert_eq!(
+            table5_millions("mnist", "prototype"),
+            Some((1.40, Some(1.48)))
+        );
+        assert_eq!(
+            table5_millions("tiny-imagenet", "one-hot"),
+            Some((2.45, None))
+        );
+        let (tr, te) = table2("noprop-dt", "prototype").expect("table 2 row");
+        assert_eq!((tr.mean, te.mean, te.se), (78.45, 25.65, 0.19));
+        assert!(table2("noprop-dt", "dim20").is_none());
         // Figure 6's softmax bars are Table 1's NoProp-DT test values.
         for d in ["mnist", "cifar10", "cifar100"] {
             for e in ["one-hot", "dim20", "prototype"] {

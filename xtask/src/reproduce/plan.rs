@@ -12,7 +12,11 @@ pub const METHODS: [&str; 5] = ["backprop", "noprop-dt", "adjoint", "noprop-ct",
 /// The three class embeddings of Table 1.
 pub const EMBEDDINGS: [&str; 3] = ["one-hot", "dim20", "prototype"];
 /// Artefacts `--tables` can ask for.
-pub const TABLES: [&str; 6] = ["table1", "table3", "table5", "fig4", "fig6", "fig7"];
+pub const TABLES: [&str; 7] = [
+    "table1", "table2", "table3", "table5", "fig4", "fig6", "fig7",
+];
+/// The dataset of Table 2 (v2), and only of Table 2.
+pub const TABLE2_DATASET: &str = "tiny-imagenet";
 /// Figure 6's classifiers (`--classifier`): Eq. 14 and Eqs. 15–16.
 pub const CLASSIFIERS: [&str; 2] = ["softmax", "posterior"];
 /// Figure 7's starts of an image-dimension embedding (`--embedding-init`).
@@ -71,8 +75,12 @@ pub struct Budget {
 }
 
 /// Table 4 of the paper: epochs and timesteps per dataset and method.
+///
+/// Tiny ImageNet's are not given (v2 lists none for Table 2); it gets
+/// CIFAR's (150 epochs, T = 10 for DT and backprop), the setting of the
+/// paper's other colour-image datasets.
 pub fn paper_budget(dataset: &str, method: &str) -> Budget {
-    let cifar = dataset.starts_with("cifar");
+    let cifar = dataset.starts_with("cifar") || dataset == TABLE2_DATASET;
     let (epochs, steps) = match (method, dataset) {
         ("backprop" | "noprop-dt", _) if cifar => (150, 10),
         ("backprop" | "noprop-dt", _) => (100, 10),
@@ -163,6 +171,31 @@ pub fn ablation_budget(mode: Mode, dataset: &str, embedding: &str) -> Budget {
         Mode::Micro => reduced_budget(mode, "noprop-dt", embedding),
     }
 }
+
+/// The reduced budget of a Table 2 (Tiny ImageNet) cell: QUICK trains one
+/// epoch on the first [`TABLE2_QUICK_TRAIN`] training images (10 per class;
+/// a 64×64 image costs about 5× a CIFAR one) at T = 10 and tests on the
+/// first [`TABLE2_QUICK_TEST`] validation images — a smoke-scale run,
+/// labelled QUICK; micro uses the micro budget.
+pub fn table2_budget(mode: Mode, method: &str, embedding: &str) -> Budget {
+    match mode {
+        Mode::Full => paper_budget(TABLE2_DATASET, method),
+        Mode::Quick => Budget {
+            epochs: 1,
+            steps: 10,
+            eval_steps: None,
+            limit_train: Some(TABLE2_QUICK_TRAIN),
+            limit_test: Some(TABLE2_QUICK_TEST),
+            train_eval_limit: 500,
+        },
+        Mode::Micro => reduced_budget(mode, method, embedding),
+    }
+}
+
+/// Training images of a QUICK Table 2 cell.
+pub const TABLE2_QUICK_TRAIN: usize = 2_000;
+/// Test images of a QUICK Table 2 cell.
+pub const TABLE2_QUICK_TEST: usize = 2_000;
 
 /// Training images of a QUICK ablation cell.
 pub const ABLATION_QUICK_TRAIN: usize = 3_000;
@@ -275,9 +308,17 @@ pub struct PlanRequest {
     pub device: String,
 }
 
-/// Whether `table` needs the (method, embedding) cell.
-fn table_needs(table: &str, method: &str, embedding: &str) -> bool {
+/// Whether `table` needs the (dataset, method, embedding) cell.
+fn table_needs(table: &str, dataset: &str, method: &str, embedding: &str) -> bool {
+    let tiny = dataset == TABLE2_DATASET;
     match table {
+        // Table 2: Tiny ImageNet only, DT and backprop, one-hot and prototype.
+        "table2" => {
+            tiny && matches!(method, "backprop" | "noprop-dt")
+                && matches!(embedding, "one-hot" | "prototype")
+        }
+        // The other tables have no Tiny ImageNet column.
+        _ if tiny => false,
         // Table 1: every row; the adjoint row is one-hot only.
         "table1" => method != "adjoint" || embedding == "one-hot",
         // Table 3: one-hot runs of every method record peak memory.
@@ -297,7 +338,10 @@ pub fn plan(req: &PlanRequest) -> (Vec<Cell>, Vec<Skipped>) {
     for (dataset, available) in &req.datasets {
         for method in METHODS {
             for embedding in EMBEDDINGS {
-                let needed = req.tables.iter().any(|t| table_needs(t, method, embedding));
+                let needed = req
+                    .tables
+                    .iter()
+                    .any(|t| table_needs(t, dataset, method, embedding));
                 if !needed {
                     continue;
                 }
@@ -324,6 +368,7 @@ pub fn plan(req: &PlanRequest) -> (Vec<Cell>, Vec<Skipped>) {
                     continue;
                 }
                 let budget = match req.mode {
+                    _ if dataset == TABLE2_DATASET => table2_budget(req.mode, method, embedding),
                     Mode::Full => paper_budget(dataset, method),
                     m => reduced_budget(m, method, embedding),
                 };
@@ -361,7 +406,8 @@ fn ablation_cells(req: &PlanRequest, cells: &mut Vec<Cell>, skipped: &mut Vec<Sk
     let wants = |t: &str| req.tables.iter().any(|x| x == t);
     let method = "noprop-dt";
     let mut jobs: Vec<(String, String, Option<&str>, Vec<String>)> = Vec::new();
-    for (dataset, _) in &req.datasets {
+    // The paper's ablations are on MNIST and CIFAR; none on Tiny ImageNet.
+    for (dataset, _) in req.datasets.iter().filter(|(d, _)| d != TABLE2_DATASET) {
         if wants("fig6") {
             for embedding in EMBEDDINGS {
                 for classifier in CLASSIFIERS {
@@ -598,6 +644,49 @@ mod tests {
         assert!(skipped
             .iter()
             .any(|s| s.reason == "--embeddings leaves out prototype"));
+    }
+
+    #[test]
+    fn table2_plans_tiny_imagenet_only_and_only_for_table2() {
+        let mut r = req(Mode::Quick, &["table1", "table2", "fig6", "fig7"]);
+        r.datasets = vec![("mnist".into(), Ok(())), ("tiny-imagenet".into(), Ok(()))];
+        r.seeds = 1;
+        let (cells, _) = plan(&r);
+        let tiny: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| c.dataset == "tiny-imagenet")
+            .collect();
+        let mut ids: Vec<&str> = tiny.iter().map(|c| c.id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(
+            ids,
+            [
+                "tiny-imagenet-backprop-one-hot-s0",
+                "tiny-imagenet-backprop-prototype-s0",
+                "tiny-imagenet-noprop-dt-one-hot-s0",
+                "tiny-imagenet-noprop-dt-prototype-s0",
+            ]
+        );
+        assert!(tiny
+            .iter()
+            .all(|c| c.budget.limit_train == Some(TABLE2_QUICK_TRAIN)
+                && c.args.windows(2).any(|w| w == ["--limit-test", "2000"])));
+        // MNIST gets Table 1 and the ablations, but no Table 2 cell.
+        assert_eq!(
+            cells.iter().filter(|c| c.dataset == "mnist").count(),
+            13 + 9
+        );
+        // Full: CIFAR's 150 epochs.
+        let mut r = req(Mode::Full, &["table2"]);
+        r.datasets = vec![("tiny-imagenet".into(), Ok(()))];
+        let (cells, _) = plan(&r);
+        assert_eq!(cells.len(), 4 * 3);
+        assert!(cells
+            .iter()
+            .all(|c| c.budget.epochs == 150 && c.budget.steps == 10));
+        // Without Tiny ImageNet, Table 2 plans nothing.
+        let (cells, _) = plan(&req(Mode::Quick, &["table2"]));
+        assert!(cells.is_empty());
     }
 
     #[test]

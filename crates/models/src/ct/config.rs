@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::ImageDims;
+use crate::block::{ConvStack, ImageDims};
 use crate::embedding::EmbeddingKind;
 use crate::{Error, Result};
 
@@ -82,6 +82,10 @@ pub struct ContConfig {
     pub image: ImageDims,
     /// Number of classes `m`.
     pub classes: usize,
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
+    /// absent in checkpoints written before it existed: three convs.
+    #[serde(default)]
+    pub conv_stack: ConvStack,
     /// The class embedding.
     pub embedding: EmbeddingKind,
     /// η of Eq. 9 (CT; 1 in Table 4).
@@ -111,6 +115,7 @@ impl ContConfig {
             method,
             image,
             classes,
+            conv_stack: ConvStack::paper(image),
             embedding,
             eta: 1.0,
             lr: 1e-3,

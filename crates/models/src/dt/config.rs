@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::ImageDims;
+use crate::block::{ConvStack, ImageDims};
 use crate::classifier::ClassifierKind;
 use crate::embedding::EmbeddingKind;
 
@@ -34,6 +34,10 @@ pub struct DtConfig {
     pub image: ImageDims,
     /// Number of classes `m`.
     pub classes: usize,
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
+    /// absent in checkpoints written before it existed: three convs.
+    #[serde(default)]
+    pub conv_stack: ConvStack,
     /// The class embedding.
     pub embedding: EmbeddingKind,
     /// Number of blocks `T` (10).
@@ -63,6 +67,7 @@ impl DtConfig {
         DtConfig {
             image,
             classes,
+            conv_stack: ConvStack::paper(image),
             embedding,
             steps: 10,
             eta: 0.1,
