@@ -233,14 +233,17 @@ fn tiny_imagenet_layout_trains() {
     }
     std::fs::write(dir.join("val/val_annotations.txt"), ann).unwrap();
 
-    let mut c = TrainConfig::new(MethodName::NopropDt, DatasetName::TinyImagenet);
-    c.data_dir = Some(tmp.path().to_path_buf());
-    c.steps = Some(2);
-    c.batch_size = 4;
-    c.results_dir = tmp.path().join("results");
-    let r = Trainer::new(c).unwrap().fit().unwrap();
-    assert_eq!(r.result["train_images"], 8);
-    assert_eq!(r.result["test_images"], 2);
-    assert_eq!(r.result["data_source"], dir.display().to_string());
-    assert!(r.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
+    // Table 2's two methods, with v2's fourth conv (ConvStack::Four).
+    for method in [MethodName::NopropDt, MethodName::Backprop] {
+        let mut c = TrainConfig::new(method, DatasetName::TinyImagenet);
+        c.data_dir = Some(tmp.path().to_path_buf());
+        c.steps = Some(2);
+        c.batch_size = 4;
+        c.results_dir = tmp.path().join("results");
+        let r = Trainer::new(c).unwrap().fit().unwrap();
+        assert_eq!(r.result["train_images"], 8);
+        assert_eq!(r.result["test_images"], 2);
+        assert_eq!(r.result["data_source"], dir.display().to_string());
+        assert!(r.test_accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)));
+    }
 }

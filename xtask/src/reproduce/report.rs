@@ -1063,6 +1063,82 @@ mod tests {
         assert!(dir.path().join("fig4.svg").exists());
     }
 
+    /// Table 2 from synthetic Tiny ImageNet cells (made-up accuracies), a
+    /// MNIST Table 1 cell kept out of it, and the "not run" line when Tiny
+    /// ImageNet is missing.
+    #[test]
+    fn renders_table2_from_tiny_imagenet_cells_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cells = vec![
+            cell("tiny-imagenet", "noprop-dt", "one-hot", 0),
+            cell("tiny-imagenet", "backprop", "prototype", 0),
+            cell("mnist", "noprop-dt", "one-hot", 0),
+        ];
+        let mut plan = RunPlan {
+            mode: Mode::Full,
+            command: "cargo xtask reproduce --full --tables table1,table2".into(),
+            tables: vec!["table1".into(), "table2".into()],
+            seeds: 1,
+            inference_runs: 2,
+            device: "cpu".into(),
+            datasets: vec![],
+            cells: cells.clone(),
+            skipped: vec![],
+            host: json!({"hostname": "fixture", "cpu": "test cpu", "threads": 2}),
+            git_revision: "abc123".into(),
+            created_unix: 0,
+        };
+        let write_plan = |plan: &RunPlan| {
+            std::fs::write(
+                dir.path().join("plan.json"),
+                serde_json::to_string(plan).expect("plan"),
+            )
+            .expect("write plan")
+        };
+        write_plan(&plan);
+        for (c, runs, train) in [
+            (&cells[0], [0.26, 0.27], 0.70),
+            (&cells[1], [0.30, 0.31], 0.99),
+            (&cells[2], [0.99, 0.99], 0.99),
+        ] {
+            std::fs::write(
+                result_path(dir.path(), &c.id),
+                serde_json::to_string(&result(&c.method, &runs, train, 1e8)).expect("json"),
+            )
+            .expect("write result");
+        }
+        let md = render(dir.path(), None).expect("render");
+        let t2 = &md[md.find("## Table 2").expect("table 2")..];
+        let t2 = &t2[..t2.find("\n## ").unwrap_or(t2.len())];
+        // DT one-hot: 26.50 ± 0.50 against 26.55 ± 0.4 → Δ −0.05.
+        assert!(
+            t2.contains("| NoProp-DT | one-hot | 70.00 | 69.78 ± 1.71 | +0.22 | 26.50 ± 0.50 | 26.55 ± 0.4 | -0.05 | 1/1 done |"),
+            "{t2}"
+        );
+        assert!(
+            t2.contains("| Backprop | prototype | 99.00 | 99.82 ± 0.02 |"),
+            "{t2}"
+        );
+        assert!(!t2.contains("mnist"), "{t2}");
+        // Table 1 has the MNIST cell and no Tiny ImageNet section.
+        let t1 = &md[md.find("## Table 1").expect("table 1")..md.find("## Table 2").expect("t2")];
+        assert!(
+            t1.contains("### mnist") && !t1.contains("tiny-imagenet"),
+            "{t1}"
+        );
+
+        // Without Tiny ImageNet the table says why.
+        plan.cells.truncate(0);
+        plan.datasets = vec![DatasetChoice {
+            name: "tiny-imagenet".into(),
+            used: false,
+            note: "not found locally".into(),
+        }];
+        write_plan(&plan);
+        let md = render(dir.path(), None).expect("render");
+        assert!(md.contains("Not run: not found locally."), "{md}");
+    }
+
     /// Synthetic ablation cells (made-up accuracies, to check the rendering):
     /// Figure 6 softmax/posterior and Figure 7 inits on MNIST, two seeds.
     #[test]
