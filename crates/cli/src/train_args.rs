@@ -54,7 +54,9 @@ pub struct TrainArgs {
     /// ancestral is CT's only].
     #[arg(long, value_enum)]
     pub sampler: Option<SamplerArg>,
-    /// noprop-ct/fm/adjoint: inference steps of the per-epoch evaluations [default: --steps].
+    /// noprop-ct/fm/adjoint: inference steps of the per-epoch evaluations [default:
+    /// noprop-ct/fm min(--steps, 100), the final test evaluation keeping --steps;
+    /// adjoint --steps].
     #[arg(long)]
     pub eval_steps: Option<usize>,
     /// noprop-fm: σ of the path of Eq. 10 [default: 0].

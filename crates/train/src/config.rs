@@ -45,7 +45,9 @@ pub struct TrainConfig {
     pub eta: Option<f64>,
     /// CT/FM inference sampler (CT: ancestral, FM: euler).
     pub sampler: Option<SamplerArg>,
-    /// CT/FM/adjoint: inference steps of the per-epoch evaluations (default: `steps`).
+    /// CT/FM/adjoint: inference steps of the per-epoch evaluations (CT/FM
+    /// default: `min(steps, 100)`, [`crate::methods::EPOCH_EVAL_STEPS`]; adjoint:
+    /// `steps`).
     pub eval_steps: Option<usize>,
     /// FM: σ of the path of Eq. 10 (default 0).
     pub fm_sigma: Option<f64>,

@@ -90,10 +90,14 @@ pub fn paper_budget(dataset: &str, method: &str) -> Budget {
         ("noprop-ct" | "noprop-fm", "cifar100") => (1000, 1000),
         _ => (100, 1000),
     };
+    // CT/FM: `noprop train`'s per-epoch default (100 steps,
+    // `noprop_train::methods::EPOCH_EVAL_STEPS`; the final
+    // evaluation keeps the paper's 1000), written out for the report.
+    let eval_steps = matches!(method, "noprop-ct" | "noprop-fm").then_some(100);
     Budget {
         epochs,
         steps,
-        eval_steps: None,
+        eval_steps,
         limit_train: None,
         limit_test: None,
         train_eval_limit: 0,

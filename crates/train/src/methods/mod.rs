@@ -5,6 +5,7 @@ mod adjoint;
 mod backprop;
 mod block_dt;
 mod cont;
+pub use cont::EPOCH_EVAL_STEPS;
 mod data_parallel;
 mod dt;
 mod relative;
