@@ -12,7 +12,15 @@ pub const METHODS: [&str; 5] = ["backprop", "noprop-dt", "adjoint", "noprop-ct",
 /// The three class embeddings of Table 1.
 pub const EMBEDDINGS: [&str; 3] = ["one-hot", "dim20", "prototype"];
 /// Artefacts `--tables` can ask for.
-pub const TABLES: [&str; 6] = ["table1", "table3", "table5", "fig4", "fig6", "fig7"];
+pub const TABLES: [&str; 7] = [
+    "table1",
+    "table3",
+    "table5",
+    "fig4",
+    "fig6",
+    "fig7",
+    "relatives",
+];
 /// Figure 6's classifiers (`--classifier`): Eq. 14 and Eqs. 15–16.
 pub const CLASSIFIERS: [&str; 2] = ["softmax", "posterior"];
 /// Figure 7's starts of an image-dimension embedding (`--embedding-init`).
