@@ -79,18 +79,31 @@ fn curve(points: &[&Point]) -> Vec<(f64, f64, f64, f64)> {
 /// mean over seeds as a line with markers, the band between the lowest
 /// and highest seed shaded.
 pub fn svg(points: &[Point], title: &str, path: &Path) -> Result<()> {
-    svg_with_x(points, title, "cumulative training time (s)", path)
+    svg_with_x(
+        points,
+        title,
+        "cumulative training time (s)",
+        (480, 400),
+        path,
+    )
 }
 
 /// [`svg`] with `x_desc` as the x axis label, for points whose `seconds`
-/// hold another measure of time (the relatives' plot passes log₁₀ seconds);
-/// the x axis starts at 0 or at the smallest x if that is negative.
-pub fn svg_with_x(points: &[Point], title: &str, x_desc: &str, path: &Path) -> Result<()> {
+/// hold another measure of time (the relatives' plot passes log₁₀ seconds),
+/// and `(width, height)` pixels per panel; the x axis starts at 0 or at the
+/// smallest x if that is negative.
+pub fn svg_with_x(
+    points: &[Point],
+    title: &str,
+    x_desc: &str,
+    (width, height): (u32, u32),
+    path: &Path,
+) -> Result<()> {
     let mut datasets: Vec<&str> = points.iter().map(|p| p.dataset.as_str()).collect();
     datasets.sort_unstable();
     datasets.dedup();
     let panels = datasets.len().max(1);
-    let root = SVGBackend::new(path, (480 * panels as u32, 400)).into_drawing_area();
+    let root = SVGBackend::new(path, (width * panels as u32, height)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let root = root.titled(title, ("sans-serif", 18))?;
