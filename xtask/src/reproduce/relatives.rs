@@ -169,7 +169,9 @@ pub fn budget(mode: Mode, method: &str) -> Budget {
 }
 
 /// The `noprop train` flags of a relative cell (`variant`: a reference
-/// cell's).
+/// cell's). No `--inference-runs`: the relatives predict deterministically,
+/// so one run per seed (repeats would shrink the s.e. without adding
+/// information).
 fn train_args(
     dataset: &str,
     method: &str,
