@@ -803,8 +803,8 @@ mod tests {
         plan_cells(&r, &r.datasets.clone(), &mut cells, &mut skipped);
         let plan = RunPlan {
             mode: Mode::Quick,
-            command: "cargo xtask reproduce --tables relatives".into(),
-            tables: vec![TABLE.into()],
+            command: "cargo xtask reproduce --tables relatives,table1,table3".into(),
+            tables: vec![TABLE.into(), "table1".into(), "table3".into()],
             seeds: 2,
             inference_runs: 1,
             device: "cpu".into(),
@@ -892,8 +892,24 @@ mod tests {
         for m in ["ccl", "grad-boost", "noprop-dt", "QUICK"] {
             assert!(svg.contains(m), "{m} missing from the SVG");
         }
-        // Table 3 lists the relatives' peak heap beside NoProp's.
-        assert!(!md.contains("## Table 3"), "table3 was not asked for");
+        // Table 3 lists the relatives' peak heap beside NoProp's (max over
+        // seeds), the reference cells not, and says the batch differs.
+        assert!(md.contains("| fashion-mnist | NoProp-DT | 0.40 |"), "{md}");
+        assert!(
+            md.contains("| fashion-mnist | ccl | 0.30 | — | — | — |"),
+            "{md}"
+        );
+        assert!(md.contains("MLPs trained at batch 256"), "{md}");
+        let table3 = &md[md.find("## Table 3").expect("table 3")..];
+        let table3 = &table3[..table3.find("\n## ").unwrap_or(table3.len())];
+        assert!(!table3.contains("boost-width"), "{table3}");
+        // Table 1 lists NoProp-DT but none of the relatives.
+        let table1 =
+            &md[md.find("## Table 1").expect("table 1")..md.find("## Table 3").expect("3")];
+        assert!(table1.contains("| NoProp-DT | one-hot |"), "{table1}");
+        for m in RELATIVES {
+            assert!(!table1.contains(m), "{m} in Table 1:\n{table1}");
+        }
     }
 
     #[test]
