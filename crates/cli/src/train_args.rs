@@ -118,6 +118,12 @@ pub struct TrainArgs {
     /// grad-boost: epochs spent on each stage [default: 1].
     #[arg(long)]
     pub epochs_per_stage: Option<usize>,
+    /// Relatives: clip each network's global gradient norm before every
+    /// step, g ← g·min(1, c/(‖g‖ + 1e-6)); 0 turns it off [default: 1 for
+    /// ccl (the authors' code clips its forward and feedback networks at 1),
+    /// off for the others].
+    #[arg(long)]
+    pub clip_grad_norm: Option<f64>,
     /// Stochastic inference runs averaged for the final test accuracy.
     #[arg(long, default_value_t = 1)]
     pub inference_runs: usize,
@@ -204,6 +210,7 @@ impl TrainArgs {
         c.ccl_loss = self.ccl_loss;
         c.boost_stages = self.boost_stages;
         c.epochs_per_stage = self.epochs_per_stage;
+        c.clip_grad_norm = self.clip_grad_norm;
         c.inference_runs = self.inference_runs;
         c.limit_train = self.limit_train;
         c.limit_test = self.limit_test;

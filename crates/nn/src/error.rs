@@ -101,6 +101,13 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// [`crate::optim::clip_grad_norm`] was given a max norm that is not
+    /// positive and finite.
+    #[error("gradient clipping needs a positive finite max norm, got {max_norm}")]
+    ClipNorm {
+        /// The max norm given.
+        max_norm: f64,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -1,4 +1,5 @@
-//! Optimisers: Adam (coupled L2), AdamW (decoupled decay), SGD with momentum.
+//! Optimisers: Adam (coupled L2), AdamW (decoupled decay), SGD with momentum;
+//! gradient-norm clipping ([`clip_grad_norm`]).
 //!
 //! State is kept per parameter *name*, so an optimiser can be saved to and
 //! restored from a checkpoint ([`Optimizer::state`] / [`Optimizer::load_state`]).
@@ -55,6 +56,39 @@ fn run_grad_hook(params: &mut [ParamMut<'_>]) -> Result<()> {
     let out = hook(params);
     GRAD_HOOK.with(|h| *h.borrow_mut() = Some(hook));
     out
+}
+
+/// Clip the global gradient norm of `params` to `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_` with the 2-norm):
+///
+/// `‖g‖ = √(Σ_p Σ_i g_{p,i}²)` over every gradient of `params` together, then
+/// `g ← g·min(1, c/(‖g‖ + 10⁻⁶))` with `c = max_norm` — the gradients keep
+/// their direction and shrink only when their norm exceeds `c` (the `10⁻⁶`
+/// is PyTorch's, and keeps a zero gradient finite). Returns `‖g‖` before
+/// clipping. Call it between the gradients' computation and the optimiser
+/// step; a model whose gradients are summed across ranks inside the step
+/// (data-parallel training's gradient hook) would clip per rank, so such a
+/// model must not use it.
+///
+/// `max_norm` must be positive and finite; a non-finite norm (an overflowed
+/// gradient) is returned as it is and leaves the gradients untouched, so
+/// the loss check that follows reports the failure.
+pub fn clip_grad_norm(params: &mut [ParamMut<'_>], max_norm: f64) -> Result<f64> {
+    if !(max_norm > 0.0 && max_norm.is_finite()) {
+        return Err(Error::ClipNorm { max_norm });
+    }
+    let mut sum_sq = 0.0;
+    for p in params.iter() {
+        sum_sq += ops::sum_sq(p.grad)?;
+    }
+    let norm = sum_sq.sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if norm.is_finite() && coef < 1.0 {
+        for p in params.iter_mut() {
+            ops::scale_in_place(p.grad, coef)?;
+        }
+    }
+    Ok(norm)
 }
 
 /// Adam or AdamW.

@@ -272,3 +272,60 @@ fn eval_mode_is_deterministic_and_uses_running_stats() {
     );
     let _ = DType::F64;
 }
+
+/// Two parameters with gradients (3, 4) and (12): global norm 13. Clipping
+/// at 6.5 halves both (up to PyTorch's 1e-6 in the denominator); clipping
+/// at 14 or more leaves them alone (at exactly 13 the 1e-6 still shrinks
+/// them a little, as in PyTorch); the returned norm is the one before.
+#[test]
+fn clip_grad_norm_scales_the_global_norm() {
+    use noprop_nn::optim::clip_grad_norm;
+    let run = |max_norm: f64| {
+        let (mut a, mut b) = (
+            Tensor::from_vec(vec![0.0f64, 0.0], &[2]).unwrap(),
+            Tensor::from_vec(vec![0.0f64], &[1]).unwrap(),
+        );
+        let mut ga = Tensor::from_vec(vec![3.0f64, 4.0], &[2]).unwrap();
+        let mut gb = Tensor::from_vec(vec![12.0f64], &[1]).unwrap();
+        let mut params = vec![
+            ParamMut {
+                name: "a".into(),
+                value: &mut a,
+                grad: &mut ga,
+            },
+            ParamMut {
+                name: "b".into(),
+                value: &mut b,
+                grad: &mut gb,
+            },
+        ];
+        let norm = clip_grad_norm(&mut params, max_norm).unwrap();
+        drop(params);
+        (norm, ga.to_vec_f64(), gb.to_vec_f64())
+    };
+    let (norm, ga, gb) = run(6.5);
+    assert_eq!(norm, 13.0);
+    let k = 6.5 / (13.0 + 1e-6);
+    assert_eq!(ga, vec![3.0 * k, 4.0 * k]);
+    assert_eq!(gb, vec![12.0 * k]);
+    approx::assert_relative_eq!(
+        (ga[0] * ga[0] + ga[1] * ga[1] + gb[0] * gb[0]).sqrt(),
+        6.5,
+        max_relative = 1e-6
+    );
+    for c in [14.0, 100.0] {
+        let (norm, ga, gb) = run(c);
+        assert_eq!(norm, 13.0);
+        assert_eq!((ga, gb), (vec![3.0, 4.0], vec![12.0]), "max norm {c}");
+    }
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let mut g = Tensor::from_vec(vec![1.0f64], &[1]).unwrap();
+        let mut v = g.clone();
+        let mut params = vec![ParamMut {
+            name: "p".into(),
+            value: &mut v,
+            grad: &mut g,
+        }];
+        assert!(clip_grad_norm(&mut params, bad).is_err(), "max norm {bad}");
+    }
+}

@@ -84,6 +84,10 @@ pub struct TrainConfig {
     pub boost_stages: Option<usize>,
     /// Gradient boosting: epochs per stage (default 1).
     pub epochs_per_stage: Option<usize>,
+    /// Relatives: clip each network's global gradient norm to this value
+    /// (`0` turns clipping off); default 1 for CCL (its code's), off for the
+    /// others.
+    pub clip_grad_norm: Option<f64>,
     /// Stochastic inference runs averaged for the final test accuracy.
     pub inference_runs: usize,
     /// Use only the first N training images (0 = all).
@@ -145,6 +149,7 @@ impl TrainConfig {
             ccl_loss: None,
             boost_stages: None,
             epochs_per_stage: None,
+            clip_grad_norm: None,
             inference_runs: 1,
             limit_train: 0,
             limit_test: 0,
@@ -241,6 +246,7 @@ impl TrainConfig {
             "--epochs-per-stage",
             &[GradBoost],
         )?;
+        only(self.clip_grad_norm.is_some(), "--clip-grad-norm", &rel)?;
         only(
             self.steps.is_some(),
             "--steps",
@@ -268,6 +274,13 @@ impl TrainConfig {
             if !v.is_finite() {
                 return Err(Error::config(format!(
                     "--ff-threshold must be finite, got {v}"
+                )));
+            }
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c >= 0.0 && c.is_finite()) {
+                return Err(Error::config(format!(
+                    "--clip-grad-norm must be a finite norm ≥ 0 (0: no clipping), got {c}"
                 )));
             }
         }
@@ -452,6 +465,20 @@ mod tests {
         let mut c = cfg(MethodName::Ccl);
         c.steps = Some(3);
         assert!(c.validate().unwrap_err().to_string().contains("--steps"));
+        let mut c = cfg(MethodName::NopropDt);
+        c.clip_grad_norm = Some(1.0);
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--clip-grad-norm applies to"));
+        let mut c = cfg(MethodName::Dfa);
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            c.clip_grad_norm = Some(bad);
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        c.clip_grad_norm = Some(0.0);
+        c.validate().unwrap();
     }
 
     #[test]

@@ -151,6 +151,16 @@ pub fn estimate(cell: &Cell, inference_runs: usize) -> CellCost {
     let steps = b.steps as f64;
     let eval_steps = b.eval_steps.map_or(steps, |s| s as f64);
     let ms = |images: usize, per_image: f64| images as f64 * per_image * image / 1e3;
+    if super::relatives::is_relative(&cell.method) {
+        let (train_ms, eval_ms) = super::relatives::cost_ms(cell, image_dim(&cell.dataset));
+        return CellCost {
+            startup: STARTUP_SECONDS,
+            train_epoch: ms(train, train_ms) / image,
+            eval_epoch: ms(test + train_eval, eval_ms) / image,
+            final_eval: ms(test, eval_ms) / image,
+            epochs: b.epochs,
+        };
+    }
     CellCost {
         startup: STARTUP_SECONDS,
         train_epoch: ms(train, train_ms(&cell.method, prototype, steps)),

@@ -42,6 +42,15 @@ fn colour(method: &str) -> RGBColor {
     match method {
         "noprop-ct" => RGBColor(31, 119, 180),
         "noprop-fm" => RGBColor(44, 160, 44),
+        // The relatives' plot (`super::relatives`) adds these.
+        "noprop-dt" => RGBColor(255, 127, 14),
+        "backprop" => RGBColor(0, 0, 0),
+        "backprop-mlp" => RGBColor(127, 127, 127),
+        "ccl" => RGBColor(148, 103, 189),
+        "dfa" => RGBColor(140, 86, 75),
+        "drtp" => RGBColor(227, 119, 194),
+        "forward-forward" => RGBColor(188, 189, 34),
+        "grad-boost" => RGBColor(23, 190, 207),
         _ => RGBColor(214, 39, 40),
     }
 }
@@ -70,11 +79,31 @@ fn curve(points: &[&Point]) -> Vec<(f64, f64, f64, f64)> {
 /// mean over seeds as a line with markers, the band between the lowest
 /// and highest seed shaded.
 pub fn svg(points: &[Point], title: &str, path: &Path) -> Result<()> {
+    svg_with_x(
+        points,
+        title,
+        "cumulative training time (s)",
+        (480, 400),
+        path,
+    )
+}
+
+/// [`svg`] with `x_desc` as the x axis label, for points whose `seconds`
+/// hold another measure of time (the relatives' plot passes log₁₀ seconds),
+/// and `(width, height)` pixels per panel; the x axis starts at 0 or at the
+/// smallest x if that is negative.
+pub fn svg_with_x(
+    points: &[Point],
+    title: &str,
+    x_desc: &str,
+    (width, height): (u32, u32),
+    path: &Path,
+) -> Result<()> {
     let mut datasets: Vec<&str> = points.iter().map(|p| p.dataset.as_str()).collect();
     datasets.sort_unstable();
     datasets.dedup();
     let panels = datasets.len().max(1);
-    let root = SVGBackend::new(path, (480 * panels as u32, 400)).into_drawing_area();
+    let root = SVGBackend::new(path, (width * panels as u32, height)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let root = root.titled(title, ("sans-serif", 18))?;
@@ -82,15 +111,16 @@ pub fn svg(points: &[Point], title: &str, path: &Path) -> Result<()> {
         for (area, dataset) in areas.iter().zip(&datasets) {
             let here: Vec<&Point> = points.iter().filter(|p| p.dataset == *dataset).collect();
             let t_max = here.iter().map(|p| p.seconds).fold(1.0, f64::max) * 1.05;
+            let t_min = here.iter().map(|p| p.seconds).fold(0.0, f64::min);
             let mut chart = ChartBuilder::on(area)
                 .caption(*dataset, ("sans-serif", 16))
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(48)
-                .build_cartesian_2d(0.0..t_max, 0.0..100.0)?;
+                .build_cartesian_2d(t_min..t_max, 0.0..100.0)?;
             chart
                 .configure_mesh()
-                .x_desc("cumulative training time (s)")
+                .x_desc(x_desc)
                 .y_desc("test accuracy (%)")
                 .draw()?;
             let mut methods: Vec<&str> = here.iter().map(|p| p.method.as_str()).collect();

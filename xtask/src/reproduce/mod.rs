@@ -14,7 +14,7 @@
 //!    shows the cell, its epoch and batch (the [`progress`] lines of
 //!    `noprop train`), and the time left for the whole run, estimated per
 //!    cell ([`cost`]) and rescaled by the speed observed ([`live`]).
-//! 4. Render `REPORT.md` (+ `fig4`, `fig6`, `fig7` `.svg` and `.csv`) in the run directory;
+//! 4. Render `REPORT.md` (+ `fig4`, `fig6`, `fig7`, `relatives` `.svg` and `.csv`) in the run directory;
 //!    with `--update-docs`, also copy it to `docs/REPRODUCTION.md`.
 
 pub mod bars;
@@ -27,6 +27,7 @@ pub mod paper;
 pub mod params;
 pub mod plan;
 pub mod progress;
+pub mod relatives;
 pub mod report;
 
 use std::path::{Path, PathBuf};
@@ -50,9 +51,10 @@ pub struct ReproduceArgs {
     /// Smoke-test preset: one epoch on 256 images (used by the tests).
     #[arg(long, hide = true)]
     pub micro: bool,
-    /// Artefacts: table1, table2, table3, table5, fig4, fig6, fig7
-    /// (comma-separated; default all). Table 2 runs on Tiny ImageNet only:
-    /// fetched by --full, used by --quick only if already on disk.
+    /// Artefacts: table1, table2, table3, table5, fig4, fig6, fig7,
+    /// relatives (comma-separated; default all). Table 2 runs on Tiny
+    /// ImageNet only: fetched by --full, used by --quick only if already on
+    /// disk.
     #[arg(long, value_delimiter = ',')]
     pub tables: Option<Vec<String>>,
     /// Datasets (default: full: mnist,cifar10,cifar100; quick: mnist, else fashion-mnist).
@@ -187,17 +189,26 @@ pub fn render_report(out: &Path, docs: bool, root: &Path) -> Result<PathBuf> {
                     .with_context(|| format!("copying {}", src.display()))?;
             }
         }
-        let md = ["fig4", "fig6", "fig7"].iter().fold(md, |md, f| {
-            md.replace(&format!("]({f}."), &format!("](reproduction/{f}."))
-        });
+        let md = ["fig4", "fig6", "fig7", "relatives"]
+            .iter()
+            .fold(md, |md, f| {
+                md.replace(&format!("]({f}."), &format!("](reproduction/{f}."))
+            });
         write_atomic(&root.join("docs").join("REPRODUCTION.md"), md.as_bytes())?;
     }
     Ok(path)
 }
 
 /// The figure files a report links, copied beside `docs/REPRODUCTION.md`.
-const FIGURE_FILES: [&str; 6] = [
-    "fig4.svg", "fig4.csv", "fig6.svg", "fig6.csv", "fig7.svg", "fig7.csv",
+const FIGURE_FILES: [&str; 8] = [
+    "fig4.svg",
+    "fig4.csv",
+    "fig6.svg",
+    "fig6.csv",
+    "fig7.svg",
+    "fig7.csv",
+    "relatives.svg",
+    "relatives.csv",
 ];
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -399,7 +410,31 @@ fn make_plan(args: &ReproduceArgs, mode: Mode) -> Result<RunPlan> {
         inference_runs: args.inference_runs.unwrap_or(runs),
         device: args.device.clone(),
     };
-    let (mut cells, skipped) = plan::plan(&req);
+    let (mut cells, mut skipped) = plan::plan(&req);
+    if tables.iter().any(|t| t == relatives::TABLE) {
+        // Tiny ImageNet is Table 2's alone (the relatives' papers have no
+        // number there).
+        let run: Vec<(String, Result<(), String>)> = req
+            .datasets
+            .iter()
+            .filter(|(d, _)| d != plan::TABLE2_DATASET)
+            .cloned()
+            .collect();
+        let on = relatives::datasets(&run, args.datasets.is_some(), || {
+            let r = find_or_fetch(DatasetName::FashionMnist, args);
+            choices.push(DatasetChoice {
+                name: relatives::FASHION.into(),
+                used: r.is_ok(),
+                note: match &r {
+                    Ok(n) => format!("{n}; for the relatives (CCL's Table 1 dataset)"),
+                    Err(e) => e.clone(),
+                },
+            });
+            r.map(|_| ())
+                .map_err(|e| format!("dataset {}: {e}", relatives::FASHION))
+        });
+        relatives::plan_cells(&req, &on, &mut cells, &mut skipped);
+    }
     if let Some(d) = &args.data_dir {
         for c in &mut cells {
             c.args.push("--data-dir".into());
@@ -576,19 +611,29 @@ mod tests {
             "## Figure 4",
             "## Figure 6",
             "## Figure 7",
+            "## Back-propagation-free relatives",
         ] {
             assert!(report.contains(section), "{section} missing:\n{report}");
         }
-        for f in ["fig4.svg", "fig4.csv", "fig6.svg", "fig6.csv"] {
+        for f in [
+            "fig4.svg",
+            "fig4.csv",
+            "fig6.svg",
+            "fig6.csv",
+            "relatives.svg",
+            "relatives.csv",
+        ] {
             assert!(dir.path().join(f).exists(), "{f} missing");
         }
         let plan: RunPlan = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("plan.json")).expect("plan"),
         )
         .expect("plan json");
-        // Five one-hot rows, and Figure 6's one-hot posterior cell (its
-        // softmax bar is Table 1's DT cell).
-        assert_eq!(plan.cells.len(), 6);
+        // Five one-hot rows, Figure 6's one-hot posterior cell (its
+        // softmax bar is Table 1's DT cell), and the six relatives with
+        // their two matched back-prop MLPs (--datasets names the dataset,
+        // so Fashion-MNIST is not added).
+        assert_eq!(plan.cells.len(), 6 + 8);
         // Eight Table 1 rows, Figure 6's dim20 and prototype cells (2 × 2)
         // and Figure 7's three (image-dimension embeddings) left out by
         // --embeddings.
@@ -600,12 +645,24 @@ mod tests {
             let p = report::result_path(dir.path(), &c.id);
             if let Ok(text) = std::fs::read_to_string(&p) {
                 let v: serde_json::Value = serde_json::from_str(&text).expect("result json");
-                assert_eq!(v["test_accuracy_runs"].as_array().map(Vec::len), Some(2));
+                // The relatives are deterministic at inference: one run
+                // (repeats would shrink their s.e. without new information).
+                let runs = if relatives::is_relative(&c.method) {
+                    1
+                } else {
+                    2
+                };
+                assert_eq!(
+                    v["test_accuracy_runs"].as_array().map(Vec::len),
+                    Some(runs),
+                    "{}",
+                    c.id
+                );
                 assert!(v["peak_memory_bytes"].as_f64().is_some_and(|b| b > 0.0));
                 finished += 1;
             }
         }
-        assert_eq!(finished, 6, "only {finished} cells finished:\n{report}");
+        assert_eq!(finished, 6 + 8, "only {finished} cells finished:\n{report}");
         // A re-run skips every finished cell: their results stay untouched.
         let dt = report::result_path(dir.path(), "mnist-test-split-noprop-dt-one-hot-s0");
         let before = std::fs::read(&dt).expect("DT result");

@@ -12,8 +12,15 @@ pub const METHODS: [&str; 5] = ["backprop", "noprop-dt", "adjoint", "noprop-ct",
 /// The three class embeddings of Table 1.
 pub const EMBEDDINGS: [&str; 3] = ["one-hot", "dim20", "prototype"];
 /// Artefacts `--tables` can ask for.
-pub const TABLES: [&str; 7] = [
-    "table1", "table2", "table3", "table5", "fig4", "fig6", "fig7",
+pub const TABLES: [&str; 8] = [
+    "table1",
+    "table2",
+    "table3",
+    "table5",
+    "fig4",
+    "fig6",
+    "fig7",
+    "relatives",
 ];
 /// The dataset of Table 2 (v2), and only of Table 2.
 pub const TABLE2_DATASET: &str = "tiny-imagenet";

@@ -1,8 +1,9 @@
 //! Renders a run directory (its `plan.json` and the JSON each cell wrote)
 //! into `REPORT.md`: Table 1 beside the paper's values, Table 3 (peak
 //! memory), Table 5 (parameter counts), Figure 4 (SVG + CSV), Figures 6
-//! and 7 (bar charts + CSV + tables beside the paper's values) and every
-//! cell that did not run, with the reason.
+//! and 7 (bar charts + CSV + tables beside the paper's values), the
+//! back-propagation-free relatives ([`super::relatives`]) and every cell
+//! that did not run, with the reason.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +17,7 @@ use super::figure::{self, Point};
 use super::paper;
 use super::params::ParamRow;
 use super::plan::{Cell, Mode, RunPlan, CLASSIFIERS, EMBEDDINGS, INITS, TABLE2_DATASET};
+use super::relatives;
 
 /// What became of one planned cell.
 #[derive(Clone, Debug)]
@@ -88,7 +90,7 @@ pub fn mean_se(values: &[f64]) -> Option<(f64, Option<f64>)> {
     Some((mean, Some((var / n).sqrt())))
 }
 
-fn fmt_pct(ms: Option<(f64, Option<f64>)>) -> String {
+pub(super) fn fmt_pct(ms: Option<(f64, Option<f64>)>) -> String {
     match ms {
         None => "—".into(),
         Some((m, Some(se))) => format!("{:.2} ± {:.2}", 100.0 * m, 100.0 * se),
@@ -108,14 +110,14 @@ fn fmt_paper(p: Option<paper::Published>) -> String {
 }
 
 /// `s` made safe for one Markdown table cell: one line, pipes escaped.
-fn cell_text(s: &str) -> String {
+pub(super) fn cell_text(s: &str) -> String {
     s.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
 }
 
-fn gb(bytes: Option<f64>) -> String {
+pub(super) fn gb(bytes: Option<f64>) -> String {
     bytes.map_or("—".into(), |b| format!("{:.2}", b / 1e9))
 }
 
@@ -131,19 +133,19 @@ fn method_title(m: &str) -> &str {
 }
 
 /// The cells of one table row, with their outcomes.
-struct Group<'a> {
-    cells: Vec<(&'a Cell, &'a Outcome)>,
+pub(super) struct Group<'a> {
+    pub(super) cells: Vec<(&'a Cell, &'a Outcome)>,
 }
 
 impl Group<'_> {
-    fn done(&self) -> impl Iterator<Item = &Value> {
+    pub(super) fn done(&self) -> impl Iterator<Item = &Value> {
         self.cells.iter().filter_map(|(_, o)| match o {
             Outcome::Done(v) => Some(v.as_ref()),
             _ => None,
         })
     }
 
-    fn test_values(&self) -> Vec<f64> {
+    pub(super) fn test_values(&self) -> Vec<f64> {
         self.done()
             .flat_map(|v| match v["test_accuracy_runs"].as_array() {
                 Some(runs) => runs.iter().filter_map(Value::as_f64).collect::<Vec<_>>(),
@@ -158,7 +160,7 @@ impl Group<'_> {
             .collect()
     }
 
-    fn status(&self) -> String {
+    pub(super) fn status(&self) -> String {
         let n = self.cells.len();
         let done = self.done().count();
         let failed = self
@@ -176,7 +178,7 @@ impl Group<'_> {
         s
     }
 
-    fn max_of(&self, key: &str) -> Option<f64> {
+    pub(super) fn max_of(&self, key: &str) -> Option<f64> {
         self.done()
             .filter_map(|v| v[key].as_f64())
             .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
@@ -220,6 +222,9 @@ pub fn render(dir: &Path, params: Option<&[ParamRow]>) -> Result<String> {
     }
     if wants("fig7") {
         fig7(&mut md, dir, &plan, &outcomes)?;
+    }
+    if wants(relatives::TABLE) {
+        relatives::render(&mut md, dir, &plan, &outcomes)?;
     }
     cells_table(&mut md, &plan, &outcomes);
     not_run(&mut md, &plan, &outcomes);
@@ -266,6 +271,7 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
     for c in &plan.cells {
         let b = &c.budget;
         let steps = match c.method.as_str() {
+            m if relatives::is_relative(m) => relatives::setting(c),
             "backprop" | "noprop-dt" => format!("T = {}", b.steps),
             "adjoint" => format!("{} Euler steps", b.steps),
             _ => match b.eval_steps {
@@ -279,8 +285,9 @@ fn header(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
         let test = b
             .limit_test
             .map_or(String::new(), |n| format!(", first {n} test images"));
-        let key = match c.variant {
+        let key = match c.variant.as_deref() {
             None => method_title(&c.method).to_string(),
+            Some(v) if relatives::is_reference(v) => format!("{} ({v})", c.method),
             Some(_) => format!("{} (Figures 6, 7)", method_title(&c.method)),
         };
         budgets
@@ -304,9 +311,11 @@ fn groups<'a>(
     plan: &'a RunPlan,
     outcomes: &'a [Outcome],
 ) -> BTreeMap<(String, usize, usize), Group<'a>> {
+    // Table 1's methods, then the relatives (Table 3 lists both).
     let order = |m: &str| {
         super::plan::METHODS
             .iter()
+            .chain(&relatives::RELATIVES)
             .position(|x| *x == m)
             .unwrap_or(99)
     };
@@ -350,7 +359,10 @@ fn table1(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
     let mut current = String::new();
     for ((dataset, _, _), g) in &gs {
         let (c0, _) = g.cells[0];
-        if !table_row_wanted(&c0.method, &c0.embedding) || dataset == TABLE2_DATASET {
+        if !table_row_wanted(&c0.method, &c0.embedding)
+            || dataset == TABLE2_DATASET
+            || relatives::is_relative(&c0.method)
+        {
             continue;
         }
         if *dataset != current {
@@ -455,7 +467,13 @@ fn table3(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
         "Ours: the training process's peak heap (a counting global allocator's high-water \
          mark) and peak RSS (VmHWM) at batch 128 on the CPU; on a CUDA device, peak device \
          memory. The paper's figure is \"process GPU memory allocated\" on its GPU — a \
-         different quantity, printed for scale. Max over seeds.\n"
+         different quantity, printed for scale. Max over seeds.{}\n",
+        if plan.cells.iter().any(|c| relatives::is_relative(&c.method)) {
+            " The back-propagation-free relatives (docs/RELATIVES.md) are MLPs trained at \
+             batch 256."
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         md,
@@ -599,7 +617,7 @@ fn fig4(md: &mut String, dir: &Path, plan: &RunPlan, outcomes: &[Outcome]) -> Re
 }
 
 /// The cells of `plan` that `pick` selects, with their outcomes.
-fn select<'a>(
+pub(super) fn select<'a>(
     plan: &'a RunPlan,
     outcomes: &'a [Outcome],
     pick: impl Fn(&Cell) -> bool,
@@ -671,7 +689,7 @@ fn write_bars(
     Ok(())
 }
 
-fn figure_title(plan: &RunPlan, figure: &str) -> String {
+pub(super) fn figure_title(plan: &RunPlan, figure: &str) -> String {
     match plan.mode.banner() {
         "" => format!("{figure} (full)"),
         b => format!("{figure} — {b}, not the paper's setting"),

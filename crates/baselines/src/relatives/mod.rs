@@ -116,6 +116,16 @@ pub struct RelativeConfig {
     pub stages: usize,
     /// Gradient boosting: epochs spent on each stage.
     pub epochs_per_stage: usize,
+    /// Clip each network's global gradient norm to this value before every
+    /// step, `g ← g·min(1, c/(‖g‖ + 10⁻⁶))` over all the gradients of one
+    /// network (`noprop_nn::optim::clip_grad_norm`); CCL clips its forward
+    /// and its feedback network separately, as the authors' code does
+    /// (`clip_grad_norm_` on `forward_params` and on `backward_params`, both
+    /// at 1). `None`: no clipping. Default: `Some(1.0)` for CCL, `None` for
+    /// the others (checkpoints written before the option existed read as
+    /// `None`, the behaviour they were trained with).
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
 }
 
 impl RelativeConfig {
@@ -124,6 +134,8 @@ impl RelativeConfig {
     /// for back-prop, DFA, DRTP and CCL; four hidden layers of 500 ReLUs
     /// for Forward-Forward (Hinton's are 2000 wide); ten stages of 32 ReLUs,
     /// one epoch each, for gradient boosting. AdamW, lr 1e-3, wd 1e-3.
+    /// CCL clips each network's gradient norm at 1 (its code's
+    /// `grad_clip_F = grad_clip_B = 1`); the others do not clip.
     pub fn defaults(
         method: RelativeMethod,
         image: (usize, usize, usize),
@@ -149,6 +161,7 @@ impl RelativeConfig {
             ccl_loss: CclLoss::Code,
             stages: 10,
             epochs_per_stage: 1,
+            clip_grad_norm: (method == RelativeMethod::Ccl).then_some(1.0),
         }
     }
 
@@ -179,6 +192,13 @@ impl RelativeConfig {
         }
         if self.stages == 0 || self.epochs_per_stage == 0 {
             return bad("grad-boost: stages and epochs per stage must be at least 1".into());
+        }
+        if let Some(c) = self.clip_grad_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return bad(format!(
+                    "gradient clipping needs a positive finite max norm, got {c}"
+                ));
+            }
         }
         if !self.ff_threshold.is_finite() {
             return bad(format!("forward-forward threshold {}", self.ff_threshold));
@@ -270,7 +290,12 @@ impl Relative {
     }
 
     /// One AdamW step on the networks `which`, then zero their gradients.
+    /// With [`RelativeConfig::clip_grad_norm`], each network's gradients are
+    /// first clipped to that global norm, one network at a time. (The
+    /// relatives have no named state for data-parallel training, so no
+    /// gradient hook sums their gradients inside the step after clipping.)
     pub(crate) fn update(&mut self, which: &[usize]) -> Result<()> {
+        self.clip_grads(which)?;
         let names: Vec<String> = which.iter().map(|&i| self.net_name(i)).collect();
         let mut params: Vec<ParamMut<'_>> = Vec::new();
         for (k, net) in self.nets.iter_mut().enumerate() {
@@ -281,6 +306,19 @@ impl Relative {
         self.opt.step(params)?;
         for &i in which {
             self.nets[i].zero_grad();
+        }
+        Ok(())
+    }
+
+    /// With [`RelativeConfig::clip_grad_norm`] `Some(c)`: clip the gradients
+    /// of each network of `which` to the global norm `c`, one network at a
+    /// time (`g ← g·min(1, c/(‖g‖ + 10⁻⁶))`, ‖g‖ over that network's
+    /// gradients only).
+    pub(crate) fn clip_grads(&mut self, which: &[usize]) -> Result<()> {
+        if let Some(c) = self.config.clip_grad_norm {
+            for &i in which {
+                noprop_nn::optim::clip_grad_norm(&mut self.nets[i].params(), c)?;
+            }
         }
         Ok(())
     }
@@ -389,5 +427,60 @@ impl FromCheckpoint for Relative {
     type Error = Error;
     fn from_config(config: RelativeConfig, _tensors: &StateLoader<'_>) -> Result<Self> {
         Relative::new(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use noprop_tensor::ops;
+
+    fn grad_norm(net: &mut Mlp) -> f64 {
+        net.params()
+            .iter()
+            .map(|p| ops::sum_sq(p.grad).unwrap())
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// CCL clips by default, each network to its own norm: the forward
+    /// network's large gradients shrink to norm 1, the feedback network's
+    /// small ones stay as they are (clipping both together would shrink
+    /// them as well); with clipping off nothing changes.
+    #[test]
+    fn ccl_clips_each_network_separately() {
+        let cfg = RelativeConfig {
+            hidden: vec![4, 3],
+            ..RelativeConfig::defaults(RelativeMethod::Ccl, (1, 2, 3), 3, 0)
+        };
+        assert_eq!(cfg.clip_grad_norm, Some(1.0));
+        let fill = |m: &mut Relative| {
+            for p in m.nets[0].params() {
+                p.grad.try_fill(2.0).unwrap();
+            }
+            for p in m.nets[1].params() {
+                p.grad.try_fill(1e-3).unwrap();
+            }
+        };
+        let mut m = Relative::new(cfg.clone()).unwrap();
+        fill(&mut m);
+        let (n0, n1) = (grad_norm(&mut m.nets[0]), grad_norm(&mut m.nets[1]));
+        assert!(n0 > 10.0 && n1 < 0.1, "{n0} {n1}");
+        m.clip_grads(&[0, 1]).unwrap();
+        assert!((grad_norm(&mut m.nets[0]) - 1.0).abs() < 1e-5);
+        assert_eq!(grad_norm(&mut m.nets[1]), n1);
+
+        let mut m = Relative::new(RelativeConfig {
+            clip_grad_norm: None,
+            ..cfg
+        })
+        .unwrap();
+        fill(&mut m);
+        m.clip_grads(&[0, 1]).unwrap();
+        assert_eq!(grad_norm(&mut m.nets[0]), n0);
+        for method in [RelativeMethod::Dfa, RelativeMethod::BackpropMlp] {
+            let d = RelativeConfig::defaults(method, (1, 2, 3), 3, 0);
+            assert_eq!(d.clip_grad_norm, None, "{method:?}");
+        }
     }
 }

@@ -47,6 +47,9 @@ pub fn config(
     if let Some(e) = c.epochs_per_stage {
         cfg.epochs_per_stage = e;
     }
+    if let Some(n) = c.clip_grad_norm {
+        cfg.clip_grad_norm = (n > 0.0).then_some(n);
+    }
     cfg.lr = c.lr;
     cfg.weight_decay = c.weight_decay;
     cfg
@@ -104,6 +107,10 @@ impl Method for Rel {
                 c.stages, c.hidden[0], c.activation, c.epochs_per_stage
             ),
             _ => format!("hidden {:?} {}", c.hidden, c.activation),
+        };
+        let shape = match c.clip_grad_norm {
+            Some(n) => format!("{shape}, gradient norm clipped at {n} per network"),
+            None => shape,
         };
         format!("{}: MLP {shape}, {params} parameters", c.method.as_str())
     }
