@@ -16,7 +16,7 @@ use noprop_models::EmbeddingKind;
 use noprop_nn::optim::{with_grad_hook, GradHook};
 use noprop_nn::state::{state_tensors, StateDict, StateLoader};
 use noprop_nn::ParamMut;
-use noprop_tensor::{DType, Device, Tensor};
+use noprop_tensor::{ops, DType, Device, Tensor};
 use serde_json::{Map, Value};
 
 use super::block_dt::digest;
@@ -60,20 +60,30 @@ impl DataParallel {
     }
 }
 
-/// Rows `lo..hi` of `x` (`[N, …]`, on the host).
+/// Rows `lo..hi` of `x` (`[N, …]`), on `x`'s device: a row gather there
+/// for a GPU batch (no host copy), a copy of the slice on the host.
 fn rows(x: &Tensor, lo: usize, hi: usize) -> Result<Tensor> {
-    let host = x.to_device(&Device::Cpu)?;
     let per: usize = x.shape()[1..].iter().product();
     let mut shape = x.shape().to_vec();
     shape[0] = hi - lo;
+    if !x.is_on_host() {
+        let flat = x.clone().reshape(&[x.dim(0), per])?;
+        let idx: Vec<usize> = (lo..hi).collect();
+        return Ok(ops::gather_rows(&flat, &idx)?.reshape(&shape)?);
+    }
     let t = match x.dtype() {
-        DType::F32 => Tensor::from_slice(&host.as_slice::<f32>()?[lo * per..hi * per], &shape)?,
-        DType::F64 => Tensor::from_slice(&host.as_slice::<f64>()?[lo * per..hi * per], &shape)?,
+        DType::F32 => Tensor::from_slice(&x.as_slice::<f32>()?[lo * per..hi * per], &shape)?,
+        DType::F64 => Tensor::from_slice(&x.as_slice::<f64>()?[lo * per..hi * per], &shape)?,
     };
-    Ok(t.to_device(&x.device())?)
+    Ok(t)
 }
 
 /// Sum `w · grad` over the ranks, in rank order, into every `grad`.
+///
+/// Gradients on a GPU are staged through host memory: copied to the host
+/// (weighted there, in f32 as on the CPU), all-gathered, summed in rank
+/// order on the host, and copied back to the gradient's device, so the sum
+/// is bit-identical on every rank whatever its device.
 fn all_reduce_grads(
     comm: &dyn Communicator,
     w: f64,
@@ -309,13 +319,9 @@ impl Method for DataParallel {
         self.inner.eval_fields()
     }
 
+    /// Move the wrapped method to `device` (this rank's GPU with `--device
+    /// cuda`); the gradient exchange stages through host memory.
     fn to_device(&mut self, device: &Device) -> Result<()> {
-        if device.is_cpu() {
-            self.inner.to_device(device)
-        } else {
-            Err(Error::config(format!(
-                "--distributed data runs on the CPU only so far, not on {device}"
-            )))
-        }
+        self.inner.to_device(device)
     }
 }
