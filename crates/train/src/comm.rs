@@ -358,6 +358,7 @@ mod tests {
     #[test]
     fn single_process_collectives_are_copies() {
         let c = SingleProcess::new();
+        assert_eq!((c.rank(), c.local_rank(), c.size()), (0, 0, 1));
         assert_eq!(c.all_gather_bytes(&[1, 2, 3]).unwrap(), vec![vec![1, 2, 3]]);
         let mut v = [1.5, -2.0];
         c.all_reduce_sum(&mut v).unwrap();
@@ -375,6 +376,8 @@ mod tests {
                 .map(|c| {
                     s.spawn(move || {
                         let r = c.rank();
+                        // Threads of one process: all on one node.
+                        assert_eq!(c.local_rank(), r);
                         let g = c.all_gather_bytes(&vec![r as u8; r + 1]).unwrap();
                         let mut v = [0.1 * (r + 1) as f64, r as f64];
                         c.all_reduce_sum(&mut v).unwrap();
