@@ -42,6 +42,11 @@ pub struct BenchArgs {
     /// Seeds of `distributed-accuracy` (0, 1, …): each trains the four runs once.
     #[arg(long, default_value_t = 1)]
     pub seeds: u64,
+    /// `distributed-accuracy`: keep the seeds already in
+    /// docs/results/distributed_accuracy.json (each run records its revision)
+    /// and train only the missing ones.
+    #[arg(long)]
+    pub keep_seeds: bool,
     /// Python interpreter for the peers.
     #[arg(long, default_value = "python3")]
     pub python: String,
