@@ -368,8 +368,9 @@ impl NoPropDt {
 
     /// The block-parallel schedule's first half: the updates of blocks
     /// `owned` (1-based, a sub-range of `1..=T`) on this mini-batch, run
-    /// concurrently on the rayon pool (one after the other on a GPU), every block reading the shared state
-    /// as it stands at the start of the mini-batch. Returns their outputs in
+    /// concurrently on the rayon pool (one after the other on a GPU), every
+    /// block reading the shared state as it stands at the start of the
+    /// mini-batch. Returns their outputs in
     /// block order; the caller gathers all T of them (from every rank) and
     /// passes them to [`NoPropDt::shared_steps`].
     ///

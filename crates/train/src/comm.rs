@@ -31,8 +31,8 @@ pub trait Communicator {
     fn size(&self) -> usize;
     /// This rank's index among the ranks on its node (shared memory), which
     /// picks its GPU (`local_rank mod n_gpus`, [`crate::gpu_for_rank`]).
-    /// The default, for a group on one node where every rank is a process
-    /// of its own or there is only one, is the rank itself.
+    /// The default, right for every group on one node (a single process,
+    /// threads of one process), is the rank itself.
     fn local_rank(&self) -> usize {
         self.rank()
     }
