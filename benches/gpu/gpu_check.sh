@@ -8,7 +8,7 @@
 # checkout) with both times, their ratio and the peak device memory.
 #
 # Build (on any machine with Rust; no GPU or CUDA toolkit needed):
-#     cargo test --release -p noprop-tensor -p noprop-models --features noprop-models/cuda --no-run
+#     cargo test --release -p noprop-tensor -p noprop-models -p noprop-train --features noprop-models/cuda,noprop-train/cuda --no-run
 #     cargo build --release -p noprop --features cuda
 #     benches/gpu/gpu_check.sh --bundle /tmp/gpu-check   # script, binaries, peer, data
 # Run (on the GPU machine, driver 580 / CUDA 13.0):
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 # The prebuilt test binaries this script runs (cargo names them NAME-HASH).
-BINARIES=(cuda_nvrtc ops rows cuda_alloc_steady cuda_dispatch cuda_dt cuda_methods)
+BINARIES=(cuda_nvrtc ops rows cuda_alloc_steady cuda_dispatch cuda_dt cuda_methods cuda_distributed)
 # Fashion-MNIST (Debian's dataset-fashion-mnist), or FASHION_DIR.
 FASHION_FILES=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
 
@@ -73,6 +73,10 @@ if [ "${1:-}" = "--bundle" ]; then
         cp "$src_data/$f" "$out/data/fashion-mnist/$f" || { echo "no $src_data/$f (apt-get install dataset-fashion-mnist)" >&2; exit 1; }
     done
     echo "bundled Fashion-MNIST from $src_data"
+    # cuda_distributed trains on the repository's MNIST test set.
+    mkdir -p "$out/data/mnist-test"
+    cp -r "$here/../../datasets/mnist-test/." "$out/data/mnist-test/"
+    echo "bundled datasets/mnist-test"
     echo "bundle ready: $out (run $out/gpu_check.sh on the GPU machine)"
     exit 0
 fi
@@ -97,6 +101,9 @@ if [ -n "$libs" ]; then
 fi
 
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+
+# The bundle's datasets (cuda_distributed reads mnist-test) for the test binaries.
+if [ -d "$here/data/mnist-test" ]; then export NOPROP_DATA="$here/data"; fi
 
 status=0
 log=$(mktemp)

@@ -37,6 +37,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Device: cpu, cuda, cuda:N or auto (CUDA when it works, else the CPU).
+    /// Under mpirun, cuda and auto give each rank GPU local_rank mod n_gpus; cuda:N puts every rank on GPU N.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceArg,
     /// Mini-batch size.

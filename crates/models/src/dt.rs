@@ -378,8 +378,9 @@ impl NoPropDt {
 
     /// The block-parallel schedule's first half: the updates of blocks
     /// `owned` (1-based, a sub-range of `1..=T`) on this mini-batch, run
-    /// concurrently on the rayon pool, every block reading the shared state
-    /// as it stands at the start of the mini-batch. Returns their outputs in
+    /// concurrently on the rayon pool (one after the other on a GPU), every
+    /// block reading the shared state as it stands at the start of the
+    /// mini-batch. Returns their outputs in
     /// block order; the caller gathers all T of them (from every rank) and
     /// passes them to [`NoPropDt::shared_steps`].
     ///
@@ -408,6 +409,28 @@ impl NoPropDt {
             (&self.config, &self.schedule, &self.embedding, self.step);
         let lo = owned.start - 1;
         let hi = owned.end - 1;
+        if !self.device.is_cpu() {
+            // On a GPU the blocks share the model's stream (and its cuBLAS
+            // handle): one after the other, as in `train_batch`.
+            return self.blocks[lo..hi]
+                .iter_mut()
+                .zip(self.block_opts[lo..hi].iter_mut())
+                .enumerate()
+                .map(|(i, (blk, opt))| {
+                    Self::block_update(
+                        cfg,
+                        schedule,
+                        embedding,
+                        blk,
+                        opt,
+                        lo + i + 1,
+                        step,
+                        x,
+                        labels,
+                    )
+                })
+                .collect();
+        }
         self.blocks[lo..hi]
             .par_iter_mut()
             .zip(self.block_opts[lo..hi].par_iter_mut())

@@ -29,6 +29,13 @@ pub trait Communicator {
     fn rank(&self) -> usize;
     /// Number of ranks R.
     fn size(&self) -> usize;
+    /// This rank's index among the ranks on its node (shared memory), which
+    /// picks its GPU (`local_rank mod n_gpus`, [`crate::gpu_for_rank`]).
+    /// The default, right for every group on one node (a single process,
+    /// threads of one process), is the rank itself.
+    fn local_rank(&self) -> usize {
+        self.rank()
+    }
     /// Every rank's `mine`, in rank order (sizes may differ between ranks).
     fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>>;
     /// Make `data` on every rank a copy of `root`'s `data`.
@@ -247,6 +254,8 @@ mod mpi_comm {
     /// the `mpi` crate). Dropping it finalises MPI.
     pub struct MpiComm {
         world: SimpleCommunicator,
+        /// This rank's rank in its node's shared-memory communicator.
+        local_rank: usize,
         sent: Cell<u64>,
         // Declared last: finalises MPI after `world` is dropped.
         _universe: Universe,
@@ -259,8 +268,14 @@ mod mpi_comm {
             let universe = mpi::initialize().ok_or_else(|| {
                 Error::Distributed("MPI was already initialised in this process".into())
             })?;
+            let world = universe.world();
+            // MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), keyed by the world
+            // rank: the ranks of one node, numbered 0.. in world order,
+            // whatever launcher started them (mpirun, srun, hydra).
+            let local_rank = world.split_shared(world.rank()).rank() as usize;
             Ok(MpiComm {
-                world: universe.world(),
+                world,
+                local_rank,
                 sent: Cell::new(0),
                 _universe: universe,
             })
@@ -279,6 +294,9 @@ mod mpi_comm {
         }
         fn size(&self) -> usize {
             self.world.size() as usize
+        }
+        fn local_rank(&self) -> usize {
+            self.local_rank
         }
         fn all_gather_bytes(&self, mine: &[u8]) -> Result<Vec<Vec<u8>>> {
             let r = self.size();
@@ -340,6 +358,7 @@ mod tests {
     #[test]
     fn single_process_collectives_are_copies() {
         let c = SingleProcess::new();
+        assert_eq!((c.rank(), c.local_rank(), c.size()), (0, 0, 1));
         assert_eq!(c.all_gather_bytes(&[1, 2, 3]).unwrap(), vec![vec![1, 2, 3]]);
         let mut v = [1.5, -2.0];
         c.all_reduce_sum(&mut v).unwrap();
@@ -357,6 +376,8 @@ mod tests {
                 .map(|c| {
                     s.spawn(move || {
                         let r = c.rank();
+                        // Threads of one process: all on one node.
+                        assert_eq!(c.local_rank(), r);
                         let g = c.all_gather_bytes(&vec![r as u8; r + 1]).unwrap();
                         let mut v = [0.1 * (r + 1) as f64, r as f64];
                         c.all_reduce_sum(&mut v).unwrap();

@@ -289,13 +289,6 @@ impl TrainConfig {
                 "--boost-stages and --epochs-per-stage must be at least 1",
             ));
         }
-        if self.distributed == Some(DistributedArg::Data)
-            && matches!(self.device, DeviceArg::Cuda(_))
-        {
-            return Err(Error::config(
-                "--distributed data runs on the CPU only so far: use --device cpu",
-            ));
-        }
         if self.distributed == Some(DistributedArg::Block) {
             if m != NopropDt {
                 return Err(Error::config(format!(
@@ -310,11 +303,6 @@ impl TrainConfig {
             if self.sequential_blocks {
                 return Err(Error::config(
                     "--distributed block and --sequential-blocks contradict each other",
-                ));
-            }
-            if matches!(self.device, DeviceArg::Cuda(_)) {
-                return Err(Error::config(
-                    "--distributed block runs on the CPU only so far: use --device cpu",
                 ));
             }
         }

@@ -68,8 +68,9 @@ pub use method::{Method, Phase};
 pub use methods::checkpoint_method;
 pub use observe::{Event, Observer, ProgressLines, TerminalBars, PROGRESS_ENV, PROGRESS_PREFIX};
 pub use options::{
-    ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg, DistributedArg,
-    EmbedGradArg, EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg, SamplerArg,
+    gpu_for_rank, ActivationArg, AnchorCe, CclLossArg, ClassifierArg, DatasetArg, DeviceArg,
+    DistributedArg, EmbedGradArg, EmbeddingArg, EmbeddingInitArg, MethodName, OnOff, OrderArg,
+    SamplerArg,
 };
 pub use progress::{
     recorded_normalization, EpochMetrics, Progress, NORMALIZATION_KEY, PROGRESS_KEY,

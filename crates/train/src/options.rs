@@ -368,14 +368,20 @@ impl fmt::Display for EmbeddingArg {
 
 /// Where to train (`--device`): `cpu`, `cuda`, `cuda:N` or `auto` (CUDA
 /// device 0 when it opens, else the CPU).
+///
+/// In a distributed run (`--distributed`, docs/DISTRIBUTED.md) `cuda` and
+/// `auto` give each rank GPU `local_rank mod n_gpus` ([`gpu_for_rank`]), so
+/// the ranks of a node spread over its GPUs (and share them when there are
+/// more ranks than GPUs); `cuda:N` puts every rank on GPU N.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum DeviceArg {
     /// The CPU (the default).
     #[default]
     Cpu,
-    /// CUDA device `N`.
-    Cuda(usize),
-    /// CUDA device 0 if it opens, else the CPU.
+    /// CUDA device `N` (`cuda:N`), or `None` for plain `cuda`: device 0 in a
+    /// single process, `local_rank mod n_gpus` for a rank of a distributed run.
+    Cuda(Option<usize>),
+    /// CUDA device 0 (a rank's [`gpu_for_rank`]) if it opens, else the CPU.
     Auto,
 }
 
@@ -385,9 +391,9 @@ impl FromStr for DeviceArg {
         match s {
             "cpu" => Ok(DeviceArg::Cpu),
             "auto" => Ok(DeviceArg::Auto),
-            "cuda" => Ok(DeviceArg::Cuda(0)),
+            "cuda" => Ok(DeviceArg::Cuda(None)),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-                Some(Ok(n)) => Ok(DeviceArg::Cuda(n)),
+                Some(Ok(n)) => Ok(DeviceArg::Cuda(Some(n))),
                 Some(Err(_)) => Err(Error::config(format!(
                     "device `{s}`: the CUDA ordinal must be a number (cuda:0, cuda:1, …)"
                 ))),
@@ -401,17 +407,81 @@ impl fmt::Display for DeviceArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DeviceArg::Cpu => f.write_str("cpu"),
-            DeviceArg::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceArg::Cuda(None) => f.write_str("cuda"),
+            DeviceArg::Cuda(Some(n)) => write!(f, "cuda:{n}"),
             DeviceArg::Auto => f.write_str("auto"),
         }
     }
 }
 
 impl DeviceArg {
+    /// Whether this asks for a GPU (`cuda` or `cuda:N`; not `auto`).
+    pub fn is_cuda(&self) -> bool {
+        matches!(self, DeviceArg::Cuda(_))
+    }
+
     /// Open the device; the string says which was chosen and why.
     pub fn open(&self) -> Result<(noprop_tensor::Device, String), Error> {
         Ok(noprop_tensor::Device::parse(&self.to_string())?)
     }
+
+    /// Open the device of a rank whose rank on its node is `local_rank`:
+    /// `cuda` gives GPU [`gpu_for_rank`]`(local_rank, n_gpus)`, `auto` the
+    /// same when a GPU opens (else the CPU), `cpu` and `cuda:N` as
+    /// [`DeviceArg::open`]. For local rank 0 this is [`DeviceArg::open`].
+    pub fn open_for_rank(
+        &self,
+        local_rank: usize,
+    ) -> Result<(noprop_tensor::Device, String), Error> {
+        use noprop_tensor::cuda::device_count;
+        use noprop_tensor::Device;
+        if local_rank == 0 {
+            return self.open();
+        }
+        match self {
+            DeviceArg::Cuda(None) => {
+                let n = device_count()?;
+                let g = gpu_for_rank(local_rank, n)?;
+                let (d, _) = Device::parse(&format!("cuda:{g}"))?;
+                Ok((
+                    d,
+                    format!("cuda:{g} (local rank {local_rank} mod {n} GPU(s))"),
+                ))
+            }
+            DeviceArg::Auto => {
+                let n = match device_count() {
+                    Ok(n) if n > 0 => n,
+                    Ok(_) => return Ok((Device::Cpu, "cpu (auto: no CUDA device)".into())),
+                    Err(e) => return Ok((Device::Cpu, format!("cpu (auto: no CUDA device: {e})"))),
+                };
+                let g = gpu_for_rank(local_rank, n)?;
+                match Device::parse(&format!("cuda:{g}")) {
+                    Ok((d, _)) => Ok((
+                        d,
+                        format!("cuda:{g} (auto: local rank {local_rank} mod {n} GPU(s))"),
+                    )),
+                    Err(e) => Ok((
+                        Device::Cpu,
+                        format!("cpu (auto: cuda:{g} did not open: {e})"),
+                    )),
+                }
+            }
+            _ => self.open(),
+        }
+    }
+}
+
+/// The GPU of a rank: `local_rank mod n_gpus`, where `local_rank` is the
+/// rank's index among the ranks on its node (MPI's shared-memory split) and
+/// `n_gpus` the GPUs the node shows the process. More ranks than GPUs share
+/// them round-robin (ranks 0 and 2 of 3 on GPU 0 of 2); no GPU is an error.
+pub fn gpu_for_rank(local_rank: usize, n_gpus: usize) -> Result<usize, Error> {
+    if n_gpus == 0 {
+        return Err(Error::config(format!(
+            "--device cuda: local rank {local_rank} finds no CUDA device"
+        )));
+    }
+    Ok(local_rank % n_gpus)
 }
 
 /// The known value closest to `typed`, if any is close enough to be a
@@ -465,8 +535,13 @@ mod tests {
             let v = m.to_possible_value().unwrap();
             assert_eq!(v.get_name(), m.as_str());
         }
-        assert_eq!("cuda:3".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(3));
-        assert_eq!("cuda".parse::<DeviceArg>().unwrap().to_string(), "cuda:0");
+        assert_eq!(
+            "cuda:3".parse::<DeviceArg>().unwrap(),
+            DeviceArg::Cuda(Some(3))
+        );
+        assert_eq!("cuda".parse::<DeviceArg>().unwrap(), DeviceArg::Cuda(None));
+        assert_eq!("cuda".parse::<DeviceArg>().unwrap().to_string(), "cuda");
+        assert_eq!("cuda:0".parse::<DeviceArg>().unwrap().to_string(), "cuda:0");
         assert!("cuda:x".parse::<DeviceArg>().is_err());
         assert_eq!(
             "dim32".parse::<EmbeddingArg>().unwrap().0,
@@ -475,6 +550,52 @@ mod tests {
         assert_eq!(
             "cifar-10".parse::<DatasetArg>().unwrap().0,
             DatasetName::Cifar10
+        );
+    }
+
+    #[test]
+    fn ranks_spread_over_the_gpus_of_their_node() {
+        // 4 ranks on a node of 2 GPUs: 0, 1, 0, 1.
+        let of = |n: usize, ranks: usize| {
+            (0..ranks)
+                .map(|l| gpu_for_rank(l, n).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(2, 4), vec![0, 1, 0, 1]);
+        // More GPUs than ranks: one each, the rest idle.
+        assert_eq!(of(8, 3), vec![0, 1, 2]);
+        // Several ranks on one GPU.
+        assert_eq!(of(1, 3), vec![0, 0, 0]);
+        assert_eq!(of(3, 7), vec![0, 1, 2, 0, 1, 2, 0]);
+        let e = gpu_for_rank(2, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("local rank 2") && e.contains("no CUDA device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_rank_0_opens_what_a_single_process_opens() {
+        // Without a GPU in this build or on this machine both fail alike
+        // for `cuda` and both give the CPU for `cpu`.
+        for arg in [
+            DeviceArg::Cpu,
+            DeviceArg::Cuda(None),
+            DeviceArg::Cuda(Some(1)),
+        ] {
+            let a = arg
+                .open()
+                .map(|(d, _)| d.to_string())
+                .map_err(|e| e.to_string());
+            let b = arg
+                .open_for_rank(0)
+                .map(|(d, _)| d.to_string())
+                .map_err(|e| e.to_string());
+            assert_eq!(a, b, "{arg}");
+        }
+        assert_eq!(
+            DeviceArg::Cpu.open_for_rank(5).unwrap().0.to_string(),
+            "cpu"
         );
     }
 }

@@ -76,6 +76,8 @@ pub struct Trainer {
     config: TrainConfig,
     observers: Vec<Box<dyn Observer>>,
     comm: Rc<dyn Communicator>,
+    /// Every rank's device, in rank order (a distributed run's result).
+    rank_devices: Vec<String>,
 }
 
 impl Trainer {
@@ -86,6 +88,7 @@ impl Trainer {
             config,
             observers: Vec::new(),
             comm: Rc::new(SingleProcess::new()),
+            rank_devices: Vec::new(),
         })
     }
 
@@ -101,6 +104,15 @@ impl Trainer {
         }
         self.comm = comm;
         Ok(self)
+    }
+
+    /// Every rank's device (`cpu`, `cuda:N`), in rank order.
+    fn gather_devices(&self, device: &Device) -> Result<Vec<String>> {
+        let all = self.comm.all_gather_bytes(device.to_string().as_bytes())?;
+        Ok(all
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect())
     }
 
     /// Add an observer of the run's events.
@@ -131,8 +143,13 @@ impl Trainer {
     pub fn fit(mut self) -> Result<TrainReport> {
         let started = Instant::now();
         let c = self.config.clone();
-        let (device, why) = c.device.open()?;
+        let (device, why) = c.device.open_for_rank(self.comm.local_rank())?;
+        let device = rank_stream(device, self.comm.size())?;
         info!("device: {why}");
+        if self.comm.size() > 1 {
+            self.rank_devices = self.gather_devices(&device)?;
+            info!("devices of the ranks: {}", self.rank_devices.join(", "));
+        }
         let mut s = setup(&c)?;
         let resumed = c.resume && s.ckpt.exists();
         let (mut model, progress) = methods::for_training(&c, &s, &self.comm)?;
@@ -255,6 +272,9 @@ impl Trainer {
         });
         if let Value::Object(obj) = &mut result {
             obj.extend(r.model.result_fields());
+            if !self.rank_devices.is_empty() {
+                obj.insert("rank_devices".into(), self.rank_devices.clone().into());
+            }
             if let Some(png) = self.write_prototypes(&r, c)? {
                 obj.insert("prototypes_png".into(), png.display().to_string().into());
             }
@@ -506,6 +526,17 @@ struct EpochTraining {
 }
 
 /// Check the device, load the data, and create the run's checkpoint folder.
+/// A rank's own handle on its GPU when the run has several ranks: a stream
+/// (and cuBLAS handle) of its own, so that ranks sharing a GPU — threads of
+/// one process ([`crate::comm::LocalGroup`]) or processes — never launch on
+/// one stream from two threads. A single process keeps the default stream.
+fn rank_stream(device: Device, ranks: usize) -> Result<Device> {
+    match device {
+        Device::Cuda(d) if ranks > 1 => Ok(Device::Cuda(d.new_stream()?)),
+        other => Ok(other),
+    }
+}
+
 fn setup(c: &TrainConfig) -> Result<Setup> {
     let mut data = load_data(c.dataset, &c.data_dir, c.verify)?;
     if c.limit_train > 0 && c.limit_train < data.train.len() {

@@ -1,4 +1,4 @@
-//! `cargo xtask bench [gemm|dt-step|dt-epoch|ct-fm|baselines|distributed|all|render]`:
+//! `cargo xtask bench [gemm|dt-step|dt-epoch|ct-fm|baselines|distributed|distributed-accuracy|all|render]`:
 //! run our benchmarks and their peers in one sitting, store the raw numbers
 //! as JSON under `docs/results/`, and render `docs/BENCHMARKS.md` from every
 //! JSON there.
@@ -27,7 +27,7 @@ use anyhow::{bail, Result};
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Which benchmark: gemm, dt-step, dt-epoch, ct-fm, baselines, distributed (needs mpirun; writes docs/DISTRIBUTED.md's measured section), all, or render (only re-render the report).
+    /// Which benchmark: gemm, dt-step, dt-epoch, ct-fm, baselines, distributed (needs mpirun; writes docs/DISTRIBUTED.md's measured section), distributed-accuracy (needs mpirun; the whole split: data-parallel and block-parallel dim20 accuracies against the single process), all, or render (only re-render the report).
     #[arg(default_value = "gemm")]
     pub what: String,
     /// Rounds of alternating ours/peer runs (the best median per side is kept).
@@ -39,6 +39,14 @@ pub struct BenchArgs {
     /// Epochs of the PyTorch peer for dt-epoch (the throughput ratio uses epoch 1).
     #[arg(long, default_value_t = 1)]
     pub peer_epochs: usize,
+    /// Seeds of `distributed-accuracy` (0, 1, …): each trains the four runs once.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// `distributed-accuracy`: keep the seeds already in
+    /// docs/results/distributed_accuracy.json (each run records its revision)
+    /// and train only the missing ones.
+    #[arg(long)]
+    pub keep_seeds: bool,
     /// Python interpreter for the peers.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -54,6 +62,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "baselines" => training::baselines(&a)?,
         // Needs mpirun; not part of `all`.
         "distributed" => distributed::distributed(&a)?,
+        // Needs mpirun; the whole split, accuracies of the distributed
+        // schedules against the single process.
+        "distributed-accuracy" => distributed::accuracy(&a)?,
         "all" => {
             kernels::gemm(&a)?;
             kernels::dt_step(&a)?;
@@ -61,9 +72,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
             training::ct_fm(&a)?;
             training::baselines(&a)?;
         }
-        "render" => {}
+        "render" => distributed::render_all(&capture::results_dir())?,
         other => bail!(
-            "unknown benchmark `{other}` (gemm, dt-step, dt-epoch, ct-fm, baselines, distributed, all, render)"
+            "unknown benchmark `{other}` (gemm, dt-step, dt-epoch, ct-fm, baselines, distributed, distributed-accuracy, all, render)"
         ),
     }
     render::render()

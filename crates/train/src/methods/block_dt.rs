@@ -73,7 +73,9 @@ impl BlockParallelDt {
     }
 }
 
-/// Per block: the L2 loss (f64), a flag, and `∂L/∂W_Embed` as f32 when present.
+/// Per block: the L2 loss (f64), a flag, and `∂L/∂W_Embed` as f32 when
+/// present. A gradient on a GPU is staged through host memory here (a
+/// device-to-host copy of classes × d floats per block) for the exchange.
 fn encode(outs: &[BlockOut]) -> Result<Vec<u8>> {
     let mut b = Vec::new();
     for o in outs {
@@ -91,7 +93,16 @@ fn encode(outs: &[BlockOut]) -> Result<Vec<u8>> {
     Ok(b)
 }
 
-fn decode(bytes: &[u8], blocks: usize, shape: &[usize], rank: usize) -> Result<Vec<BlockOut>> {
+/// The inverse of [`encode`] for `blocks` blocks of rank `rank`; each
+/// `∂L/∂W_Embed` is copied onto `device` (host-to-device on a GPU), where
+/// the shared steps use it.
+fn decode(
+    bytes: &[u8],
+    blocks: usize,
+    shape: &[usize],
+    rank: usize,
+    device: &Device,
+) -> Result<Vec<BlockOut>> {
     let bad = || {
         Error::Distributed(format!(
             "rank {rank} sent {} bytes that are not {blocks} block outputs",
@@ -115,7 +126,7 @@ fn decode(bytes: &[u8], blocks: usize, shape: &[usize], rank: usize) -> Result<V
                     .chunks_exact(4)
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                Some(Tensor::from_vec(v, shape)?)
+                Some(Tensor::from_vec(v, shape)?.to_device(device)?)
             }
         };
         outs.push(BlockOut { loss_l2, dembed });
@@ -161,14 +172,11 @@ impl Method for BlockParallelDt {
         self.dt.step()
     }
 
+    /// Move the model (every block, the shared state) to `device`: this
+    /// rank's GPU with `--device cuda` (docs/DISTRIBUTED.md, "GPUs"). The
+    /// exchange stages the shared gradients through host memory.
     fn to_device(&mut self, device: &Device) -> Result<()> {
-        if device.is_cpu() {
-            Ok(())
-        } else {
-            Err(Error::config(format!(
-                "--distributed block runs on the CPU only so far, not on {device}"
-            )))
-        }
+        self.dt.to_device(device)
     }
 
     fn train_batch(
@@ -184,9 +192,10 @@ impl Method for BlockParallelDt {
         self.step_bytes += bytes.len() as u64;
         self.steps += 1;
         let shape = self.embed_shape();
+        let device = self.dt.model.device().clone();
         let mut outs = Vec::with_capacity(self.dt.model.num_blocks());
         for (r, b) in all.iter().enumerate() {
-            outs.extend(decode(b, self.rank_blocks(r).len(), &shape, r)?);
+            outs.extend(decode(b, self.rank_blocks(r).len(), &shape, r, &device)?);
         }
         let losses = self.dt.model.shared_steps(outs, y, epoch)?;
         self.stale = true;
@@ -326,15 +335,15 @@ mod tests {
             },
         ];
         let b = encode(&outs).unwrap();
-        let back = decode(&b, 2, &[2, 3], 1).unwrap();
+        let back = decode(&b, 2, &[2, 3], 1, &Device::Cpu).unwrap();
         assert_eq!(back[0].loss_l2, 1.25);
         assert_eq!(
             back[0].dembed.as_ref().unwrap().to_vec_f32(),
             g.to_vec_f32()
         );
         assert!(back[1].dembed.is_none());
-        let e = decode(&b[..b.len() - 1], 2, &[2, 3], 1).unwrap_err();
+        let e = decode(&b[..b.len() - 1], 2, &[2, 3], 1, &Device::Cpu).unwrap_err();
         assert!(e.to_string().contains("rank 1"), "{e}");
-        assert!(decode(&b, 1, &[2, 3], 0).is_err());
+        assert!(decode(&b, 1, &[2, 3], 0, &Device::Cpu).is_err());
     }
 }

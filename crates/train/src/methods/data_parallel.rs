@@ -16,7 +16,7 @@ use noprop_models::EmbeddingKind;
 use noprop_nn::optim::{with_grad_hook, GradHook};
 use noprop_nn::state::{state_tensors, StateDict, StateLoader};
 use noprop_nn::ParamMut;
-use noprop_tensor::{DType, Device, Tensor};
+use noprop_tensor::{ops, DType, Device, Tensor};
 use serde_json::{Map, Value};
 
 use super::block_dt::digest;
@@ -60,20 +60,30 @@ impl DataParallel {
     }
 }
 
-/// Rows `lo..hi` of `x` (`[N, …]`, on the host).
+/// Rows `lo..hi` of `x` (`[N, …]`), on `x`'s device: a row gather there
+/// for a GPU batch (no host copy), a copy of the slice on the host.
 fn rows(x: &Tensor, lo: usize, hi: usize) -> Result<Tensor> {
-    let host = x.to_device(&Device::Cpu)?;
     let per: usize = x.shape()[1..].iter().product();
     let mut shape = x.shape().to_vec();
     shape[0] = hi - lo;
+    if !x.is_on_host() {
+        let flat = x.clone().reshape(&[x.dim(0), per])?;
+        let idx: Vec<usize> = (lo..hi).collect();
+        return Ok(ops::gather_rows(&flat, &idx)?.reshape(&shape)?);
+    }
     let t = match x.dtype() {
-        DType::F32 => Tensor::from_slice(&host.as_slice::<f32>()?[lo * per..hi * per], &shape)?,
-        DType::F64 => Tensor::from_slice(&host.as_slice::<f64>()?[lo * per..hi * per], &shape)?,
+        DType::F32 => Tensor::from_slice(&x.as_slice::<f32>()?[lo * per..hi * per], &shape)?,
+        DType::F64 => Tensor::from_slice(&x.as_slice::<f64>()?[lo * per..hi * per], &shape)?,
     };
-    Ok(t.to_device(&x.device())?)
+    Ok(t)
 }
 
 /// Sum `w · grad` over the ranks, in rank order, into every `grad`.
+///
+/// Gradients on a GPU are staged through host memory: copied to the host
+/// (weighted there, in f32 as on the CPU), all-gathered, summed in rank
+/// order on the host, and copied back to the gradient's device, so the sum
+/// is bit-identical on every rank whatever its device.
 fn all_reduce_grads(
     comm: &dyn Communicator,
     w: f64,
@@ -309,13 +319,105 @@ impl Method for DataParallel {
         self.inner.eval_fields()
     }
 
+    /// Move the wrapped method to `device` (this rank's GPU with `--device
+    /// cuda`); the gradient exchange stages through host memory.
     fn to_device(&mut self, device: &Device) -> Result<()> {
-        if device.is_cpu() {
-            self.inner.to_device(device)
-        } else {
-            Err(Error::config(format!(
-                "--distributed data runs on the CPU only so far, not on {device}"
-            )))
+        self.inner.to_device(device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comm::LocalGroup;
+
+    #[test]
+    fn rows_are_a_copy_of_the_slice_on_the_batch_device() {
+        let x = Tensor::from_vec((0..24).map(|v| v as f32).collect(), &[4, 2, 3]).unwrap();
+        let r = rows(&x, 1, 3).unwrap();
+        assert_eq!(r.shape(), &[2, 2, 3]);
+        assert_eq!(
+            r.to_vec_f32(),
+            (6..18).map(|v| v as f32).collect::<Vec<_>>()
+        );
+        assert!(r.is_on_host());
+    }
+
+    /// The host staging of the gradient exchange: every rank ends with
+    /// `Σ_r w_r·g_r` summed in rank order, bit-identical on every rank and
+    /// on the gradient's device; f32 and f64 gradients; the bytes counted.
+    #[test]
+    fn gradients_are_weighted_and_summed_in_rank_order_on_every_rank() {
+        let ranks = 3;
+        let out: Vec<(Vec<f32>, Vec<f64>, bool, u64)> = std::thread::scope(|s| {
+            let hs: Vec<_> = LocalGroup::new(ranks)
+                .into_iter()
+                .map(|c| {
+                    s.spawn(move || {
+                        let r = c.rank() as f32;
+                        let (mut v1, mut v2) = (
+                            Tensor::zeros(&[2, 2], DType::F32),
+                            Tensor::zeros(&[3], DType::F64),
+                        );
+                        let mut g1 =
+                            Tensor::from_vec(vec![0.1 + r, -1.0, 1e-8 * (r + 1.0), 3.0], &[2, 2])
+                                .unwrap();
+                        let mut g2 = Tensor::from_vec(vec![0.3, f64::from(r), -2.5], &[3]).unwrap();
+                        let sent = Cell::new(0);
+                        // Shares 1/4, 1/4, 1/2 of a batch of 4 (weights w_r = b_r/B).
+                        let w = if c.rank() == 2 { 0.5 } else { 0.25 };
+                        let mut params = vec![
+                            ParamMut {
+                                name: "a".into(),
+                                value: &mut v1,
+                                grad: &mut g1,
+                            },
+                            ParamMut {
+                                name: "b".into(),
+                                value: &mut v2,
+                                grad: &mut g2,
+                            },
+                        ];
+                        all_reduce_grads(&c, w, &mut params, &sent).unwrap();
+                        (
+                            g1.to_vec_f32(),
+                            g2.to_vec_f64(),
+                            g1.is_on_host() && g2.is_on_host(),
+                            sent.get(),
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ws = [0.25f32, 0.25, 0.5];
+        let g1 = |r: usize| {
+            let r32 = r as f32;
+            [0.1 + r32, -1.0, 1e-8 * (r32 + 1.0), 3.0]
+        };
+        let want1: Vec<f32> = (0..4)
+            .map(|i| (0..ranks).map(|r| g1(r)[i] * ws[r]).fold(0.0, |s, v| s + v))
+            .collect();
+        // The first term starts the fold: ((w0·g0 + w1·g1) + w2·g2).
+        let want1_exact: Vec<f32> = (0..4)
+            .map(|i| (1..ranks).fold(g1(0)[i] * ws[0], |s, r| s + g1(r)[i] * ws[r]))
+            .collect();
+        let want2: Vec<f64> = vec![
+            (0.3 * 0.25 + 0.3 * 0.25) + 0.3 * 0.5,
+            (0.0 * 0.25 + 0.25) + 2.0 * 0.5,
+            (-2.5 * 0.25 + -2.5 * 0.25) + -2.5 * 0.5,
+        ];
+        for (a, b, host, sent) in &out {
+            assert_eq!(a, &want1_exact);
+            for (x, y) in a.iter().zip(&want1) {
+                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            }
+            assert_eq!(b, &want2);
+            assert!(host);
+            // 4 f32 + 3 f64 per rank.
+            assert_eq!(*sent, 4 * 4 + 3 * 8);
         }
+        // Bit-identical on every rank.
+        assert!(out.windows(2).all(|p| p[0].0 == p[1].0 && p[0].1 == p[1].1));
     }
 }
