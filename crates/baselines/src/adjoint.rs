@@ -91,9 +91,10 @@ pub struct AdjointConfig {
     pub image: (usize, usize, usize),
     /// Number of classes `m` (one-hot: `d = m`).
     pub classes: usize,
-    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
-    /// absent in checkpoints written before it existed: three convs.
-    #[serde(default)]
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2).
+    /// Written only when it is not three convs, so checkpoints of the other
+    /// datasets keep their format, and older checkpoints read as three convs.
+    #[serde(default, skip_serializing_if = "ConvStack::is_three")]
     pub conv_stack: ConvStack,
     /// Euler steps `K` for training and inference (1000 in the paper).
     pub steps: usize,

@@ -47,6 +47,12 @@ impl ConvStack {
         }
     }
 
+    /// Whether this is [`ConvStack::Three`] (the stack a configuration
+    /// leaves unsaid).
+    pub fn is_three(&self) -> bool {
+        *self == ConvStack::Three
+    }
+
     /// Output channels of the last conv (128 or 256).
     pub fn channels(self) -> usize {
         match self {

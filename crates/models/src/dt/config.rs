@@ -34,9 +34,10 @@ pub struct DtConfig {
     pub image: ImageDims,
     /// Number of classes `m`.
     pub classes: usize,
-    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2);
-    /// absent in checkpoints written before it existed: three convs.
-    #[serde(default)]
+    /// The image path's conv stack (Tiny ImageNet's has a fourth conv, v2).
+    /// Written only when it is not three convs, so checkpoints of the other
+    /// datasets keep their format, and older checkpoints read as three convs.
+    #[serde(default, skip_serializing_if = "ConvStack::is_three")]
     pub conv_stack: ConvStack,
     /// The class embedding.
     pub embedding: EmbeddingKind,
