@@ -409,6 +409,19 @@ impl NoPropDt {
             (&self.config, &self.schedule, &self.embedding, self.step);
         let lo = owned.start - 1;
         let hi = owned.end - 1;
+        let update = |(i, (blk, opt)): (usize, (&mut DenoiseBlock, &mut Adam))| {
+            Self::block_update(
+                cfg,
+                schedule,
+                embedding,
+                blk,
+                opt,
+                lo + i + 1,
+                step,
+                x,
+                labels,
+            )
+        };
         if !self.device.is_cpu() {
             // On a GPU the blocks share the model's stream (and its cuBLAS
             // handle): one after the other, as in `train_batch`.
@@ -416,38 +429,14 @@ impl NoPropDt {
                 .iter_mut()
                 .zip(self.block_opts[lo..hi].iter_mut())
                 .enumerate()
-                .map(|(i, (blk, opt))| {
-                    Self::block_update(
-                        cfg,
-                        schedule,
-                        embedding,
-                        blk,
-                        opt,
-                        lo + i + 1,
-                        step,
-                        x,
-                        labels,
-                    )
-                })
+                .map(update)
                 .collect();
         }
         self.blocks[lo..hi]
             .par_iter_mut()
             .zip(self.block_opts[lo..hi].par_iter_mut())
             .enumerate()
-            .map(|(i, (blk, opt))| {
-                Self::block_update(
-                    cfg,
-                    schedule,
-                    embedding,
-                    blk,
-                    opt,
-                    lo + i + 1,
-                    step,
-                    x,
-                    labels,
-                )
-            })
+            .map(update)
             .collect()
     }
 
