@@ -11,6 +11,7 @@ step then one classifier step).
 
   python3 noprop_dt_torch.py step            # one block step, 1x28x28 and 3x32x32
   python3 noprop_dt_torch.py epoch --epochs 1  # Fashion-MNIST epoch(s), test accuracy
+  python3 noprop_dt_torch.py epoch --limit-train 20000  # on the first 20,000 training images
 
 Prints one JSON object per line. Threads: torch.set_num_threads(--threads).
 --device cuda runs on the GPU (data, model and noise on the device; the
@@ -147,6 +148,8 @@ def cmd_epoch(args):
     ytr = read_idx(find(d, "train-labels-idx1-ubyte")).astype(np.int64)
     xte = read_idx(find(d, "t10k-images-idx3-ubyte")).astype(np.float32) / 255.0
     yte = read_idx(find(d, "t10k-labels-idx1-ubyte")).astype(np.int64)
+    if args.limit_train:
+        xtr, ytr = xtr[:args.limit_train], ytr[:args.limit_train]
     mean, std = xtr.mean(), xtr.std()
     xtr = torch.from_numpy((xtr - mean) / std).unsqueeze(1)
     xte = torch.from_numpy((xte - mean) / std).unsqueeze(1)
@@ -191,6 +194,7 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--limit-train", type=int, default=0, help="epoch: the first K training images (0: all)")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = p.parse_args()

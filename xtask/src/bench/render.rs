@@ -140,6 +140,82 @@ pub fn markdown(dir: &Path) -> String {
     if let Some(g) = read(dir, "baselines.json") {
         md += &render_baselines(&g);
     }
+    if let Some(g) = read(dir, "pytorch.json") {
+        md += &render_pytorch(&g);
+    }
+    if let Some(g) = read(dir, "fidelity.json") {
+        md += &render_fidelity(&g);
+    }
+    md
+}
+
+/// CT/FM test accuracies beside the PyTorch transcription's.
+fn render_fidelity(g: &Value) -> String {
+    let mut md = format!(
+        "\n## Fidelity: NoProp-CT and NoProp-FM beside the PyTorch transcription (mnist-test-split, seed 0)\n\n{}\n\n\
+         `cargo xtask bench fidelity`: ours and `benches/peers/noprop_cont_torch.py` at equal epochs and inference \
+         steps; after each epoch both evaluate at min(steps, 100) steps, at the end at `steps`. The two draw \
+         different random numbers, so the columns agree only up to the spread between seeds. Prototype runs use \
+         20 steps: its label path is a conv stack that runs at every step.\n\n\
+         | method | embedding | epochs | steps | ours test acc | PyTorch test acc | ours per epoch (train loss / test acc) | PyTorch per epoch |\n\
+         |---|---|---:|---:|---:|---:|---|---|\n",
+        host_line(g)
+    );
+    let curve = |v: &Value| -> String {
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| format!("{:.4} / {:.3}", f(&e["train_loss"]), f(&e["test_accuracy"])))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for c in g["cells"].as_array().cloned().unwrap_or_default() {
+        md += &format!(
+            "| {} | {} | {} | {} | {:.4} | {:.4} | {} | {} |\n",
+            c["method"].as_str().unwrap_or("?"),
+            c["embedding"].as_str().unwrap_or("?"),
+            c["epochs"],
+            c["steps"],
+            f(&c["ours"]["test_accuracy"]),
+            f(&c["pytorch"]["test_accuracy"]),
+            curve(&c["ours"]["per_epoch"]),
+            curve(&c["pytorch"]["per_epoch"]),
+        );
+    }
+    md
+}
+
+/// The table against the PyTorch transcriptions: one row per `cargo xtask
+/// bench pytorch --row ROW` run, each with its own host and date.
+fn render_pytorch(g: &Value) -> String {
+    let mut md = String::from(
+        "\n## Against PyTorch (CPU, 2 threads each)\n\n\
+         Each row is one `cargo xtask bench pytorch --row ROW`: ours and the PyTorch transcription in \
+         `benches/peers/` alternate for the given rounds in one invocation, and the fastest round of each \
+         side is kept. Training rows time the first epoch's training (evaluation excluded on both sides); \
+         inference rows time classifying the test set at 1000 steps with the image path run once per image. \
+         Ratio = PyTorch seconds / ours (above 1: ours is faster).\n\n\
+         | row | what | ours s | PyTorch s | ratio | bar | rounds | host, revision, date |\n\
+         |---|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    for (name, what, bar) in super::pytorch::order() {
+        let r = &g["rows"][name];
+        if r.is_null() {
+            md += &format!("| {name} | {what} | — | — | not measured | {bar:.2} | — | — |\n");
+            continue;
+        }
+        md += &format!(
+            "| {name} | {what} | {:.2} | {:.2} | {:.2} | {bar:.2} | {} | {}, {}, {} |\n",
+            f(&r["ours_seconds"]),
+            f(&r["pytorch_seconds"]),
+            f(&r["ratio"]),
+            r["rounds"],
+            r["host"]["cpu"].as_str().unwrap_or("?"),
+            r["host"]["git_revision"].as_str().unwrap_or("?"),
+            r["host"]["date"].as_str().unwrap_or("?"),
+        );
+    }
     md
 }
 
