@@ -15,6 +15,7 @@ use noprop_nn::{Mode, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Device, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -198,16 +199,33 @@ impl Backprop {
     }
 
     /// Forward through the chain; returns `z_T` and, in training, the caches.
+    ///
+    /// Only the label path and head of block t read `z_{t−1}`; the T image
+    /// paths read `x` alone, so on the CPU they run first, side by side (one
+    /// block per rayon task, as NoProp-DT trains its blocks). Every kernel's
+    /// work split depends on its shape only, so the numbers are those of
+    /// running the blocks one after the other.
     fn forward(&mut self, x: &Tensor, z0: Tensor, mode: Mode) -> Result<(Tensor, Vec<StepCache>)> {
         let mut z = z0;
         let mut caches = Vec::new();
         let w = self.gates()?;
-        for (i, blk) in self.blocks.iter_mut().enumerate() {
-            let alpha = w[i].tanh();
-            if mode == Mode::Train {
+        if mode == Mode::Train {
+            for (i, blk) in self.blocks.iter_mut().enumerate() {
                 blk.set_rng_key(mix_stream(mix_stream(DROPOUT, i as u64 + 1), self.step));
             }
-            let logits = blk.forward(x, &z, mode)?;
+        }
+        let image = |blk: &mut DenoiseBlock| -> Result<Tensor> { Ok(blk.forward_image(x, mode)?) };
+        let fxs: Vec<Tensor> = if self.device.is_cpu() {
+            self.blocks
+                .par_iter_mut()
+                .map(image)
+                .collect::<Result<_>>()?
+        } else {
+            self.blocks.iter_mut().map(image).collect::<Result<_>>()?
+        };
+        for (i, (blk, fx)) in self.blocks.iter_mut().zip(fxs).enumerate() {
+            let alpha = w[i].tanh();
+            let logits = blk.forward_head(&fx, &z, mode)?;
             let p = ops::softmax(&logits)?;
             let u_hat = ops::matmul(&p, Transpose::No, &self.embedding.weight, Transpose::No)?;
             let next = ops::add_scaled(1.0 - alpha, &z, alpha, &u_hat)?;
@@ -242,6 +260,7 @@ impl Backprop {
         let w = self.gates()?;
         let mut dw = vec![0.0f64; w.len()];
         let mut dembed = self.embedding.weight.zeros_like();
+        let mut dfxs: Vec<Option<Tensor>> = vec![None; caches.len()];
         for (i, c) in caches.into_iter().enumerate().rev() {
             let alpha = w[i].tanh();
             // z_t = (1−α)z_{t−1} + α·û: ∂α = Σ (û − z_{t−1})·∂z_t; ∂w = ∂α·(1 − tanh²w).
@@ -264,10 +283,23 @@ impl Backprop {
                 Transpose::Yes,
             )?;
             let dl = ops::softmax_backward(&c.p, &dp)?;
-            let dz_block = self.blocks[i].backward(&dl)?;
+            let (dfx, dz_block) = self.blocks[i].backward_head(&dl)?;
+            dfxs[i] = Some(dfx);
             let mut dz_prev = ops::scale(&dz, 1.0 - alpha)?;
             ops::add_assign(&mut dz_prev, &dz_block)?;
             dz = dz_prev;
+        }
+        // The image paths' backward passes, side by side as in `forward`.
+        let image = |(blk, dfx): (&mut DenoiseBlock, Option<Tensor>)| -> Result<()> {
+            let dfx = dfx.ok_or_else(|| Error::Config {
+                what: "a block's image-path gradient is missing".into(),
+            })?;
+            Ok(blk.backward_image(&dfx)?)
+        };
+        if self.device.is_cpu() {
+            self.blocks.par_iter_mut().zip(dfxs).try_for_each(image)?;
+        } else {
+            self.blocks.iter_mut().zip(dfxs).try_for_each(image)?;
         }
         // The T gate gradients are host scalars (each an `ops::dot`).
         self.grad_w =

@@ -295,7 +295,20 @@ impl DenoiseBlock {
 
     /// Logits `[B, m]` from images `x: [B, C, H, W]` and latents `z: [B, d]`.
     pub fn forward(&mut self, x: &Tensor, z: &Tensor, mode: Mode) -> Result<Tensor> {
-        let fx = self.img.forward(x, mode)?;
+        let fx = self.forward_image(x, mode)?;
+        self.forward_head(&fx, z, mode)
+    }
+
+    /// The image path alone, `f(x)` (`[B, 256]`). It does not read `z`, so
+    /// the back-propagation baseline runs its T blocks' image paths side by
+    /// side before the chain through the latents.
+    pub fn forward_image(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        Ok(self.img.forward(x, mode)?)
+    }
+
+    /// Logits from image features `fx` ([`DenoiseBlock::forward_image`]) and
+    /// latents `z`: the label path, the concatenation and the fusion head.
+    pub fn forward_head(&mut self, fx: &Tensor, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let fz = match self.z_image {
             Some((c, h, w)) => {
                 let zi = z.clone().reshape(&[z.dim(0), c, h, w])?;
@@ -303,23 +316,40 @@ impl DenoiseBlock {
             }
             None => self.label.forward(z, mode)?,
         };
-        let cat = ops::concat_cols(&[&fx, &fz])?;
+        let cat = ops::concat_cols(&[fx, &fz])?;
         Ok(self.head.forward(&cat, mode)?)
     }
 
     /// Backward from `∂L/∂logits`; accumulates parameter gradients and returns
     /// `∂L/∂z` (`[B, d]`, or an empty tensor when built without `z_grad`).
     pub fn backward(&mut self, dlogits: &Tensor) -> Result<Tensor> {
+        let (dfx, dz) = self.backward_head(dlogits)?;
+        self.backward_image(&dfx)?;
+        Ok(dz)
+    }
+
+    /// Backward through the fusion head and the label path after a training
+    /// [`DenoiseBlock::forward_head`]: accumulates their gradients and returns
+    /// `(∂L/∂f(x), ∂L/∂z)`; [`DenoiseBlock::backward_image`] finishes the block.
+    pub fn backward_head(&mut self, dlogits: &Tensor) -> Result<(Tensor, Tensor)> {
         let dcat = self.head.backward(dlogits)?;
-        let parts = ops::split_cols(&dcat, &[256, 256])?;
-        self.img.backward(&parts[0])?;
+        let mut parts = ops::split_cols(&dcat, &[256, 256])?;
         let dz = self.label.backward(&parts[1])?;
-        if dz.numel() > 0 && dz.rank() == 4 {
+        let dz = if dz.numel() > 0 && dz.rank() == 4 {
             let b = dz.dim(0);
             let rest = dz.numel() / b.max(1);
-            return Ok(dz.reshape(&[b, rest])?);
-        }
-        Ok(dz)
+            dz.reshape(&[b, rest])?
+        } else {
+            dz
+        };
+        Ok((parts.swap_remove(0), dz))
+    }
+
+    /// Backward through the image path from `∂L/∂f(x)` (after a training
+    /// [`DenoiseBlock::forward_image`]): accumulates its gradients.
+    pub fn backward_image(&mut self, dfx: &Tensor) -> Result<()> {
+        self.img.backward(dfx)?;
+        Ok(())
     }
 
     /// Move every parameter, gradient and running statistic to `device`.

@@ -47,6 +47,53 @@ pub struct CtNet {
     fc3: Linear,
 }
 
+/// The per-step layers of a cached evaluation, borrowed from a [`CtNet`]
+/// ([`CtNet::cached_head`]).
+#[derive(Clone, Copy, Debug)]
+pub struct CachedHead<'a> {
+    label: Option<&'a Linear>,
+    time_fc: &'a Linear,
+    b1: &'a Tensor,
+    fc2: &'a Linear,
+    fc3: &'a Linear,
+}
+
+impl CachedHead<'_> {
+    /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path.
+    pub fn logits(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
+        let label = self.label.ok_or_else(|| crate::Error::Config {
+            what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
+        })?;
+        self.fusion(cache, &label.apply(z)?, t)
+    }
+
+    /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + f(t)·W1_tᵀ + b1)))` from the label
+    /// features `fz` (evaluation mode; the time features are one row).
+    fn fusion(&self, cache: &ImageCache, fz: &Tensor, t: f64) -> Result<Tensor> {
+        let tt = Tensor::from_vec(vec![t], &[1])?
+            .to_dtype(fz.dtype())
+            .to_device(&fz.device())?;
+        let ft = self
+            .time_fc
+            .apply(&ops::time_embedding(&tt, TIME_EMBED_DIM)?)?;
+        let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
+        ops::add_bias_rows(&mut tb, self.b1)?;
+        let tb = tb.reshape(&[256])?;
+        let mut h1 = cache.proj.clone();
+        ops::gemm_into(
+            &mut h1,
+            true,
+            fz,
+            Transpose::No,
+            &cache.w_label,
+            Transpose::Yes,
+        )?;
+        ops::bias_relu_rows(&mut h1, &tb)?;
+        let h2 = self.fc2.apply(&h1)?;
+        Ok(self.fc3.apply(&h2)?)
+    }
+}
+
 /// What the image path leaves for the per-step layers (docs/DECISIONS.md § 17): the
 /// image features already projected by the image block of the first fusion
 /// layer, `P = f(x)·W1[:, 0:256]ᵀ`, and that layer's other two blocks.
@@ -66,6 +113,15 @@ impl ImageCache {
     /// Whether no image is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The cache of images `rows` (in order) only.
+    pub fn rows(&self, rows: std::ops::Range<usize>) -> Result<ImageCache> {
+        Ok(ImageCache {
+            proj: ops::gather_rows(&self.proj, &rows.collect::<Vec<_>>())?,
+            w_label: self.w_label.clone(),
+            w_time: self.w_time.clone(),
+        })
     }
 }
 
@@ -186,23 +242,32 @@ impl CtNet {
     /// the time path (one row, shared by the batch) and the fusion MLP run.
     /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
     pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
+        if let Some(head) = self.cached_head() {
+            return head.logits(cache, z, t);
+        }
         let fz = self.label_forward(z, Mode::Eval)?;
-        let ft = self.time_features(&[t], Mode::Eval, z)?;
-        let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
-        ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
-        let tb = tb.reshape(&[256])?;
-        let mut h1 = cache.proj.clone();
-        ops::gemm_into(
-            &mut h1,
-            true,
-            &fz,
-            Transpose::No,
-            &cache.w_label,
-            Transpose::Yes,
-        )?;
-        ops::bias_relu_rows(&mut h1, &tb)?;
-        let h2 = self.fc2.forward(&h1, Mode::Eval)?;
-        Ok(self.fc3.forward(&h2, Mode::Eval)?)
+        self.head_parts(None).fusion(cache, &fz, t)
+    }
+
+    /// The layers that run at every cached evaluation, borrowed: `Some` for
+    /// the FC label path ([`CachedHead::logits`] then needs only `&self`, so
+    /// several threads can evaluate one network at once), `None` for the
+    /// prototype conv label path, whose layers keep state.
+    pub fn cached_head(&self) -> Option<CachedHead<'_>> {
+        match &self.label {
+            LabelPath::Fc(fc) => Some(self.head_parts(Some(fc))),
+            LabelPath::Conv(..) => None,
+        }
+    }
+
+    fn head_parts<'a>(&'a self, label: Option<&'a Linear>) -> CachedHead<'a> {
+        CachedHead {
+            label,
+            time_fc: &self.time_fc,
+            b1: &self.fc1.bias,
+            fc2: &self.fc2,
+            fc3: &self.fc3,
+        }
     }
 
     /// The same computation as [`CtNet::forward_cached`] but re-running the

@@ -75,6 +75,52 @@ fn images(b: usize, seed: u64) -> Tensor {
     ops::randn(&[b, 1, 28, 28], DType::F32, &mut RngStream::new(seed, 1)).unwrap()
 }
 
+/// A batch of at least 64 rows is sampled in two halves side by side on the
+/// CPU, each drawing the whole batch's noise and keeping its rows. The GEMM
+/// microkernel for a block of rows depends on how many rows it has, so the
+/// last bits may differ from the uncached path, which runs the whole batch at
+/// once; the paths must agree to f32 rounding and be reproducible.
+#[test]
+fn row_halves_sample_the_numbers_of_the_whole_batch() {
+    let b = 70;
+    let x = images(b, 4);
+    let labels: Vec<usize> = (0..b).map(|i| i % 10).collect();
+    for (method, kind, sampler) in [
+        (ContMethod::Ct, EmbeddingKind::OneHot, Sampler::Ancestral),
+        (
+            ContMethod::Ct,
+            EmbeddingKind::Learned { dim: 20 },
+            Sampler::Heun,
+        ),
+        (ContMethod::Fm, EmbeddingKind::OneHot, Sampler::Euler),
+    ] {
+        let mut m = model(method, (1, 28, 28), 10, kind, 2);
+        m.train_batch(&x, &labels, 0).unwrap();
+        let halves = m.sample(&x, sampler, 5, true, 9, true).unwrap();
+        let whole = m.sample(&x, sampler, 5, true, 9, false).unwrap();
+        assert_eq!(halves.shape(), &[b, m.config.embed_dim()]);
+        let worst = halves
+            .to_vec_f64()
+            .iter()
+            .zip(whole.to_vec_f64())
+            .map(|(a, w)| (a - w).abs() / (1.0 + w.abs()))
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst < 1e-5,
+            "{method:?} {kind} {sampler}: the row halves differ from the whole batch by {worst}"
+        );
+        let again = m.sample(&x, sampler, 5, true, 9, true).unwrap();
+        assert!(
+            halves.bit_eq(&again),
+            "{method:?} {kind} {sampler}: not reproducible"
+        );
+        // Both halves carry their own rows: the first and last rows differ.
+        let v = halves.to_vec_f64();
+        let d = m.config.embed_dim();
+        assert!(v[..d] != v[(b - 1) * d..]);
+    }
+}
+
 #[test]
 fn cached_and_uncached_inference_are_identical() {
     let x = images(6, 3);

@@ -2,35 +2,78 @@
 //! an ODE, the image path cached (docs/DECISIONS.md § 17), and the class read-out.
 
 use noprop_nn::Mode;
+use std::ops::Range;
+
+use noprop_schedules::learnable::LearnableSchedule;
 use noprop_schedules::{ancestral_step, Stepper};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::Tensor;
 
 use super::{stream, ContMethod, NoPropCont, Purpose, Sampler};
-use crate::ct_net::ImageCache;
+use crate::ct_net::{CachedHead, ImageCache};
 use crate::dt::argmax_rows;
 use crate::{Error, Result};
+
+/// Rows below which [`NoPropCont::sample`] does not split a batch in two.
+const ROW_SPLIT_MIN: usize = 32;
+
+/// What the row halves of [`NoPropCont::sample`] share (all borrowed, so
+/// both can run at once).
+struct Shared<'a> {
+    ctx: &'a Ctx,
+    head: CachedHead<'a>,
+    w: &'a Tensor,
+    schedule: Option<&'a LearnableSchedule>,
+    seed: u64,
+}
+
+impl Shared<'_> {
+    /// The sampling loop on rows `rows` of the batch through the FC label
+    /// path's shared evaluation ([`crate::ct_net::CachedHead::logits`]).
+    fn sample_rows(&self, run: Run, cache: &ImageCache, rows: Range<usize>) -> Result<Tensor> {
+        let part = if rows.len() == run.batch {
+            cache.clone()
+        } else {
+            cache.rows(rows.clone())?
+        };
+        let w = self.w;
+        let mut rng = RngStream::new(self.seed, stream(Purpose::Inference, run.key));
+        let keep = |t: Tensor| -> Result<Tensor> {
+            if rows.len() == run.batch {
+                Ok(t)
+            } else {
+                Ok(ops::gather_rows(&t, &rows.clone().collect::<Vec<_>>())?)
+            }
+        };
+        steps_with_rows(self.ctx, run, w, self.schedule, &mut rng, &keep, |z, t| {
+            self.head.logits(&part, z, t)
+        })
+    }
+}
+
+/// The model's device, embedding width and method, for the step loop.
+struct Ctx {
+    device: noprop_tensor::Device,
+    d: usize,
+    method: ContMethod,
+}
+
+/// The fixed arguments of one call of [`NoPropCont::sample`].
+#[derive(Clone, Copy)]
+struct Run {
+    sampler: Sampler,
+    steps: usize,
+    noise: bool,
+    key: u64,
+    /// Rows of the whole batch (the noise is drawn for all of them).
+    batch: usize,
+}
 
 impl NoPropCont {
     /// Run the image path once for `x` (docs/DECISIONS.md § 17).
     pub fn prepare(&mut self, x: &Tensor) -> Result<ImageCache> {
         self.net.prepare(x)
-    }
-
-    /// Logits of the network at `(z, t)`, from the cache or (when `cache` is
-    /// `None`) re-running the image path on `x`.
-    fn logits_at(
-        &mut self,
-        x: &Tensor,
-        cache: Option<&ImageCache>,
-        z: &Tensor,
-        t: f64,
-    ) -> Result<Tensor> {
-        match cache {
-            Some(c) => self.net.forward_cached(c, z, t),
-            None => self.net.forward_uncached(x, z, t),
-        }
     }
 
     /// The final latent `z_1` after `steps` steps of `sampler` from
@@ -65,63 +108,70 @@ impl NoPropCont {
             });
         }
         let b = x.dim(0);
-        let d = self.config.embed_dim();
-        let mut rng = RngStream::new(self.config.seed, stream(Purpose::Inference, key));
-        let mut z = if noise {
-            ops::randn_on(
-                &self.device,
-                &[b, d],
-                self.embedding.weight.dtype(),
-                &mut rng,
-            )?
-        } else {
-            Tensor::zeros_on(&[b, d], self.embedding.weight.dtype(), &self.device)?
+        let run = Run {
+            sampler,
+            steps,
+            noise,
+            key,
+            batch: b,
         };
-        let cache = if cached { Some(self.prepare(x)?) } else { None };
-        let w = self.embedding.weight.clone();
-        let dt = 1.0 / steps as f64;
-        let method = self.config.method;
-        for k in 0..steps {
-            let t = k as f64 * dt;
-            z = match (method, sampler) {
-                (ContMethod::Ct, Sampler::Ancestral) => {
-                    let logits = self.logits_at(x, cache.as_ref(), &z, t)?;
-                    let p = ops::softmax(&logits)?;
-                    let u_hat = ops::matmul(&p, Transpose::No, &w, Transpose::No)?;
-                    let post = self.schedule()?.posterior(t, (k + 1) as f64 * dt);
-                    let eps = if noise {
-                        Some(ops::randn_on(&self.device, &[b, d], w.dtype(), &mut rng)?)
-                    } else {
-                        None
-                    };
-                    ancestral_step(&post, &u_hat, &z, eps.as_ref())?
-                }
-                (_, Sampler::Euler | Sampler::Heun) => {
-                    let stepper = if sampler == Sampler::Euler {
-                        Stepper::Euler
-                    } else {
-                        Stepper::Heun
-                    };
-                    let zc = z.clone();
-                    stepper.step::<Error, _>(&zc, t, dt, |zz, tt| {
-                        let logits = self.logits_at(x, cache.as_ref(), zz, tt)?;
-                        match method {
-                            ContMethod::Fm => {
-                                Ok(ops::matmul(&logits, Transpose::No, &w, Transpose::No)?)
-                            }
-                            ContMethod::Ct => {
-                                let p = ops::softmax(&logits)?;
-                                let u_hat = ops::matmul(&p, Transpose::No, &w, Transpose::No)?;
-                                let (ku, kz) = self.schedule()?.pf_ode_coeffs(tt);
-                                Ok(ops::add_scaled(ku, &u_hat, kz, zz)?)
-                            }
-                        }
-                    })?
-                }
-                (ContMethod::Fm, Sampler::Ancestral) => unreachable!("rejected above"),
-            };
+        let ctx = self.ctx();
+        if !cached {
+            let w = self.embedding.weight.clone();
+            let mut rng = self.noise_stream(key);
+            let (net, schedule) = (&mut self.net, self.schedule.as_ref());
+            return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| {
+                net.forward_uncached(x, z, t)
+            });
         }
-        Ok(z)
+        let cache = self.prepare(x)?;
+        let Some(head) = self.net.cached_head() else {
+            // The prototype label path is a conv stack whose layers keep state.
+            let w = self.embedding.weight.clone();
+            let mut rng = self.noise_stream(key);
+            let (net, schedule) = (&mut self.net, self.schedule.as_ref());
+            return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| {
+                net.forward_cached(&cache, z, t)
+            });
+        };
+        let shared = Shared {
+            ctx: &ctx,
+            head,
+            w: &self.embedding.weight,
+            schedule: self.schedule.as_ref(),
+            seed: self.config.seed,
+        };
+        if !self.device.is_cpu() || b < 2 * ROW_SPLIT_MIN {
+            return shared.sample_rows(run, &cache, 0..b);
+        }
+        // Two halves of the rows side by side, each on its own core with no
+        // synchronisation between the 1000 steps' small kernels (every row's
+        // path is independent, and each half draws the whole batch's noise
+        // and keeps its rows, so the noise is that of the unsplit batch).
+        let h = b / 2;
+        let (lo, hi) = rayon::join(
+            || shared.sample_rows(run, &cache, 0..h),
+            || shared.sample_rows(run, &cache, h..b),
+        );
+        let (lo, hi) = (lo?, hi?);
+        let d = lo.dim(1);
+        let mut rows = lo.into_vec::<f32>()?;
+        rows.extend(hi.into_vec::<f32>()?);
+        Ok(Tensor::from_vec(rows, &[b, d])?)
+    }
+
+    /// What the step loop needs of the model besides the network.
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            device: self.device.clone(),
+            d: self.config.embed_dim(),
+            method: self.config.method,
+        }
+    }
+
+    /// The Philox stream of inference `key`.
+    fn noise_stream(&self, key: u64) -> RngStream {
+        RngStream::new(self.config.seed, stream(Purpose::Inference, key))
     }
 
     /// Predicted classes: CT `argmax p̂_θout(y | z_1)`; FM the nearest class
@@ -156,4 +206,82 @@ impl NoPropCont {
             }
         }
     }
+}
+
+/// [`steps_with_rows`] on the whole batch.
+fn steps_with(
+    ctx: &Ctx,
+    run: Run,
+    w: &Tensor,
+    schedule: Option<&LearnableSchedule>,
+    rng: &mut RngStream,
+    logits: impl FnMut(&Tensor, f64) -> Result<Tensor>,
+) -> Result<Tensor> {
+    steps_with_rows(ctx, run, w, schedule, rng, &Ok, logits)
+}
+
+/// The step loop of [`NoPropCont::sample`]: `z_0` and every step's noise
+/// are drawn for the whole batch (`[run.batch, d]`) and `keep` selects
+/// this call's rows; `logits(z, t)` evaluates the network on them.
+fn steps_with_rows(
+    ctx: &Ctx,
+    run: Run,
+    w: &Tensor,
+    schedule: Option<&LearnableSchedule>,
+    rng: &mut RngStream,
+    keep: &dyn Fn(Tensor) -> Result<Tensor>,
+    mut logits: impl FnMut(&Tensor, f64) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let d = ctx.d;
+    let shape = [run.batch, d];
+    let schedule = || {
+        schedule.ok_or_else(|| Error::Config {
+            what: "NoProp-FM has no noise schedule".into(),
+        })
+    };
+    let mut z = if run.noise {
+        keep(ops::randn_on(&ctx.device, &shape, w.dtype(), rng)?)?
+    } else {
+        keep(Tensor::zeros_on(&shape, w.dtype(), &ctx.device)?)?
+    };
+    let dt = 1.0 / run.steps as f64;
+    let method = ctx.method;
+    for k in 0..run.steps {
+        let t = k as f64 * dt;
+        z = match (method, run.sampler) {
+            (ContMethod::Ct, Sampler::Ancestral) => {
+                let p = ops::softmax(&logits(&z, t)?)?;
+                let u_hat = ops::matmul(&p, Transpose::No, w, Transpose::No)?;
+                let post = schedule()?.posterior(t, (k + 1) as f64 * dt);
+                let eps = if run.noise {
+                    Some(keep(ops::randn_on(&ctx.device, &shape, w.dtype(), rng)?)?)
+                } else {
+                    None
+                };
+                ancestral_step(&post, &u_hat, &z, eps.as_ref())?
+            }
+            (_, Sampler::Euler | Sampler::Heun) => {
+                let stepper = if run.sampler == Sampler::Euler {
+                    Stepper::Euler
+                } else {
+                    Stepper::Heun
+                };
+                let zc = z.clone();
+                stepper.step::<Error, _>(&zc, t, dt, |zz, tt| {
+                    let l = logits(zz, tt)?;
+                    match method {
+                        ContMethod::Fm => Ok(ops::matmul(&l, Transpose::No, w, Transpose::No)?),
+                        ContMethod::Ct => {
+                            let p = ops::softmax(&l)?;
+                            let u_hat = ops::matmul(&p, Transpose::No, w, Transpose::No)?;
+                            let (ku, kz) = schedule()?.pf_ode_coeffs(tt);
+                            Ok(ops::add_scaled(ku, &u_hat, kz, zz)?)
+                        }
+                    }
+                })?
+            }
+            (ContMethod::Fm, Sampler::Ancestral) => unreachable!("rejected by sample"),
+        };
+    }
+    Ok(z)
 }

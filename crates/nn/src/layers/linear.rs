@@ -37,6 +37,19 @@ impl Linear {
         }
     }
 
+    /// `y = x·Wᵀ + b`, then ReLU when built [`Linear::with_relu`]: the
+    /// evaluation-mode forward through `&self` (nothing is kept for a
+    /// backward pass, so several threads may apply one layer at once).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = ops::matmul(x, Transpose::No, &self.weight, Transpose::Yes)?;
+        if self.relu {
+            ops::bias_relu_rows(&mut y, &self.bias)?;
+        } else {
+            ops::add_bias_rows(&mut y, &self.bias)?;
+        }
+        Ok(y)
+    }
+
     /// Fuse a ReLU after the affine map (one pass over the output).
     pub fn with_relu(mut self) -> Self {
         self.relu = true;
@@ -63,12 +76,7 @@ impl Module for Linear {
                 got: x.shape().to_vec(),
             });
         }
-        let mut y = ops::matmul(x, Transpose::No, &self.weight, Transpose::Yes)?;
-        if self.relu {
-            ops::bias_relu_rows(&mut y, &self.bias)?;
-        } else {
-            ops::add_bias_rows(&mut y, &self.bias)?;
-        }
+        let y = self.apply(x)?;
         if mode == Mode::Train {
             self.x = Some(x.clone());
             self.y = if self.relu { Some(y.clone()) } else { None };
