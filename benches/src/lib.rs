@@ -72,6 +72,12 @@ pub const GEMM_SHAPES: &[GemmShape] = &[
         k: 512,
         n: 256,
     },
+    GemmShape {
+        label: "CT/FM inference step: fusion FC label block 256→256, 500 images",
+        m: 500,
+        k: 256,
+        n: 256,
+    },
 ];
 
 /// A convolution layer of the paper's block: `(label, C, H, W, OC)` at batch 128, 3×3, padding 0.

@@ -8,7 +8,7 @@ use noprop_schedules::learnable::LearnableSchedule;
 use noprop_schedules::{ancestral_step, Stepper};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::Tensor;
+use noprop_tensor::{DType, Tensor};
 
 use super::{stream, ContMethod, NoPropCont, Purpose, Sampler};
 use crate::ct_net::{CachedHead, ImageCache};
@@ -39,14 +39,7 @@ impl Shared<'_> {
         };
         let w = self.w;
         let mut rng = RngStream::new(self.seed, stream(Purpose::Inference, run.key));
-        let keep = |t: Tensor| -> Result<Tensor> {
-            if rows.len() == run.batch {
-                Ok(t)
-            } else {
-                Ok(ops::gather_rows(&t, &rows.clone().collect::<Vec<_>>())?)
-            }
-        };
-        steps_with_rows(self.ctx, run, w, self.schedule, &mut rng, &keep, |z, t| {
+        steps_with_rows(self.ctx, run, w, self.schedule, &mut rng, rows, |z, t| {
             self.head.logits(&part, z, t)
         })
     }
@@ -217,32 +210,34 @@ fn steps_with(
     rng: &mut RngStream,
     logits: impl FnMut(&Tensor, f64) -> Result<Tensor>,
 ) -> Result<Tensor> {
-    steps_with_rows(ctx, run, w, schedule, rng, &Ok, logits)
+    steps_with_rows(ctx, run, w, schedule, rng, 0..run.batch, logits)
 }
 
-/// The step loop of [`NoPropCont::sample`]: `z_0` and every step's noise
-/// are drawn for the whole batch (`[run.batch, d]`) and `keep` selects
-/// this call's rows; `logits(z, t)` evaluates the network on them.
+/// The step loop of [`NoPropCont::sample`] on rows `rows` of the batch:
+/// `z_0` and every step's noise are those of the whole batch's draws
+/// (`[run.batch, d]`, see [`randn_rows`]); `logits(z, t)` evaluates the
+/// network on these rows.
 fn steps_with_rows(
     ctx: &Ctx,
     run: Run,
     w: &Tensor,
     schedule: Option<&LearnableSchedule>,
     rng: &mut RngStream,
-    keep: &dyn Fn(Tensor) -> Result<Tensor>,
+    rows: Range<usize>,
     mut logits: impl FnMut(&Tensor, f64) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let d = ctx.d;
-    let shape = [run.batch, d];
+    let draw =
+        |rng: &mut RngStream| randn_rows(&ctx.device, rng, run.batch, d, rows.clone(), w.dtype());
     let schedule = || {
         schedule.ok_or_else(|| Error::Config {
             what: "NoProp-FM has no noise schedule".into(),
         })
     };
     let mut z = if run.noise {
-        keep(ops::randn_on(&ctx.device, &shape, w.dtype(), rng)?)?
+        draw(rng)?
     } else {
-        keep(Tensor::zeros_on(&shape, w.dtype(), &ctx.device)?)?
+        Tensor::zeros_on(&[rows.len(), d], w.dtype(), &ctx.device)?
     };
     let dt = 1.0 / run.steps as f64;
     let method = ctx.method;
@@ -253,11 +248,7 @@ fn steps_with_rows(
                 let p = ops::softmax(&logits(&z, t)?)?;
                 let u_hat = ops::matmul(&p, Transpose::No, w, Transpose::No)?;
                 let post = schedule()?.posterior(t, (k + 1) as f64 * dt);
-                let eps = if run.noise {
-                    Some(keep(ops::randn_on(&ctx.device, &shape, w.dtype(), rng)?)?)
-                } else {
-                    None
-                };
+                let eps = if run.noise { Some(draw(rng)?) } else { None };
                 ancestral_step(&post, &u_hat, &z, eps.as_ref())?
             }
             (_, Sampler::Euler | Sampler::Heun) => {
@@ -284,4 +275,65 @@ fn steps_with_rows(
         };
     }
     Ok(z)
+}
+
+/// Standard normals for rows `rows` of a `[batch, d]` draw from `rng`: the
+/// numbers the whole draw puts there (Philox is counter-based and each block
+/// holds four values, so a part of a draw starts at the block holding its
+/// first value); `rng` then advances past the whole draw.
+fn randn_rows(
+    device: &noprop_tensor::Device,
+    rng: &mut RngStream,
+    batch: usize,
+    d: usize,
+    rows: Range<usize>,
+    dtype: DType,
+) -> Result<Tensor> {
+    if rows.len() == batch {
+        return Ok(ops::randn_on(device, &[batch, d], dtype, rng)?);
+    }
+    let first = rows.start * d;
+    let (skip, n) = (first % 4, rows.len() * d);
+    let mut part = RngStream::at(rng.seed, rng.stream, rng.offset() + (first / 4) as u64);
+    rng.skip(noprop_tensor::philox::blocks_for(batch * d));
+    let t = match dtype {
+        DType::F32 => {
+            let mut v = vec![0f32; skip + n];
+            part.fill_normal(&mut v);
+            Tensor::from_vec(v.split_off(skip), &[rows.len(), d])?
+        }
+        DType::F64 => {
+            let mut v = vec![0f64; skip + n];
+            part.fill_normal(&mut v);
+            Tensor::from_vec(v.split_off(skip), &[rows.len(), d])?
+        }
+    };
+    Ok(t.to_device(device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use noprop_tensor::Device;
+
+    #[test]
+    fn a_part_of_a_draw_is_those_rows_of_the_whole_draw() {
+        for (batch, d, rows) in [(7, 10, 3..7), (9, 3, 1..4), (5, 4, 0..5), (6, 5, 5..6)] {
+            let mut whole = RngStream::new(3, 4);
+            let full = ops::randn(&[batch, d], DType::F32, &mut whole).unwrap();
+            for dtype in [DType::F32, DType::F64] {
+                let mut rng = RngStream::new(3, 4);
+                let part =
+                    randn_rows(&Device::Cpu, &mut rng, batch, d, rows.clone(), dtype).unwrap();
+                assert_eq!(part.shape(), &[rows.len(), d]);
+                let want: Vec<f32> = full.to_vec_f32()[rows.start * d..rows.end * d].to_vec();
+                assert_eq!(
+                    part.to_dtype(DType::F32).to_vec_f32(),
+                    want,
+                    "{batch}x{d} {rows:?}"
+                );
+                assert_eq!(rng.offset(), whole.offset());
+            }
+        }
+    }
 }
