@@ -367,6 +367,28 @@ mod tests {
     }
 
     #[test]
+    fn pytorch_rows_render_with_their_bar_and_unmeasured_rows_say_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("pytorch.json"),
+            r#"{"rows": {"ct-train": {"host": {"cpu": "Test CPU", "git_revision": "abc", "date": "today"},
+                "rounds": 3, "ours_seconds": 4.0, "pytorch_seconds": 6.0, "ratio": 1.5}}}"#,
+        )
+        .expect("write");
+        let md = markdown(dir.path());
+        assert!(md.contains("## Against PyTorch"), "{md}");
+        assert!(
+            md.contains("| 4.00 | 6.00 | 1.50 | 1.25 | 3 | Test CPU, abc, today |"),
+            "{md}"
+        );
+        assert!(md.contains("| backprop-train |"), "{md}");
+        assert!(
+            md.contains("| — | — | not measured | 1.50 | — | — |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn missing_files_leave_their_sections_out() {
         let dir = tempfile::tempdir().expect("tempdir");
         let empty = markdown(dir.path());

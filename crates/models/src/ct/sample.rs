@@ -146,11 +146,13 @@ impl NoPropCont {
             || shared.sample_rows(run, &cache, 0..h),
             || shared.sample_rows(run, &cache, h..b),
         );
-        let (lo, hi) = (lo?, hi?);
-        let d = lo.dim(1);
-        let mut rows = lo.into_vec::<f32>()?;
-        rows.extend(hi.into_vec::<f32>()?);
-        Ok(Tensor::from_vec(rows, &[b, d])?)
+        // [lo; hi]: each half's rows scattered into their places of the batch.
+        let mut z = ops::scatter_add_rows(&lo?, &(0..h).collect::<Vec<_>>(), b)?;
+        ops::add_assign(
+            &mut z,
+            &ops::scatter_add_rows(&hi?, &(h..b).collect::<Vec<_>>(), b)?,
+        )?;
+        Ok(z)
     }
 
     /// What the step loop needs of the model besides the network.
