@@ -382,7 +382,22 @@ fn table1(md: &mut String, plan: &RunPlan, outcomes: &[Outcome]) {
         accuracy_row(md, g, paper::table1(dataset, &c0.method, &c0.embedding));
     }
     md.push('\n');
+    let ct_prototype = plan
+        .cells
+        .iter()
+        .any(|c| c.method == "noprop-ct" && c.embedding == "prototype");
+    if ct_prototype && plan.mode != Mode::Full {
+        let _ = writeln!(md, "{CT_PROTOTYPE_NOTE}\n");
+    }
 }
+
+/// Under Table 1 of a reduced run with a NoProp-CT prototype cell.
+const CT_PROTOTYPE_NOTE: &str = "**NoProp-CT with the prototype embedding** learns slowly: after an \
+epoch or a few it is near chance (its training loss starts around 10⁵, because `d` is the image size \
+and SNR′ weights the L2 term). The method does this on its own, not because of this implementation: \
+our PyTorch transcription (`benches/peers/noprop_cont_torch.py`) learns as slowly, with the same \
+training-loss curve. The two are side by side in docs/BENCHMARKS.md, section \"Fidelity\" \
+(`cargo xtask bench fidelity`).";
 
 /// One row of Table 1 or 2: method, embedding, then train and test
 /// accuracy (ours, the paper's, Δ) and the cells' status.
@@ -1025,6 +1040,24 @@ mod tests {
             "mnist-noprop-ct-one-hot-s0.failed.json".into(),
             json!({"status": "exit status: 1", "tail": ["error: NaN loss at epoch 1, step 7", ""]}),
         );
+    }
+
+    #[test]
+    fn a_reduced_run_with_a_ct_prototype_cell_carries_the_note() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fixture(dir.path());
+        let md = render(dir.path(), None).expect("render");
+        assert!(
+            !md.contains("NoProp-CT with the prototype embedding"),
+            "{md}"
+        );
+        let p = dir.path().join("plan.json");
+        let mut plan: RunPlan =
+            serde_json::from_str(&std::fs::read_to_string(&p).expect("read")).expect("plan");
+        plan.cells.push(cell("mnist", "noprop-ct", "prototype", 0));
+        std::fs::write(&p, serde_json::to_string(&plan).expect("json")).expect("write");
+        let md = render(dir.path(), None).expect("render");
+        assert!(md.contains(CT_PROTOTYPE_NOTE), "{md}");
     }
 
     #[test]
