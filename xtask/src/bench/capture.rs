@@ -102,13 +102,25 @@ pub(super) fn best_of(rows: Vec<Value>, key: &[&str]) -> Vec<Value> {
 
 /// `noprop train` on Fashion-MNIST with the release binary; returns its RESULT.
 pub(super) fn train_fashion(bin: &Path, dir: &Path, extra: &[&str], what: &str) -> Result<Value> {
+    train_on(bin, dir, "fashion-mnist", extra, what)
+}
+
+/// `noprop train --dataset <dataset> --seed 0 --checkpoint-every 0 <extra>`
+/// on 2 threads with the release binary, results under `dir`; returns its RESULT.
+pub(super) fn train_on(
+    bin: &Path,
+    dir: &Path,
+    dataset: &str,
+    extra: &[&str],
+    what: &str,
+) -> Result<Value> {
     let out = run_capture(
         Command::new(bin)
             .env("RAYON_NUM_THREADS", "2")
             .args([
                 "train",
                 "--dataset",
-                "fashion-mnist",
+                dataset,
                 "--seed",
                 "0",
                 "--checkpoint-every",

@@ -8,12 +8,10 @@
 //! streams, torch's generator), so equal numbers are not expected, only
 //! numbers within the spread of seeds.
 
-use std::process::Command;
-
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::capture::{host, python, run_capture, write_json};
+use super::capture::{host, python, run_capture, train_on, write_json};
 use super::BenchArgs;
 use crate::run_bin::{build_release, workspace_root};
 
@@ -39,37 +37,26 @@ pub(super) fn fidelity(a: &BenchArgs) -> Result<()> {
         for embedding in ["one-hot", "dim20", "prototype"] {
             let steps = steps_for(embedding).to_string();
             eprintln!("fidelity: noprop-{method} {embedding}, ours");
-            let ours = run_capture(
-                Command::new(&bin)
-                    .env("RAYON_NUM_THREADS", "2")
-                    .args([
-                        "train",
-                        "--method",
-                        &format!("noprop-{method}"),
-                        "--dataset",
-                        "mnist-test-split",
-                        "--embedding",
-                        embedding,
-                        "--epochs",
-                        &epochs,
-                        "--steps",
-                        &steps,
-                        "--seed",
-                        "0",
-                        "--checkpoint-every",
-                        "0",
-                        "--train-eval-limit",
-                        "500",
-                        "--name",
-                        &format!("fidelity-{method}-{embedding}"),
-                        "--results-dir",
-                    ])
-                    .arg(&tmp),
+            let ours = train_on(
+                &bin,
+                &tmp,
+                "mnist-test-split",
+                &[
+                    "--method",
+                    &format!("noprop-{method}"),
+                    "--embedding",
+                    embedding,
+                    "--epochs",
+                    &epochs,
+                    "--steps",
+                    &steps,
+                    "--train-eval-limit",
+                    "500",
+                    "--name",
+                    &format!("fidelity-{method}-{embedding}"),
+                ],
                 "noprop train",
-            )?
-            .into_iter()
-            .last()
-            .context("no RESULT line from noprop train")?;
+            )?;
             eprintln!("fidelity: noprop-{method} {embedding}, PyTorch");
             let peer = run_capture(
                 python(&a.python, &script).args([

@@ -7,7 +7,9 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use super::capture::{eval_fashion, host, python, run_capture, train_fashion, write_json};
+use super::capture::{
+    eval_fashion, host, python, run_capture, train_fashion, train_on, write_json,
+};
 use super::BenchArgs;
 use crate::run_bin::{build_release, workspace_root};
 
@@ -221,31 +223,22 @@ pub(super) fn baselines(a: &BenchArgs) -> Result<()> {
     let mut early = Vec::new();
     for method in ["backprop", "noprop-dt"] {
         eprintln!("baselines: {method}, early training on mnist-test-split");
-        let out = run_capture(
-            Command::new(&bin)
-                .env("RAYON_NUM_THREADS", "2")
-                .args([
-                    "train",
-                    "--method",
-                    method,
-                    "--dataset",
-                    "mnist-test-split",
-                    "--embedding",
-                    "one-hot",
-                    "--epochs",
-                    &a.epochs.max(2).to_string(),
-                    "--seed",
-                    "0",
-                    "--checkpoint-every",
-                    "0",
-                    "--name",
-                    &format!("early-{method}"),
-                    "--results-dir",
-                ])
-                .arg(&tmp),
+        early.push(train_on(
+            &bin,
+            &tmp,
+            "mnist-test-split",
+            &[
+                "--method",
+                method,
+                "--embedding",
+                "one-hot",
+                "--epochs",
+                &a.epochs.max(2).to_string(),
+                "--name",
+                &format!("early-{method}"),
+            ],
             method,
-        )?;
-        early.push(out.into_iter().last().context("no RESULT line")?);
+        )?);
     }
     write_json(
         "baselines.json",

@@ -8,7 +8,7 @@ use noprop_schedules::learnable::LearnableSchedule;
 use noprop_schedules::{ancestral_step, Stepper};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
-use noprop_tensor::{DType, Tensor};
+use noprop_tensor::{DType, Elem, Tensor};
 
 use super::{stream, ContMethod, NoPropCont, Purpose, Sampler};
 use crate::ct_net::{CachedHead, ImageCache};
@@ -109,22 +109,17 @@ impl NoPropCont {
             batch: b,
         };
         let ctx = self.ctx();
-        if !cached {
+        let cache = if cached { Some(self.prepare(x)?) } else { None };
+        let head = cache.as_ref().and(self.net.cached_head());
+        let (Some(cache), Some(head)) = (&cache, head) else {
+            // Uncached (the reference), or the prototype label path: a conv
+            // stack whose layers keep state, evaluated through `&mut`.
             let w = self.embedding.weight.clone();
             let mut rng = self.noise_stream(key);
             let (net, schedule) = (&mut self.net, self.schedule.as_ref());
-            return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| {
-                net.forward_uncached(x, z, t)
-            });
-        }
-        let cache = self.prepare(x)?;
-        let Some(head) = self.net.cached_head() else {
-            // The prototype label path is a conv stack whose layers keep state.
-            let w = self.embedding.weight.clone();
-            let mut rng = self.noise_stream(key);
-            let (net, schedule) = (&mut self.net, self.schedule.as_ref());
-            return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| {
-                net.forward_cached(&cache, z, t)
+            return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| match &cache {
+                Some(c) => net.forward_cached(c, z, t),
+                None => net.forward_uncached(x, z, t),
             });
         };
         let shared = Shared {
@@ -135,16 +130,16 @@ impl NoPropCont {
             seed: self.config.seed,
         };
         if !self.device.is_cpu() || b < 2 * ROW_SPLIT_MIN {
-            return shared.sample_rows(run, &cache, 0..b);
+            return shared.sample_rows(run, cache, 0..b);
         }
         // Two halves of the rows side by side, each on its own core with no
         // synchronisation between the 1000 steps' small kernels (every row's
-        // path is independent, and each half draws the whole batch's noise
-        // and keeps its rows, so the noise is that of the unsplit batch).
+        // path is independent, and each half draws its rows of the whole
+        // batch's noise, see `randn_rows`).
         let h = b / 2;
         let (lo, hi) = rayon::join(
-            || shared.sample_rows(run, &cache, 0..h),
-            || shared.sample_rows(run, &cache, h..b),
+            || shared.sample_rows(run, cache, 0..h),
+            || shared.sample_rows(run, cache, h..b),
         );
         // [lo; hi]: each half's rows scattered into their places of the batch.
         let mut z = ops::scatter_add_rows(&lo?, &(0..h).collect::<Vec<_>>(), b)?;
@@ -296,19 +291,17 @@ fn randn_rows(
     }
     let first = rows.start * d;
     let (skip, n) = (first % 4, rows.len() * d);
-    let mut part = RngStream::at(rng.seed, rng.stream, rng.offset() + (first / 4) as u64);
+    let part = RngStream::at(rng.seed, rng.stream, rng.offset() + (first / 4) as u64);
     rng.skip(noprop_tensor::philox::blocks_for(batch * d));
+    fn part_of<T: Elem>(mut part: RngStream, skip: usize, n: usize) -> Vec<T> {
+        let mut v = vec![T::zero(); skip + n];
+        part.fill_normal(&mut v);
+        v.split_off(skip)
+    }
+    let shape = [rows.len(), d];
     let t = match dtype {
-        DType::F32 => {
-            let mut v = vec![0f32; skip + n];
-            part.fill_normal(&mut v);
-            Tensor::from_vec(v.split_off(skip), &[rows.len(), d])?
-        }
-        DType::F64 => {
-            let mut v = vec![0f64; skip + n];
-            part.fill_normal(&mut v);
-            Tensor::from_vec(v.split_off(skip), &[rows.len(), d])?
-        }
+        DType::F32 => Tensor::from_vec(part_of::<f32>(part, skip, n), &shape)?,
+        DType::F64 => Tensor::from_vec(part_of::<f64>(part, skip, n), &shape)?,
     };
     Ok(t.to_device(device)?)
 }
