@@ -11,6 +11,7 @@ const CONV_ZOO: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (2, 3, 7, 5, 4, 3, 0),
     (2, 3, 7, 5, 4, 3, 1),
     (3, 7, 9, 9, 63, 3, 1),
+    (2, 9, 6, 7, 5, 3, 1), // a task per channel in im2col, with padding
     (2, 7, 9, 5, 3, 5, 2),
     (1, 2, 63, 7, 1, 3, 0),
     (3, 1, 28, 28, 8, 3, 1),
@@ -348,6 +349,8 @@ fn im2col_col2im_are_adjoint(dev: &Device) {
         (2, 4, 13, 11, 3, 0),
         (1, 2, 4, 6, 2, 0),
         (1, 2, 5, 6, 1, 1),
+        (2, 9, 6, 7, 3, 0), // a task per channel (fused 3-row path)
+        (2, 8, 5, 5, 3, 1), // a task per channel (general col2im)
     ] {
         for &dtype in dtypes(dev) {
             let x = up(dev, &rand_t(&[n, c, h, w], dtype, 21));

@@ -99,33 +99,63 @@ pub(super) fn im2col(x: &Tensor, g: Geom) -> Result<Tensor> {
     Ok(col)
 }
 
+/// From [`PER_CHANNEL_MIN`] input channels on, one task per channel `ci`:
+/// its `KH·KW` rows of `col` are one contiguous block, written as long
+/// sequential runs while each image's plane `x[ni, ci]` (read once per
+/// task, from L1) is spread over them.
+/// A task per tap row instead re-read every plane `KH·KW` times in short
+/// runs scattered over the whole input. Fixed writes, no reductions.
 fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
     let np = g.n * g.p();
+    let taps = g.kh * g.kw;
     if np == 0 || g.kk() == 0 {
         return;
     }
-    // One task per kernel tap (row of col); fixed writes, no reductions.
-    col.par_chunks_mut(np).enumerate().for_each(|(r, row)| {
-        let ci = r / (g.kh * g.kw);
-        let ky = (r / g.kw) % g.kh;
-        let kx = r % g.kw;
-        for ni in 0..g.n {
-            let plane = &x[(ni * g.c + ci) * g.h * g.w..(ni * g.c + ci + 1) * g.h * g.w];
-            for oy in 0..g.oh {
-                let dst = &mut row[ni * g.p() + oy * g.ow..ni * g.p() + (oy + 1) * g.ow];
-                match g.run(ky, kx, oy) {
-                    Some((iy, lo, hi, ix0)) => {
-                        dst[..lo].iter_mut().for_each(|v| *v = T::zero());
-                        dst[lo..hi]
-                            .copy_from_slice(&plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo]);
-                        dst[hi..].iter_mut().for_each(|v| *v = T::zero());
+    let (hw, p, ow) = (g.h * g.w, g.p(), g.ow);
+    // Tap row `t` of channel `ci`, image `ni`: its `P` columns from the plane.
+    let fill = |ci: usize, t: usize, ni: usize, seg: &mut [T]| {
+        let plane = &x[(ni * g.c + ci) * hw..(ni * g.c + ci + 1) * hw];
+        let (ky, kx) = (t / g.kw, t % g.kw);
+        for (oy, dst) in seg.chunks_exact_mut(ow).enumerate() {
+            match g.run(ky, kx, oy) {
+                Some((iy, lo, hi, ix0)) => {
+                    dst[..lo].iter_mut().for_each(|v| *v = T::zero());
+                    let src = &plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
+                    // An element loop, not `copy_from_slice`: for runs of
+                    // 9–30 elements a call to `memmove` costs more than the copy.
+                    for (d, &v) in dst[lo..hi].iter_mut().zip(src) {
+                        *d = v;
                     }
-                    None => dst.iter_mut().for_each(|v| *v = T::zero()),
+                    dst[hi..].iter_mut().for_each(|v| *v = T::zero());
                 }
+                None => dst.iter_mut().for_each(|v| *v = T::zero()),
             }
         }
-    });
+    };
+    if g.c >= PER_CHANNEL_MIN {
+        col.par_chunks_mut(taps * np)
+            .enumerate()
+            .for_each(|(ci, rows)| {
+                for ni in 0..g.n {
+                    for (t, row) in rows.chunks_mut(np).enumerate() {
+                        fill(ci, t, ni, &mut row[ni * p..(ni + 1) * p]);
+                    }
+                }
+            });
+    } else {
+        // Few channels (a first layer): a task per tap row keeps both cores busy.
+        col.par_chunks_mut(np).enumerate().for_each(|(r, row)| {
+            for (ni, seg) in row.chunks_exact_mut(p).enumerate() {
+                fill(r / taps, r % taps, ni, seg);
+            }
+        });
+    }
 }
+
+/// Input channels from which im2col and col2im run a task per channel
+/// (fewer would leave cores idle); a fixed number, so the split does not
+/// depend on the thread count.
+const PER_CHANNEL_MIN: usize = 8;
 
 /// `col2im` on host tensors.
 pub(super) fn col2im(col: &Tensor, x_shape: &[usize], g: Geom) -> Result<Tensor> {
@@ -171,44 +201,69 @@ fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
 /// paper's networks): input row `iy` at column offset `kx` receives the rows
 /// `oy = iy − ky` of the three taps `(ky, kx)`, `ky = 0, 1, 2`; they are
 /// summed in one pass and added once. That is a third of the short
-/// (`OW`-element) loops of the general path, whose per-loop overhead is what
-/// col2im spends its time on. Per image, in a fixed order: thread-count
-/// independent.
+/// (`OW`-element) loops of the general path.
+///
+/// From [`PER_CHANNEL_MIN`] input channels on, one task per channel `ci`:
+/// it reads that channel's `3·KW` rows of `col` front to back (long sequential streams the prefetcher follows) and
+/// writes the planes `dx[ni, ci]` of every image. A task per image read
+/// `P`-element pieces of all `C·9` rows, each from a different place of a
+/// matrix of tens of MB, and waited on memory for most of them. Every
+/// element receives its taps in the same order as before (kx outer,
+/// `(a + b) + c` over ky), so the sums are unchanged and do not depend on
+/// the thread count.
 fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     let (h, w, oh, ow, kw, p) = (g.h, g.w, g.oh, g.ow, g.kw, g.p());
     let np = g.n * p;
-    dx.par_chunks_mut(g.c * h * w)
-        .enumerate()
-        .for_each(|(ni, img)| {
-            for (ci, plane) in img.chunks_mut(h * w).enumerate() {
-                for kx in 0..kw {
-                    // Tap (ky, kx) is row (ci·3 + ky)·KW + kx of col.
-                    let tap = |ky: usize, oy: usize| {
-                        let r = (ci * 3 + ky) * kw + kx;
-                        let at = r * np + ni * p + oy * ow;
-                        &col[at..at + ow]
-                    };
-                    for iy in 0..h {
-                        let dst = &mut plane[iy * w + kx..iy * w + kx + ow];
-                        if iy >= 2 && iy < oh {
-                            let (s0, s1, s2) = (tap(0, iy), tap(1, iy - 1), tap(2, iy - 2));
-                            for (((d, &a), &b), &c) in dst.iter_mut().zip(s0).zip(s1).zip(s2) {
-                                *d += (a + b) + c;
-                            }
-                        } else {
-                            // Edge rows: fewer than three taps reach them.
-                            for ky in 0..3 {
-                                if iy >= ky && iy - ky < oh {
-                                    for (d, &a) in dst.iter_mut().zip(tap(ky, iy - ky)) {
-                                        *d += a;
-                                    }
-                                }
+    // Adds the taps of channel `ci`, image `ni` into its plane `dx[ni, ci]`.
+    let add_taps = |ci: usize, ni: usize, plane: &mut [T]| {
+        for kx in 0..kw {
+            // Tap (ky, kx) is row (ci·3 + ky)·KW + kx of col.
+            let tap = |ky: usize, oy: usize| {
+                let r = (ci * 3 + ky) * kw + kx;
+                let at = r * np + ni * p + oy * ow;
+                &col[at..at + ow]
+            };
+            for iy in 0..h {
+                let dst = &mut plane[iy * w + kx..iy * w + kx + ow];
+                if iy >= 2 && iy < oh {
+                    let (s0, s1, s2) = (tap(0, iy), tap(1, iy - 1), tap(2, iy - 2));
+                    for (((d, &a), &b), &c) in dst.iter_mut().zip(s0).zip(s1).zip(s2) {
+                        *d += (a + b) + c;
+                    }
+                } else {
+                    // Edge rows: fewer than three taps reach them.
+                    for ky in 0..3 {
+                        if iy >= ky && iy - ky < oh {
+                            for (d, &a) in dst.iter_mut().zip(tap(ky, iy - ky)) {
+                                *d += a;
                             }
                         }
                     }
                 }
             }
-        });
+        }
+    };
+    if g.c < PER_CHANNEL_MIN {
+        // Few channels: a task per image keeps both cores busy.
+        dx.par_chunks_mut(g.c * h * w)
+            .enumerate()
+            .for_each(|(ni, img)| {
+                for (ci, plane) in img.chunks_mut(h * w).enumerate() {
+                    add_taps(ci, ni, plane);
+                }
+            });
+        return;
+    }
+    // The planes of dx grouped by channel: planes[ci][ni] is dx[ni, ci].
+    let mut planes: Vec<Vec<&mut [T]>> = (0..g.c).map(|_| Vec::with_capacity(g.n)).collect();
+    for (i, plane) in dx.chunks_mut(h * w).enumerate() {
+        planes[i % g.c].push(plane);
+    }
+    planes.into_par_iter().enumerate().for_each(|(ci, imgs)| {
+        for (ni, plane) in imgs.into_iter().enumerate() {
+            add_taps(ci, ni, plane);
+        }
+    });
 }
 
 /// Forward on host tensors; returns `y` and leaves the im2col matrix in `slot`.
