@@ -60,6 +60,126 @@ struct Tilde {
     dgp: Vec<f64>,
 }
 
+/// The parts of `γ̃` that do not depend on `t`: `W1 = softplus(r1)`,
+/// `σ(r1)`, `w2 = softplus(r2)`, `σ(r2)`, `b1` and `b2`.
+struct Psi {
+    w1: Vec<f64>,
+    s1: Vec<f64>,
+    w2: Vec<f64>,
+    s2: Vec<f64>,
+    b1: Vec<f64>,
+    b2: f64,
+}
+
+/// [`Psi`], the endpoints `γ0`, `γ1`, and `γ̃` at 0 and 1 with their
+/// gradients: everything a time `t` needs besides `γ̃(t)`. Each value is
+/// computed as the per-`t` formulas would, so the results are the same
+/// numbers.
+struct Prepared {
+    psi: Psi,
+    g0: f64,
+    g1: f64,
+    /// `γ̃(0)` and `γ̃(1)`.
+    z: Tilde,
+    o: Tilde,
+}
+
+impl Psi {
+    /// `γ̃(t)`, `γ̃′(t)` and (when `grads`) their gradients w.r.t. ψ.
+    fn tilde(&self, t: f64, grads: bool) -> Tilde {
+        let w = self.w1.len();
+        let n = if grads { 3 * w + 1 } else { 0 };
+        let (mut dg, mut dgp) = (vec![0.0; n], vec![0.0; n]);
+        let (mut g, mut gp) = (self.b2, 0.0);
+        for j in 0..w {
+            let (w1, w2) = (self.w1[j], self.w2[j]);
+            let h = w1 * t + self.b1[j];
+            let sh = softplus(h);
+            let sig = sigmoid(h);
+            g += w2 * sh;
+            gp += w2 * sig * w1;
+            if grads {
+                let (s1, s2) = (self.s1[j], self.s2[j]);
+                let dsig = sig * (1.0 - sig);
+                // ∂γ̃/∂r1, ∂γ̃/∂b1, ∂γ̃/∂r2.
+                dg[j] = w2 * sig * t * s1;
+                dg[w + j] = w2 * sig;
+                dg[2 * w + j] = sh * s2;
+                // ∂γ̃′/∂r1 = w2(σ′(h)·t·W1 + σ(h))·σ(r1), ∂γ̃′/∂b1 = w2σ′(h)W1, ∂γ̃′/∂r2 = σ(h)W1σ(r2).
+                dgp[j] = w2 * (dsig * t * w1 + sig) * s1;
+                dgp[w + j] = w2 * dsig * w1;
+                dgp[2 * w + j] = sig * w1 * s2;
+            }
+        }
+        if grads {
+            dg[3 * w] = 1.0;
+        }
+        Tilde { g, gp, dg, dgp }
+    }
+}
+
+impl Prepared {
+    /// `(γ̄(t), γ̄′(t))` from γ̃ at `t`, 0 and 1 (Eq. 66).
+    fn gamma_bar(&self, t: f64) -> (f64, f64) {
+        let a = self.psi.tilde(t, false);
+        let (z, o) = (&self.z, &self.o);
+        let den = o.g - z.g;
+        ((a.g - z.g) / den, a.gp / den)
+    }
+
+    /// See [`LearnableSchedule::at`].
+    fn at(&self, t: f64) -> ScheduleAt {
+        let (g0, g1) = (self.g0, self.g1);
+        let (gb, gbp) = self.gamma_bar(t);
+        let gamma = g0 + (g1 - g0) * (1.0 - gb);
+        let gamma_prime = -(g1 - g0) * gbp;
+        let snr = (-gamma).exp();
+        ScheduleAt {
+            gamma,
+            gamma_prime,
+            alpha_bar: sigmoid(-gamma),
+            snr,
+            snr_prime: -gamma_prime * snr,
+        }
+    }
+
+    /// See [`LearnableSchedule::gamma_grads`]; `n` is the parameter count.
+    fn gamma_grads(&self, t: f64, n: usize) -> (ScheduleAt, Vec<f64>, Vec<f64>) {
+        let w = self.psi.w1.len();
+        let delta = self.g1 - self.g0;
+        let a = self.psi.tilde(t, true);
+        let (z, o) = (&self.z, &self.o);
+        let den = o.g - z.g;
+        let gb = (a.g - z.g) / den;
+        let gbp = a.gp / den;
+        let (mut dgamma, mut dgamma_p) = (vec![0.0; n], vec![0.0; n]);
+        for k in 0..3 * w + 1 {
+            let dden = o.dg[k] - z.dg[k];
+            // γ̄ = (γ̃(t) − γ̃(0))/D, γ̄′ = γ̃′(t)/D, D = γ̃(1) − γ̃(0).
+            let dgb = (a.dg[k] - z.dg[k]) / den - gb * dden / den;
+            let dgbp = a.dgp[k] / den - gbp * dden / den;
+            dgamma[k] = -delta * dgb;
+            dgamma_p[k] = -delta * dgbp;
+        }
+        // γ = γ0 + (γ1 − γ0)(1 − γ̄): ∂γ/∂γ0 = γ̄, ∂γ/∂γ1 = 1 − γ̄; γ′ = −(γ1 − γ0)γ̄′.
+        dgamma[3 * w + 1] = gb;
+        dgamma[3 * w + 2] = 1.0 - gb;
+        dgamma_p[3 * w + 1] = gbp;
+        dgamma_p[3 * w + 2] = -gbp;
+        (self.at(t), dgamma, dgamma_p)
+    }
+
+    /// See [`LearnableSchedule::grad_of`]; `n` is the parameter count.
+    fn grad_of(&self, t: f64, c_alpha_bar: f64, c_snr_prime: f64, n: usize) -> Vec<f64> {
+        let (at, dg, dgp) = self.gamma_grads(t, n);
+        let ka = -at.alpha_bar * (1.0 - at.alpha_bar) * c_alpha_bar;
+        dg.iter()
+            .zip(&dgp)
+            .map(|(&g, &gp)| ka * g + c_snr_prime * at.snr * (at.gamma_prime * g - gp))
+            .collect()
+    }
+}
+
 /// The learnable schedule of docs/DECISIONS.md § 9 (see the module docs).
 ///
 /// Parameters live in one `f64` tensor laid out as
@@ -180,69 +300,41 @@ impl LearnableSchedule {
         self.params()[3 * self.width + 2]
     }
 
-    /// `γ̃(t)`, `γ̃′(t)` and (when `grads`) their gradients w.r.t. ψ.
-    fn tilde(&self, p: &[f64], t: f64, grads: bool) -> Tilde {
+    /// The parts of `γ̃` that do not depend on `t`, computed once for any
+    /// number of times `t` (a training batch asks for 128 or more).
+    fn prepare(&self) -> Prepared {
+        let p = self.params();
         let w = self.width;
         let (r1, b1, r2) = (&p[..w], &p[w..2 * w], &p[2 * w..3 * w]);
-        let b2 = p[3 * w];
-        let n = if grads { 3 * w + 1 } else { 0 };
-        let (mut dg, mut dgp) = (vec![0.0; n], vec![0.0; n]);
-        let (mut g, mut gp) = (b2, 0.0);
-        for j in 0..w {
-            let w1 = softplus(r1[j]);
-            let w2 = softplus(r2[j]);
-            let h = w1 * t + b1[j];
-            let sh = softplus(h);
-            let sig = sigmoid(h);
-            g += w2 * sh;
-            gp += w2 * sig * w1;
-            if grads {
-                let s1 = sigmoid(r1[j]);
-                let s2 = sigmoid(r2[j]);
-                let dsig = sig * (1.0 - sig);
-                // ∂γ̃/∂r1, ∂γ̃/∂b1, ∂γ̃/∂r2.
-                dg[j] = w2 * sig * t * s1;
-                dg[w + j] = w2 * sig;
-                dg[2 * w + j] = sh * s2;
-                // ∂γ̃′/∂r1 = w2(σ′(h)·t·W1 + σ(h))·σ(r1), ∂γ̃′/∂b1 = w2σ′(h)W1, ∂γ̃′/∂r2 = σ(h)W1σ(r2).
-                dgp[j] = w2 * (dsig * t * w1 + sig) * s1;
-                dgp[w + j] = w2 * dsig * w1;
-                dgp[2 * w + j] = sig * w1 * s2;
-            }
+        let psi = Psi {
+            w1: r1.iter().map(|&r| softplus(r)).collect(),
+            s1: r1.iter().map(|&r| sigmoid(r)).collect(),
+            w2: r2.iter().map(|&r| softplus(r)).collect(),
+            s2: r2.iter().map(|&r| sigmoid(r)).collect(),
+            b1: b1.to_vec(),
+            b2: p[3 * w],
+        };
+        Prepared {
+            z: psi.tilde(0.0, true),
+            o: psi.tilde(1.0, true),
+            psi,
+            g0: p[3 * w + 1],
+            g1: p[3 * w + 2],
         }
-        if grads {
-            dg[3 * w] = 1.0;
-        }
-        Tilde { g, gp, dg, dgp }
-    }
-
-    /// `(γ̄(t), γ̄′(t))` from γ̃ at `t`, 0 and 1 (Eq. 66).
-    fn gamma_bar(&self, p: &[f64], t: f64) -> (f64, f64) {
-        let a = self.tilde(p, t, false);
-        let z = self.tilde(p, 0.0, false);
-        let o = self.tilde(p, 1.0, false);
-        let den = o.g - z.g;
-        ((a.g - z.g) / den, a.gp / den)
     }
 
     /// Eqs. 65–67 of arXiv 2503.24322 at time `t ∈ [0, 1]`: `γ(t)`, `γ′(t)`,
     /// `ᾱ(t) = σ(−γ(t))`, `SNR(t) = e^{−γ(t)}` and the analytic
     /// `SNR′(t) = −γ′(t)·e^{−γ(t)} = (γ1 − γ0)·γ̄′(t)·e^{−γ(t)}`.
     pub fn at(&self, t: f64) -> ScheduleAt {
-        let p = self.params();
-        let w = self.width;
-        let (g0, g1) = (p[3 * w + 1], p[3 * w + 2]);
-        let (gb, gbp) = self.gamma_bar(&p, t);
-        let gamma = g0 + (g1 - g0) * (1.0 - gb);
-        let gamma_prime = -(g1 - g0) * gbp;
-        let snr = (-gamma).exp();
-        ScheduleAt {
-            gamma,
-            gamma_prime,
-            alpha_bar: sigmoid(-gamma),
-            snr,
-            snr_prime: -gamma_prime * snr,
-        }
+        self.prepare().at(t)
+    }
+
+    /// [`LearnableSchedule::at`] at every time of `ts` (the same numbers,
+    /// with the parts that do not depend on `t` computed once).
+    pub fn at_many(&self, ts: &[f64]) -> Vec<ScheduleAt> {
+        let pre = self.prepare();
+        ts.iter().map(|&t| pre.at(t)).collect()
     }
 
     /// `γ(t)` (Eq. 67).
@@ -268,44 +360,14 @@ impl LearnableSchedule {
     /// Gradients of `γ(t)` and `γ′(t)` with respect to every parameter
     /// (`[r1, b1, r2, b2, γ0, γ1]`), with the values at `t`.
     pub fn gamma_grads(&self, t: f64) -> (ScheduleAt, Vec<f64>, Vec<f64>) {
-        let p = self.params();
-        let w = self.width;
-        let (g0, g1) = (p[3 * w + 1], p[3 * w + 2]);
-        let delta = g1 - g0;
-        let a = self.tilde(&p, t, true);
-        let z = self.tilde(&p, 0.0, true);
-        let o = self.tilde(&p, 1.0, true);
-        let den = o.g - z.g;
-        let gb = (a.g - z.g) / den;
-        let gbp = a.gp / den;
-        let n = self.num_params();
-        let (mut dgamma, mut dgamma_p) = (vec![0.0; n], vec![0.0; n]);
-        for k in 0..3 * w + 1 {
-            let dden = o.dg[k] - z.dg[k];
-            // γ̄ = (γ̃(t) − γ̃(0))/D, γ̄′ = γ̃′(t)/D, D = γ̃(1) − γ̃(0).
-            let dgb = (a.dg[k] - z.dg[k]) / den - gb * dden / den;
-            let dgbp = a.dgp[k] / den - gbp * dden / den;
-            dgamma[k] = -delta * dgb;
-            dgamma_p[k] = -delta * dgbp;
-        }
-        // γ = γ0 + (γ1 − γ0)(1 − γ̄): ∂γ/∂γ0 = γ̄, ∂γ/∂γ1 = 1 − γ̄; γ′ = −(γ1 − γ0)γ̄′.
-        dgamma[3 * w + 1] = gb;
-        dgamma[3 * w + 2] = 1.0 - gb;
-        dgamma_p[3 * w + 1] = gbp;
-        dgamma_p[3 * w + 2] = -gbp;
-        let at = self.at(t);
-        (at, dgamma, dgamma_p)
+        self.prepare().gamma_grads(t, self.num_params())
     }
 
     /// Gradient of `c_ᾱ·ᾱ(t) + c_s·SNR′(t)` with respect to every parameter:
     /// `∂ᾱ = −ᾱ(1 − ᾱ)·∂γ` and `∂SNR′ = e^{−γ}(γ′·∂γ − ∂γ′)`.
     pub fn grad_of(&self, t: f64, c_alpha_bar: f64, c_snr_prime: f64) -> Vec<f64> {
-        let (at, dg, dgp) = self.gamma_grads(t);
-        let ka = -at.alpha_bar * (1.0 - at.alpha_bar) * c_alpha_bar;
-        dg.iter()
-            .zip(&dgp)
-            .map(|(&g, &gp)| ka * g + c_snr_prime * at.snr * (at.gamma_prime * g - gp))
-            .collect()
+        self.prepare()
+            .grad_of(t, c_alpha_bar, c_snr_prime, self.num_params())
     }
 
     /// Add `∂L/∂params` to the accumulator, where `L` depends on the schedule
@@ -323,11 +385,12 @@ impl LearnableSchedule {
             });
         }
         let mut acc = self.grad.to_vec_f64();
+        let (pre, n) = (self.prepare(), self.num_params());
         for ((&t, &ca), &cs) in ts.iter().zip(d_alpha_bar).zip(d_snr_prime) {
             if ca == 0.0 && cs == 0.0 {
                 continue;
             }
-            for (a, g) in acc.iter_mut().zip(self.grad_of(t, ca, cs)) {
+            for (a, g) in acc.iter_mut().zip(pre.grad_of(t, ca, cs, n)) {
                 *a += g;
             }
         }

@@ -175,3 +175,17 @@ fn flow_matching_path_helpers() {
     let n = ode::noisy_latent_rows(&z1, &[1.0, 0.0], &z0).unwrap();
     assert_eq!(n.to_vec_f64(), vec![0.0, 1.0, 0.5, 0.5]);
 }
+
+/// `at_many` computes the parts that do not depend on `t` once: it must
+/// give exactly the numbers of `at` at each time, for random parameters.
+#[test]
+fn at_many_equals_at_bit_for_bit() {
+    for seed in 0..4 {
+        let s = random_schedule(seed);
+        let ts: Vec<f64> = (0..=40).map(|i| i as f64 / 40.0).collect();
+        for (t, many) in ts.iter().zip(s.at_many(&ts)) {
+            assert_eq!(many, s.at(*t), "seed {seed}, t = {t}");
+        }
+        assert!(s.at_many(&[]).is_empty());
+    }
+}

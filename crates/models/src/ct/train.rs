@@ -112,7 +112,7 @@ impl NoPropCont {
             &mut RngStream::new(seed, stream(Purpose::Z1, step)),
         )?;
         let sched = self.schedule()?;
-        let ats: Vec<_> = ts.iter().map(|&t| sched.at(t)).collect();
+        let ats = sched.at_many(&ts);
         let (ab1, ab0) = (sched.alpha_bar(1.0), sched.alpha_bar(0.0));
         let ab: Vec<f64> = ats.iter().map(|a| a.alpha_bar).collect();
         let z_t = noisy_latent_rows(&u, &ab, &eps_t)?;
