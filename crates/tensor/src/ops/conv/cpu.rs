@@ -102,9 +102,9 @@ pub(super) fn im2col(x: &Tensor, g: Geom) -> Result<Tensor> {
 /// From [`PER_CHANNEL_MIN`] input channels on, one task per channel `ci`:
 /// its `KH·KW` rows of `col` are one contiguous block, written as long
 /// sequential runs while each image's plane `x[ni, ci]` (read once per
-/// task, from L1) is spread over them.
-/// A task per tap row instead re-read every plane `KH·KW` times in short
-/// runs scattered over the whole input. Fixed writes, no reductions.
+/// task, from L1) is spread over them. A task per tap row instead re-read
+/// every plane `KH·KW` times in short runs scattered over the whole input.
+/// Fixed writes, no reductions.
 fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
     let np = g.n * g.p();
     let taps = g.kh * g.kw;
@@ -204,8 +204,9 @@ fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
 /// (`OW`-element) loops of the general path.
 ///
 /// From [`PER_CHANNEL_MIN`] input channels on, one task per channel `ci`:
-/// it reads that channel's `3·KW` rows of `col` front to back (long sequential streams the prefetcher follows) and
-/// writes the planes `dx[ni, ci]` of every image. A task per image read
+/// it reads that channel's `3·KW` rows of `col` front to back (long
+/// sequential streams the prefetcher follows) and writes the planes
+/// `dx[ni, ci]` of every image. A task per image read
 /// `P`-element pieces of all `C·9` rows, each from a different place of a
 /// matrix of tens of MB, and waited on memory for most of them. Every
 /// element receives its taps in the same order as before (kx outer,
