@@ -13,6 +13,8 @@ const CONV_ZOO: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (3, 7, 9, 9, 63, 3, 1),
     (2, 9, 6, 7, 5, 3, 1), // a task per channel in im2col, with padding
     (2, 7, 9, 5, 3, 5, 2),
+    (35, 3, 6, 5, 4, 3, 0), // the CPU backward in four uneven parts (8, 9, 9, 9 images)
+    (19, 2, 5, 6, 3, 3, 1), // two parts, padding
     (1, 2, 63, 7, 1, 3, 0),
     (3, 1, 28, 28, 8, 3, 1),
     (2, 1, 28, 28, 32, 3, 0),   // MNIST conv1

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::ops::num::*;
 
 use super::{Conv2dGrads, ConvGeom as Geom};
-use crate::ops::gemm::gemm_slices;
+use crate::ops::gemm::gemm_serial;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
 
 impl Geom {
@@ -111,26 +111,10 @@ fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
     if np == 0 || g.kk() == 0 {
         return;
     }
-    let (hw, p, ow) = (g.h * g.w, g.p(), g.ow);
+    let (hw, p) = (g.h * g.w, g.p());
     // Tap row `t` of channel `ci`, image `ni`: its `P` columns from the plane.
     let fill = |ci: usize, t: usize, ni: usize, seg: &mut [T]| {
-        let plane = &x[(ni * g.c + ci) * hw..(ni * g.c + ci + 1) * hw];
-        let (ky, kx) = (t / g.kw, t % g.kw);
-        for (oy, dst) in seg.chunks_exact_mut(ow).enumerate() {
-            match g.run(ky, kx, oy) {
-                Some((iy, lo, hi, ix0)) => {
-                    dst[..lo].iter_mut().for_each(|v| *v = T::zero());
-                    let src = &plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
-                    // An element loop, not `copy_from_slice`: for runs of
-                    // 9–30 elements a call to `memmove` costs more than the copy.
-                    for (d, &v) in dst[lo..hi].iter_mut().zip(src) {
-                        *d = v;
-                    }
-                    dst[hi..].iter_mut().for_each(|v| *v = T::zero());
-                }
-                None => dst.iter_mut().for_each(|v| *v = T::zero()),
-            }
-        }
+        fill_tap_row(&x[(ni * g.c + ci) * hw..(ni * g.c + ci + 1) * hw], g, t, seg);
     };
     if g.c >= PER_CHANNEL_MIN {
         col.par_chunks_mut(taps * np)
@@ -149,6 +133,28 @@ fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
                 fill(r / taps, r % taps, ni, seg);
             }
         });
+    }
+}
+
+/// One row of the column matrix: tap `t = ky·KW + kx` of one input plane
+/// (`H·W`) over the `P` output pixels, zero where the tap falls in the
+/// padding.
+fn fill_tap_row<T: Elem>(plane: &[T], g: Geom, t: usize, seg: &mut [T]) {
+    let (ky, kx) = (t / g.kw, t % g.kw);
+    for (oy, dst) in seg.chunks_exact_mut(g.ow).enumerate() {
+        match g.run(ky, kx, oy) {
+            Some((iy, lo, hi, ix0)) => {
+                dst[..lo].iter_mut().for_each(|v| *v = T::zero());
+                let src = &plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
+                // An element loop, not `copy_from_slice`: for runs of
+                // 9–30 elements a call to `memmove` costs more than the copy.
+                for (d, &v) in dst[lo..hi].iter_mut().zip(src) {
+                    *d = v;
+                }
+                dst[hi..].iter_mut().for_each(|v| *v = T::zero());
+            }
+            None => dst.iter_mut().for_each(|v| *v = T::zero()),
+        }
     }
 }
 
@@ -177,24 +183,31 @@ fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
         return col2im_3x3_valid(col, g, dx);
     }
     // One task per image; taps added in a fixed order: thread-count independent.
-    dx.par_chunks_mut(chw).enumerate().for_each(|(ni, img)| {
-        for r in 0..g.kk() {
-            let ci = r / (g.kh * g.kw);
-            let ky = (r / g.kw) % g.kh;
-            let kx = r % g.kw;
-            let row = &col[r * np + ni * g.p()..r * np + (ni + 1) * g.p()];
-            let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            for oy in 0..g.oh {
-                if let Some((iy, lo, hi, ix0)) = g.run(ky, kx, oy) {
-                    let src = &row[oy * g.ow + lo..oy * g.ow + hi];
-                    let dst = &mut plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d += v;
-                    }
+    dx.par_chunks_mut(chw)
+        .enumerate()
+        .for_each(|(ni, img)| col2im_image_general(col, np, ni * g.p(), g, img));
+}
+
+/// Adds the taps of one image into its `[C, H, W]` gradient `img`: the
+/// image's columns of `col` (row stride `np`) start at column `base`.
+/// Taps in row order of `col`, each added once.
+fn col2im_image_general<T: Elem>(col: &[T], np: usize, base: usize, g: Geom, img: &mut [T]) {
+    for r in 0..g.kk() {
+        let ci = r / (g.kh * g.kw);
+        let ky = (r / g.kw) % g.kh;
+        let kx = r % g.kw;
+        let row = &col[r * np + base..r * np + base + g.p()];
+        let plane = &mut img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for oy in 0..g.oh {
+            if let Some((iy, lo, hi, ix0)) = g.run(ky, kx, oy) {
+                let src = &row[oy * g.ow + lo..oy * g.ow + hi];
+                let dst = &mut plane[iy * g.w + ix0..iy * g.w + ix0 + hi - lo];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d += v;
                 }
             }
         }
-    });
+    }
 }
 
 /// [`col2im_slices`] for 3-row kernels without padding (every conv of the
@@ -213,37 +226,10 @@ fn col2im_slices<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
 /// `(a + b) + c` over ky), so the sums are unchanged and do not depend on
 /// the thread count.
 fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
-    let (h, w, oh, ow, kw, p) = (g.h, g.w, g.oh, g.ow, g.kw, g.p());
+    let (h, w, p) = (g.h, g.w, g.p());
     let np = g.n * p;
     // Adds the taps of channel `ci`, image `ni` into its plane `dx[ni, ci]`.
-    let add_taps = |ci: usize, ni: usize, plane: &mut [T]| {
-        for kx in 0..kw {
-            // Tap (ky, kx) is row (ci·3 + ky)·KW + kx of col.
-            let tap = |ky: usize, oy: usize| {
-                let r = (ci * 3 + ky) * kw + kx;
-                let at = r * np + ni * p + oy * ow;
-                &col[at..at + ow]
-            };
-            for iy in 0..h {
-                let dst = &mut plane[iy * w + kx..iy * w + kx + ow];
-                if iy >= 2 && iy < oh {
-                    let (s0, s1, s2) = (tap(0, iy), tap(1, iy - 1), tap(2, iy - 2));
-                    for (((d, &a), &b), &c) in dst.iter_mut().zip(s0).zip(s1).zip(s2) {
-                        *d += (a + b) + c;
-                    }
-                } else {
-                    // Edge rows: fewer than three taps reach them.
-                    for ky in 0..3 {
-                        if iy >= ky && iy - ky < oh {
-                            for (d, &a) in dst.iter_mut().zip(tap(ky, iy - ky)) {
-                                *d += a;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
+    let add_taps = |ci: usize, ni: usize, plane: &mut [T]| add_taps_3x3(col, np, ni * p, g, ci, plane);
     if g.c < PER_CHANNEL_MIN {
         // Few channels: a task per image keeps both cores busy.
         dx.par_chunks_mut(g.c * h * w)
@@ -267,7 +253,101 @@ fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     });
 }
 
-/// Forward on host tensors; returns `y` and leaves the im2col matrix in `slot`.
+/// Adds the 3×3 taps of channel `ci` of one image into its plane (`H·W`):
+/// the image's columns of `col` (row stride `np`) start at column `base`.
+/// Kx outer; a row that three taps reach receives `(a + b) + c` over ky.
+fn add_taps_3x3<T: Elem>(col: &[T], np: usize, base: usize, g: Geom, ci: usize, plane: &mut [T]) {
+    let (h, w, oh, ow, kw) = (g.h, g.w, g.oh, g.ow, g.kw);
+    for kx in 0..kw {
+        // Tap (ky, kx) is row (ci·3 + ky)·KW + kx of col.
+        let tap = |ky: usize, oy: usize| {
+            let r = (ci * 3 + ky) * kw + kx;
+            let at = r * np + base + oy * ow;
+            &col[at..at + ow]
+        };
+        for iy in 0..h {
+            let dst = &mut plane[iy * w + kx..iy * w + kx + ow];
+            if iy >= 2 && iy < oh {
+                let (s0, s1, s2) = (tap(0, iy), tap(1, iy - 1), tap(2, iy - 2));
+                for (((d, &a), &b), &c) in dst.iter_mut().zip(s0).zip(s1).zip(s2) {
+                    *d += (a + b) + c;
+                }
+            } else {
+                // Edge rows: fewer than three taps reach them.
+                for ky in 0..3 {
+                    if iy >= ky && iy - ky < oh {
+                        for (d, &a) in dst.iter_mut().zip(tap(ky, iy - ky)) {
+                            *d += a;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Images per part at most: the batch is cut into [`parts`] fixed ranges of
+/// images, each one task with its own scratch.
+const PART_IMAGES: usize = 16;
+
+/// Images whose columns the backward multiplies in one product. Groups of
+/// 2 and 4 (a longer inner dimension for the weight gradient) were no
+/// faster than 1 on the paper's layers: the group's column matrix leaves L2.
+const BWD_GROUP: usize = 1;
+
+/// The batch of `n` images cut into near-equal contiguous ranges of at most
+/// about [`PART_IMAGES`] images, an even number of them (an odd count
+/// leaves one of two cores idle for a whole part). Fixed by `n`, never by
+/// the thread count, so the weight gradient's sum over parts is too.
+fn parts(n: usize) -> Vec<std::ops::Range<usize>> {
+    let count = n.div_ceil(PART_IMAGES).max(2).next_multiple_of(2).min(n);
+    (0..count).map(|i| i * n / count..(i + 1) * n / count).collect()
+}
+
+/// `buf` cut at the image ranges of `parts`, `per_image` elements each.
+fn split_parts<'a, T>(
+    mut buf: &'a mut [T],
+    parts: &[std::ops::Range<usize>],
+    per_image: usize,
+) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(parts.len());
+    for r in parts {
+        let (head, tail) = buf.split_at_mut(r.len() * per_image);
+        out.push(head);
+        buf = tail;
+    }
+    out
+}
+
+/// The column matrix of one image from its `[C, H, W]`: row `r` of
+/// `[C·KH·KW, P]` goes to `col[r·np + base..][..P]`.
+fn im2col_image<T: Elem>(x_img: &[T], g: Geom, col: &mut [T], np: usize, base: usize) {
+    let (hw, p, taps) = (g.h * g.w, g.p(), g.kh * g.kw);
+    for r in 0..g.kk() {
+        let ci = r / taps;
+        let row = &mut col[r * np + base..r * np + base + p];
+        fill_tap_row(&x_img[ci * hw..(ci + 1) * hw], g, r % taps, row);
+    }
+}
+
+/// Adds `col2im` of one image's columns of `col` (row stride `np`, from
+/// column `base`) into its `[C, H, W]`.
+fn col2im_image<T: Elem>(col: &[T], np: usize, base: usize, g: Geom, dx_img: &mut [T]) {
+    if g.pad == 0 && g.kh == 3 {
+        for (ci, plane) in dx_img.chunks_mut(g.h * g.w).enumerate() {
+            add_taps_3x3(col, np, base, g, ci, plane);
+        }
+    } else {
+        col2im_image_general(col, np, base, g, dx_img);
+    }
+}
+
+/// Forward on host tensors, one image at a time: for image `n`,
+/// `col_n = im2col(x[n])` (`[C·KH·KW, P]`, in cache) and
+/// `y[n] = w·col_n + b` (ReLU fused), written straight into `y[n]`,
+/// which is `[OC, P]` in NCHW. Parts of the batch run side by side.
+/// Keeps `x` (shared, not copied) in `slot` for the backward, which
+/// rebuilds each `col_n`: cheaper than storing `C·KH·KW·N·P` values.
 pub(super) fn conv2d_forward(
     x: &Tensor,
     w: &Tensor,
@@ -277,75 +357,58 @@ pub(super) fn conv2d_forward(
     slot: &mut Option<Tensor>,
 ) -> Result<Tensor> {
     let oc = w.dim(0);
-    let np = g.np();
-    let kk = g.kk();
+    let (kk, p) = (g.kk(), g.p());
     let dtype = x.dtype();
-    let mut col = take(slot.take(), &[kk, np], dtype);
-    let mut tmp = take(None, &[oc, np], dtype);
     let mut y = Tensor::zeros(&[g.n, oc, g.oh, g.ow], dtype);
-    with_dtype!(dtype, T, {
-        im2col_slices::<T>(x.as_slice()?, g, col.as_mut_slice()?);
-        // y'[oc, np] = w[oc, kk] · col[kk, np]
-        gemm_slices::<T>(
-            oc,
-            np,
-            kk,
-            w.as_slice()?,
-            kk,
-            1,
-            col.as_slice()?,
-            np,
-            1,
-            tmp.as_mut_slice()?,
-            false,
-        );
-        let bias: Option<&[T]> = match b {
-            Some(b) => Some(b.as_slice()?),
-            None => None,
-        };
-        scatter_to_nchw::<T>(tmp.as_slice()?, oc, g.p(), bias, relu, y.as_mut_slice()?);
-    });
-    *slot = Some(col);
-    give_back(Some(tmp));
+    if g.n > 0 && p > 0 && oc > 0 {
+        let parts = parts(g.n);
+        let mut scratch = take(None, &[parts.len(), kk * p], dtype);
+        with_dtype!(dtype, T, {
+            let (xs, ws) = (x.as_slice::<T>()?, w.as_slice::<T>()?);
+            let bias: Option<&[T]> = match b {
+                Some(b) => Some(b.as_slice()?),
+                None => None,
+            };
+            let chw = g.c * g.h * g.w;
+            let ys = split_parts(y.as_mut_slice::<T>()?, &parts, oc * p);
+            let cols = scratch.as_mut_slice::<T>()?.chunks_mut(kk * p);
+            ys.into_par_iter()
+                .zip(cols.collect::<Vec<_>>())
+                .zip(&parts)
+                .for_each(|((yp, col), range)| {
+                    for (yi, ni) in yp.chunks_mut(oc * p).zip(range.clone()) {
+                        im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, p, 0);
+                        // y[n][oc, p] = w[oc, kk] · col_n[kk, p]
+                        gemm_serial::<T>(oc, p, kk, ws, kk, 1, col, p, 1, yi, p, false);
+                        for (c, row) in yi.chunks_mut(p).enumerate() {
+                            let bc = bias.map_or(T::zero(), |b| b[c]);
+                            // Two loops, not a `relu &&` inside one: the
+                            // flag would keep the loop scalar.
+                            if relu {
+                                for v in row.iter_mut() {
+                                    let s = *v + bc;
+                                    *v = if s < T::zero() { T::zero() } else { s };
+                                }
+                            } else {
+                                row.iter_mut().for_each(|v| *v += bc);
+                            }
+                        }
+                    }
+                });
+        });
+        give_back(Some(scratch));
+    }
+    *slot = Some(x.clone());
     Ok(y)
 }
 
-/// `[OC, N·P]` to `[N, OC, P]` (contiguous runs of `P`), adding `bias[oc]`
-/// and applying ReLU if asked.
-fn scatter_to_nchw<T: Elem>(
-    t: &[T],
-    oc: usize,
-    p: usize,
-    bias: Option<&[T]>,
-    relu: bool,
-    y: &mut [T],
-) {
-    if oc * p == 0 {
-        return;
-    }
-    let np = t.len() / oc;
-    y.par_chunks_mut(oc * p).enumerate().for_each(|(ni, img)| {
-        for c in 0..oc {
-            let bc = bias.map_or(T::zero(), |b| b[c]);
-            let src = &t[c * np + ni * p..c * np + (ni + 1) * p];
-            let dst = &mut img[c * p..(c + 1) * p];
-            // Two loops, not a `relu &&` inside one: the flag, read through
-            // the closure's reference, would keep the loop scalar.
-            if relu {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    let v = v + bc;
-                    *d = if v < T::zero() { T::zero() } else { v };
-                }
-            } else {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = v + bc;
-                }
-            }
-        }
-    });
-}
-
-/// Backward on host tensors from the im2col matrix the forward left in `slot`.
+/// Backward on host tensors from the input the forward left in `slot`, one
+/// image at a time in fixed parts of the batch (see [`parts`]). For image
+/// `n` of a part: `dy_n = dy[n]·[y[n] > 0]` (the fused ReLU's mask),
+/// `col_n = im2col(x[n])`, `dw_part += dy_n·col_nᵀ`, `db_part[oc] += Σ_p
+/// dy_n[oc, p]`, and when asked `dx[n] = col2im(wᵀ·dy_n)`. Then `dw` and
+/// `db` are the parts' sums in part order: the same numbers for any thread
+/// count.
 pub(super) fn conv2d_backward(
     dy: &Tensor,
     w: &Tensor,
@@ -354,108 +417,102 @@ pub(super) fn conv2d_backward(
     slot: &mut Option<Tensor>,
     need_dx: bool,
 ) -> Result<Conv2dGrads> {
-    let col = slot.take().ok_or(Error::InvalidArgument {
+    let x = slot.take().ok_or(Error::InvalidArgument {
         op: "conv2d_backward",
         why: "no forward pass cached in the workspace (one backward per forward)".into(),
     })?;
     let wsh = w.shape().to_vec();
     let oc = wsh[0];
     let dtype = dy.dtype();
-    let np = g.np();
-    let kk = g.kk();
-    let mut dy2 = take(None, &[oc, np], dtype);
+    let (kk, p) = (g.kk(), g.p());
     let mut dw = Tensor::zeros(&wsh, dtype);
     let mut db = Tensor::zeros(&[oc], dtype);
-    let mut dx = None;
+    let mut dx = need_dx.then(|| Tensor::zeros(&[g.n, g.c, g.h, g.w], dtype));
+    if g.n == 0 || p == 0 || oc == 0 {
+        return Ok(Conv2dGrads { dx, dw, db });
+    }
+    let parts = parts(g.n);
+    // Per part, for a group of up to BWD_GROUP images side by side: col,
+    // dcol (when dx is asked) and dy of the group, then dw_part, db_part.
+    let gp = BWD_GROUP * p;
+    let dcol_len = if need_dx { kk * gp } else { 0 };
+    let per_part = kk * gp + dcol_len + oc * gp + oc * kk + oc;
+    let mut scratch = take(None, &[parts.len(), per_part], dtype);
     with_dtype!(dtype, T, {
-        let dys = dy.as_slice::<T>()?;
+        let (xs, ws, dys) = (x.as_slice::<T>()?, w.as_slice::<T>()?, dy.as_slice::<T>()?);
         let mask: Option<&[T]> = match relu_out {
             Some(y) => Some(y.as_slice()?),
             None => None,
         };
-        gather_from_nchw::<T>(
-            dys,
-            mask,
-            g.n,
-            g.p(),
-            dy2.as_mut_slice()?,
-            db.as_mut_slice()?,
-        );
-        // dw[oc, kk] = dy'[oc, np] · col[kk, np]ᵀ
-        gemm_slices::<T>(
-            oc,
-            kk,
-            np,
-            dy2.as_slice()?,
-            np,
-            1,
-            col.as_slice()?,
-            1,
-            np,
-            dw.as_mut_slice()?,
-            false,
-        );
-        if need_dx {
-            // dcol[kk, np] = w[oc, kk]ᵀ · dy'[oc, np]; reuse the col buffer.
-            let mut dcol = col;
-            gemm_slices::<T>(
-                kk,
-                np,
-                oc,
-                w.as_slice()?,
-                1,
-                kk,
-                dy2.as_slice()?,
-                np,
-                1,
-                dcol.as_mut_slice()?,
-                false,
-            );
-            let mut dxt = Tensor::zeros(&[g.n, g.c, g.h, g.w], dtype);
-            col2im_slices::<T>(dcol.as_slice()?, g, dxt.as_mut_slice()?);
-            dx = Some(dxt);
-            give_back(Some(dcol));
-        } else {
-            give_back(Some(col));
-        }
-    });
-    give_back(Some(dy2));
-    Ok(Conv2dGrads { dx, dw, db })
-}
-
-/// `[N, OC, P]` to `[OC, N·P]`, multiplied by `[mask > 0]` when a mask is
-/// given; `db[oc]` receives the sum of row `oc` (sequential per row).
-fn gather_from_nchw<T: Elem>(
-    y: &[T],
-    mask: Option<&[T]>,
-    n: usize,
-    p: usize,
-    t: &mut [T],
-    db: &mut [T],
-) {
-    let oc = db.len();
-    if oc * p * n == 0 {
-        return;
-    }
-    t.par_chunks_mut(n * p)
-        .zip(db.par_iter_mut())
-        .enumerate()
-        .for_each(|(c, (row, dbc))| {
-            for ni in 0..n {
-                let o = (ni * oc + c) * p;
-                let src = &y[o..o + p];
-                let dst = &mut row[ni * p..(ni + 1) * p];
-                match mask {
-                    Some(m) => {
-                        for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(&m[o..o + p]) {
-                            *d = if mv > T::zero() { v } else { T::zero() };
+        let chw = g.c * g.h * g.w;
+        let bufs: Vec<&mut [T]> = scratch.as_mut_slice::<T>()?.chunks_mut(per_part).collect();
+        let dxs: Vec<Option<&mut [T]>> = match dx.as_mut() {
+            Some(d) => split_parts(d.as_mut_slice::<T>()?, &parts, chw)
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => parts.iter().map(|_| None).collect(),
+        };
+        bufs.into_par_iter()
+            .zip(dxs)
+            .zip(&parts)
+            .for_each(|((buf, mut dxp), range)| {
+                let (col, rest) = buf.split_at_mut(kk * gp);
+                let (dcol, rest) = rest.split_at_mut(dcol_len);
+                let (dyg, rest) = rest.split_at_mut(oc * gp);
+                let (dwp, dbp) = rest.split_at_mut(oc * kk);
+                dbp.iter_mut().for_each(|v| *v = T::zero());
+                let first = range.start;
+                for (gi, g0) in range.clone().step_by(BWD_GROUP).enumerate() {
+                    let imgs = g0..(g0 + BWD_GROUP).min(range.end);
+                    let np = imgs.len() * p;
+                    for (j, ni) in imgs.clone().enumerate() {
+                        let o = ni * oc * p;
+                        for c in 0..oc {
+                            let src = &dys[o + c * p..o + (c + 1) * p];
+                            let dst = &mut dyg[c * np + j * p..c * np + (j + 1) * p];
+                            match mask {
+                                Some(m) => {
+                                    let mk = &m[o + c * p..o + (c + 1) * p];
+                                    for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(mk) {
+                                        *d = if mv > T::zero() { v } else { T::zero() };
+                                    }
+                                }
+                                None => dst.copy_from_slice(src),
+                            }
+                            dbp[c] += lane_sum(dst);
+                        }
+                        im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, np, j * p);
+                    }
+                    // dw_part[oc, kk] (+)= dy_g[oc, np] · col_g[kk, np]ᵀ
+                    gemm_serial::<T>(oc, kk, np, dyg, np, 1, col, 1, np, dwp, kk, gi > 0);
+                    if let Some(dxp) = dxp.as_deref_mut() {
+                        // dcol_g[kk, np] = w[oc, kk]ᵀ · dy_g[oc, np]
+                        gemm_serial::<T>(kk, np, oc, ws, 1, kk, dyg, np, 1, dcol, np, false);
+                        for (j, ni) in imgs.enumerate() {
+                            let dxi = &mut dxp[(ni - first) * chw..(ni - first + 1) * chw];
+                            col2im_image(dcol, np, j * p, g, dxi);
                         }
                     }
-                    None => dst.copy_from_slice(src),
                 }
+            });
+        // The parts' sums, in part order.
+        let bufs = scratch.as_slice::<T>()?;
+        let (dws, dbs) = (dw.as_mut_slice::<T>()?, db.as_mut_slice::<T>()?);
+        for (i, buf) in bufs.chunks(per_part).enumerate() {
+            let at = kk * gp + dcol_len + oc * gp;
+            let (dwp, dbp) = (&buf[at..at + oc * kk], &buf[at + oc * kk..]);
+            if i == 0 {
+                dws.copy_from_slice(dwp);
+                dbs.copy_from_slice(dbp);
+            } else {
+                dws.iter_mut().zip(dwp).for_each(|(d, &v)| *d += v);
+                dbs.iter_mut().zip(dbp).for_each(|(d, &v)| *d += v);
             }
-            *dbc = lane_sum(row);
-        });
+        }
+    });
+    give_back(Some(scratch));
+    Ok(Conv2dGrads { dx, dw, db })
 }
 
 /// `Σ x` in a fixed order that vectorises: eight running sums over

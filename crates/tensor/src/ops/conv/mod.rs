@@ -10,6 +10,12 @@
 //! (ReLU fused). Backward: `dy'` is `dy` gathered the same way (with the ReLU
 //! mask fused), `dw = dy'·colᵀ`, `db = Σ dy'`, `dcol = wᵀ·dy'`,
 //! `dx = col2im(dcol)`.
+//!
+//! The GPU path computes exactly that. The CPU path computes the same
+//! products one image at a time: `col_n = im2col(x[n])` is `[C·KH·KW, P]`
+//! (it stays in cache), `y[n] = w·col_n` is already NCHW, and the backward
+//! sums `dw = Σ_n dy_n·col_nᵀ` over fixed parts of the batch (see
+//! `cpu::conv2d_backward`).
 
 mod cpu;
 
@@ -19,21 +25,22 @@ use super::dev;
 use crate::cuda::kernels::conv as cuda;
 use crate::{Error, Result, Tensor};
 
-/// The buffers of one convolution between its forward and its backward: the
-/// im2col matrix of the forward, which the weight gradient needs.
+/// What one convolution keeps between its forward and its backward.
 ///
-/// On the host, scratch buffers are not kept per layer: the GEMM output is
-/// handed back to a process-wide pool as soon as the forward has used it,
-/// and the im2col matrix when the backward is done (see
-/// [`scratch_pool_bytes`]). A network of many conv layers trained one block
-/// at a time (NoProp-DT: ten blocks of three convs) thus holds the large
-/// im2col matrices of the blocks being trained at that moment, not of every
-/// block it has ever trained. On a GPU the workspace keeps its device
-/// buffers between steps (no allocation in steady state).
+/// On the host that is the forward's input `x` (the tensor itself, shared
+/// with the caller, not a copy): the CPU path convolves one image at a time
+/// (`col_n = im2col(x[n])` stays in cache) and the backward rebuilds each
+/// `col_n` from `x`, so no im2col matrix of the whole batch is ever stored.
+/// Its per-part scratch buffers go back to a process-wide pool after each
+/// call (see [`scratch_pool_bytes`]), so a network of many conv layers
+/// trained one block at a time (NoProp-DT: ten blocks of three convs) does
+/// not hold scratch per layer. On a GPU the workspace keeps the im2col
+/// matrix and its device buffers between steps (no allocation in steady
+/// state).
 #[derive(Clone, Debug, Default)]
 pub struct ConvWorkspace {
-    /// The host im2col matrix of the last forward.
-    col: Option<Tensor>,
+    /// The host input of the last forward (shared, not copied).
+    x: Option<Tensor>,
     /// The input shape and padding of the last forward.
     x_shape: Vec<usize>,
     pad: usize,
@@ -51,9 +58,10 @@ impl ConvWorkspace {
         Self::default()
     }
 
-    /// Bytes currently held in host memory.
+    /// Bytes of host memory the workspace keeps alive: the last forward's
+    /// input until its backward.
     pub fn size_in_bytes(&self) -> usize {
-        self.col.as_ref().map_or(0, |t| t.size_in_bytes())
+        self.x.as_ref().map_or(0, |t| t.size_in_bytes())
     }
 }
 
@@ -195,7 +203,7 @@ pub fn conv2d_forward(
         let (xc, wc) = (dev::get(op, x)?, dev::get(op, w)?);
         dev::wrap(cuda::conv2d_forward(xc, wc, bc, g, relu, &mut ws.cuda)?)
     } else {
-        cpu::conv2d_forward(x, w, b, g, relu, &mut ws.col)?
+        cpu::conv2d_forward(x, w, b, g, relu, &mut ws.x)?
     };
     ws.x_shape = s.to_vec();
     ws.pad = pad;
@@ -289,5 +297,5 @@ pub fn conv2d_backward(
             db: dev::wrap(gr.db),
         });
     }
-    cpu::conv2d_backward(dy, w, relu_out, g, &mut ws.col, need_dx)
+    cpu::conv2d_backward(dy, w, relu_out, g, &mut ws.x, need_dx)
 }

@@ -89,7 +89,7 @@ fn cut(m: usize, n: usize, k: usize) -> Cut {
 
 /// The raw kernel on slices: `c[m×n] (+)= a·b` with element strides.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm_slices<T: Elem>(
+pub(super) fn gemm_slices<T: Elem>(
     m: usize,
     n: usize,
     k: usize,
@@ -194,6 +194,65 @@ pub(crate) fn gemm_slices<T: Elem>(
                 }
             }
         }
+    }
+}
+
+/// `c[m×n] (+)= a·b` on the calling thread only (row stride `ldc` in `c`),
+/// for callers that already run one task per core (the per-image
+/// convolution). The inner slice is never split, so each element's sum
+/// over `k` runs in the `gemm` crate's order for this `k`, as in
+/// [`gemm_slices`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_serial<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[T],
+    b_rs: usize,
+    b_cs: usize,
+    c: &mut [T],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(ldc).for_each(|r| r[..n].iter_mut().for_each(|x| *x = T::zero()));
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts bound every index the kernel reads in `a` and `b`
+    // and writes in `c` (row stride `ldc`, column stride 1).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            ldc as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

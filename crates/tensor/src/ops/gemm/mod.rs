@@ -15,7 +15,7 @@
 
 mod cpu;
 
-pub(crate) use cpu::gemm_slices;
+pub(crate) use cpu::gemm_serial;
 
 use super::dev;
 use crate::cuda::kernels::gemm as cuda;
