@@ -114,7 +114,12 @@ fn im2col_slices<T: Elem>(x: &[T], g: Geom, col: &mut [T]) {
     let (hw, p) = (g.h * g.w, g.p());
     // Tap row `t` of channel `ci`, image `ni`: its `P` columns from the plane.
     let fill = |ci: usize, t: usize, ni: usize, seg: &mut [T]| {
-        fill_tap_row(&x[(ni * g.c + ci) * hw..(ni * g.c + ci + 1) * hw], g, t, seg);
+        fill_tap_row(
+            &x[(ni * g.c + ci) * hw..(ni * g.c + ci + 1) * hw],
+            g,
+            t,
+            seg,
+        );
     };
     if g.c >= PER_CHANNEL_MIN {
         col.par_chunks_mut(taps * np)
@@ -229,7 +234,8 @@ fn col2im_3x3_valid<T: Elem>(col: &[T], g: Geom, dx: &mut [T]) {
     let (h, w, p) = (g.h, g.w, g.p());
     let np = g.n * p;
     // Adds the taps of channel `ci`, image `ni` into its plane `dx[ni, ci]`.
-    let add_taps = |ci: usize, ni: usize, plane: &mut [T]| add_taps_3x3(col, np, ni * p, g, ci, plane);
+    let add_taps =
+        |ci: usize, ni: usize, plane: &mut [T]| add_taps_3x3(col, np, ni * p, g, ci, plane);
     if g.c < PER_CHANNEL_MIN {
         // Few channels: a task per image keeps both cores busy.
         dx.par_chunks_mut(g.c * h * w)
@@ -301,7 +307,9 @@ const BWD_GROUP: usize = 1;
 /// the thread count, so the weight gradient's sum over parts is too.
 fn parts(n: usize) -> Vec<std::ops::Range<usize>> {
     let count = n.div_ceil(PART_IMAGES).max(2).next_multiple_of(2).min(n);
-    (0..count).map(|i| i * n / count..(i + 1) * n / count).collect()
+    (0..count)
+        .map(|i| i * n / count..(i + 1) * n / count)
+        .collect()
 }
 
 /// `buf` cut at the image ranges of `parts`, `per_image` elements each.

@@ -223,7 +223,8 @@ pub(crate) fn gemm_serial<T: Elem>(
     assert!(ldc >= n && c.len() >= (m - 1) * ldc + n);
     if k == 0 {
         if !accumulate {
-            c.chunks_mut(ldc).for_each(|r| r[..n].iter_mut().for_each(|x| *x = T::zero()));
+            c.chunks_mut(ldc)
+                .for_each(|r| r[..n].iter_mut().for_each(|x| *x = T::zero()));
         }
         return;
     }
