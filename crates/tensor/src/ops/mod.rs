@@ -59,6 +59,14 @@ pub(crate) mod num {
 /// Elements per parallel task for element-wise kernels.
 pub(crate) const CHUNK: usize = 1 << 14;
 
+/// How many parallel tasks `n` items make in blocks of at most about
+/// `block`: the fewest that fit, but at least two and always an even
+/// number (an odd count leaves one of two cores idle for a whole block).
+/// Fixed by `n` and `block` only, never by the thread count.
+pub(crate) fn even_task_count(n: usize, block: usize) -> usize {
+    n.div_ceil(block).max(2).next_multiple_of(2)
+}
+
 pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
         return Err(Error::ShapeMismatch {

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use crate::ops::num::*;
 
 use super::{Conv2dGrads, ConvGeom as Geom};
+use crate::ops::even_task_count;
 use crate::ops::gemm::gemm_serial;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
 
@@ -296,17 +297,12 @@ fn add_taps_3x3<T: Elem>(col: &[T], np: usize, base: usize, g: Geom, ci: usize, 
 /// images, each one task with its own scratch.
 const PART_IMAGES: usize = 16;
 
-/// Images whose columns the backward multiplies in one product. Groups of
-/// 2 and 4 (a longer inner dimension for the weight gradient) were no
-/// faster than 1 on the paper's layers: the group's column matrix leaves L2.
-const BWD_GROUP: usize = 1;
-
-/// The batch of `n` images cut into near-equal contiguous ranges of at most
-/// about [`PART_IMAGES`] images, an even number of them (an odd count
-/// leaves one of two cores idle for a whole part). Fixed by `n`, never by
-/// the thread count, so the weight gradient's sum over parts is too.
+/// The batch of `n` images cut into [`even_task_count`] near-equal
+/// contiguous ranges of at most about [`PART_IMAGES`] images (no more
+/// ranges than images). Fixed by `n`, never by the thread count, so the
+/// weight gradient's sum over parts is too.
 fn parts(n: usize) -> Vec<std::ops::Range<usize>> {
-    let count = n.div_ceil(PART_IMAGES).max(2).next_multiple_of(2).min(n);
+    let count = even_task_count(n, PART_IMAGES).min(n);
     (0..count)
         .map(|i| i * n / count..(i + 1) * n / count)
         .collect()
@@ -440,11 +436,12 @@ pub(super) fn conv2d_backward(
         return Ok(Conv2dGrads { dx, dw, db });
     }
     let parts = parts(g.n);
-    // Per part, for a group of up to BWD_GROUP images side by side: col,
-    // dcol (when dx is asked) and dy of the group, then dw_part, db_part.
-    let gp = BWD_GROUP * p;
-    let dcol_len = if need_dx { kk * gp } else { 0 };
-    let per_part = kk * gp + dcol_len + oc * gp + oc * kk + oc;
+    // Per part: col_n, dcol_n (when dx is asked) and dy_n of the image in
+    // hand, then the part's dw and db. One image per step: the column
+    // matrices of 2 or 4 images (a longer inner dimension for dw) leave L2
+    // on the paper's layers and were measured no faster.
+    let dcol_len = if need_dx { kk * p } else { 0 };
+    let per_part = kk * p + dcol_len + oc * p + oc * kk + oc;
     let mut scratch = take(None, &[parts.len(), per_part], dtype);
     with_dtype!(dtype, T, {
         let (xs, ws, dys) = (x.as_slice::<T>()?, w.as_slice::<T>()?, dy.as_slice::<T>()?);
@@ -465,42 +462,33 @@ pub(super) fn conv2d_backward(
             .zip(dxs)
             .zip(&parts)
             .for_each(|((buf, mut dxp), range)| {
-                let (col, rest) = buf.split_at_mut(kk * gp);
+                let (col, rest) = buf.split_at_mut(kk * p);
                 let (dcol, rest) = rest.split_at_mut(dcol_len);
-                let (dyg, rest) = rest.split_at_mut(oc * gp);
+                let (dyn_, rest) = rest.split_at_mut(oc * p);
                 let (dwp, dbp) = rest.split_at_mut(oc * kk);
                 dbp.iter_mut().for_each(|v| *v = T::zero());
-                let first = range.start;
-                for (gi, g0) in range.clone().step_by(BWD_GROUP).enumerate() {
-                    let imgs = g0..(g0 + BWD_GROUP).min(range.end);
-                    let np = imgs.len() * p;
-                    for (j, ni) in imgs.clone().enumerate() {
-                        let o = ni * oc * p;
-                        for c in 0..oc {
-                            let src = &dys[o + c * p..o + (c + 1) * p];
-                            let dst = &mut dyg[c * np + j * p..c * np + (j + 1) * p];
-                            match mask {
-                                Some(m) => {
-                                    let mk = &m[o + c * p..o + (c + 1) * p];
-                                    for ((d, &v), &mv) in dst.iter_mut().zip(src).zip(mk) {
-                                        *d = if mv > T::zero() { v } else { T::zero() };
-                                    }
-                                }
-                                None => dst.copy_from_slice(src),
+                for (j, ni) in range.clone().enumerate() {
+                    let img = ni * oc * p..(ni + 1) * oc * p;
+                    let src = &dys[img.clone()];
+                    match mask {
+                        Some(m) => {
+                            let mk = &m[img];
+                            for ((d, &v), &mv) in dyn_.iter_mut().zip(src).zip(mk) {
+                                *d = if mv > T::zero() { v } else { T::zero() };
                             }
-                            dbp[c] += lane_sum(dst);
                         }
-                        im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, np, j * p);
+                        None => dyn_.copy_from_slice(src),
                     }
-                    // dw_part[oc, kk] (+)= dy_g[oc, np] · col_g[kk, np]ᵀ
-                    gemm_serial::<T>(oc, kk, np, dyg, np, 1, col, 1, np, dwp, kk, gi > 0);
+                    for (d, row) in dbp.iter_mut().zip(dyn_.chunks(p)) {
+                        *d += lane_sum(row);
+                    }
+                    im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, p, 0);
+                    // dw_part[oc, kk] (+)= dy_n[oc, p] · col_n[kk, p]ᵀ
+                    gemm_serial::<T>(oc, kk, p, dyn_, p, 1, col, 1, p, dwp, kk, j > 0);
                     if let Some(dxp) = dxp.as_deref_mut() {
-                        // dcol_g[kk, np] = w[oc, kk]ᵀ · dy_g[oc, np]
-                        gemm_serial::<T>(kk, np, oc, ws, 1, kk, dyg, np, 1, dcol, np, false);
-                        for (j, ni) in imgs.enumerate() {
-                            let dxi = &mut dxp[(ni - first) * chw..(ni - first + 1) * chw];
-                            col2im_image(dcol, np, j * p, g, dxi);
-                        }
+                        // dcol_n[kk, p] = w[oc, kk]ᵀ · dy_n[oc, p]
+                        gemm_serial::<T>(kk, p, oc, ws, 1, kk, dyn_, p, 1, dcol, p, false);
+                        col2im_image(dcol, p, 0, g, &mut dxp[j * chw..(j + 1) * chw]);
                     }
                 }
             });
@@ -508,7 +496,7 @@ pub(super) fn conv2d_backward(
         let bufs = scratch.as_slice::<T>()?;
         let (dws, dbs) = (dw.as_mut_slice::<T>()?, db.as_mut_slice::<T>()?);
         for (i, buf) in bufs.chunks(per_part).enumerate() {
-            let at = kk * gp + dcol_len + oc * gp;
+            let at = kk * p + dcol_len + oc * p;
             let (dwp, dbp) = (&buf[at..at + oc * kk], &buf[at + oc * kk..]);
             if i == 0 {
                 dws.copy_from_slice(dwp);

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::ops::num::*;
 
 use super::{GemmDims, Transpose};
+use crate::ops::even_task_count;
 use crate::{with_dtype, Elem, Result, Tensor};
 
 /// `C (+)= op(A)·op(B)` on host tensors the API checked.
@@ -65,12 +66,11 @@ enum Cut {
     Inner(usize),
 }
 
-/// `n` split into an even number of near-equal blocks of at most about
-/// `block`, rounded up to a multiple of `align`: an odd count leaves one
-/// of two cores idle for a whole block.
+/// The size of each of [`even_task_count`] near-equal blocks of `n`,
+/// rounded up to a multiple of `align`.
 fn even_blocks(n: usize, block: usize, align: usize) -> usize {
-    let count = n.div_ceil(block).max(2).next_multiple_of(2);
-    n.div_ceil(count).next_multiple_of(align)
+    n.div_ceil(even_task_count(n, block))
+        .next_multiple_of(align)
 }
 
 fn cut(m: usize, n: usize, k: usize) -> Cut {
@@ -128,26 +128,15 @@ pub(super) fn gemm_slices<T: Elem>(
         // holds the block, and distinct tasks receive disjoint blocks, so no
         // two tasks write the same element.
         unsafe {
-            gemm::gemm(
-                rows.len(),
-                cols.len(),
-                ks.len(),
-                c_ptr,
-                1,
-                ldc as isize,
-                acc,
+            kernel(
+                (rows.len(), cols.len(), ks.len()),
                 a.as_ptr().add(rows.start * a_rs + ks.start * a_cs),
-                a_cs as isize,
-                a_rs as isize,
+                (a_rs, a_cs),
                 b.as_ptr().add(cols.start * b_cs + ks.start * b_rs),
-                b_cs as isize,
-                b_rs as isize,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                (b_rs, b_cs),
+                c_ptr,
+                ldc,
+                acc,
             );
         }
     };
@@ -233,18 +222,52 @@ pub(crate) fn gemm_serial<T: Elem>(
     // SAFETY: the asserts bound every index the kernel reads in `a` and `b`
     // and writes in `c` (row stride `ldc`, column stride 1).
     unsafe {
+        kernel(
+            (m, n, k),
+            a.as_ptr(),
+            (a_rs, a_cs),
+            b.as_ptr(),
+            (b_rs, b_cs),
+            c.as_mut_ptr(),
+            ldc,
+            accumulate,
+        );
+    }
+}
+
+/// One single-threaded `gemm` crate call: `c[m×n] (+)= a[m×k]·b[k×n]`,
+/// with `(row, column)` element strides for `a` and `b` and row stride
+/// `ldc` (column stride 1) for `c`.
+///
+/// # Safety
+/// Every element `a[i·a_rs + l·a_cs]`, `b[l·b_rs + j·b_cs]` and
+/// `c[i·ldc + j]` with `i < m`, `j < n`, `l < k` must lie inside its
+/// allocation, and no other thread may access that part of `c` meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    a: *const T,
+    (a_rs, a_cs): (usize, usize),
+    b: *const T,
+    (b_rs, b_cs): (usize, usize),
+    c: *mut T,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: the caller's contract above.
+    unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             ldc as isize,
             accumulate,
-            a.as_ptr(),
+            a,
             a_cs as isize,
             a_rs as isize,
-            b.as_ptr(),
+            b,
             b_cs as isize,
             b_rs as isize,
             T::one(),
