@@ -27,8 +27,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use noprop_train::memory::Counting;
 
+/// mimalloc under the peak-memory counter. It keeps freed pages for reuse
+/// (the system allocator mapped and unmapped the multi-MB conv activations
+/// on every step, and the page faults of each fresh mapping took about 8 %
+/// of a NoProp-DT epoch; see docs/PERFORMANCE.md).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
 
 #[derive(Parser, Debug)]
 #[command(

@@ -4,12 +4,14 @@
 //! `/proc`.
 //!
 //! The counters only move when [`Counting`] is the process's global
-//! allocator; the `noprop` binary installs it, and so can any program that
-//! wants the `peak_*_memory_bytes` fields of a result to be filled in:
+//! allocator; the `noprop` binary installs it (around mimalloc), and so can
+//! any program that wants the `peak_*_memory_bytes` fields of a result to
+//! be filled in, around the system allocator or any other:
 //!
 //! ```
 //! #[global_allocator]
-//! static GLOBAL: noprop_train::memory::Counting = noprop_train::memory::Counting;
+//! static GLOBAL: noprop_train::memory::Counting =
+//!     noprop_train::memory::Counting::new(std::alloc::System);
 //! # fn main() {}
 //! ```
 //!
@@ -19,8 +21,18 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Wraps the system allocator and tracks live and peak heap bytes.
-pub struct Counting;
+/// Wraps an allocator (the system's by default) and tracks live and peak
+/// heap bytes.
+pub struct Counting<A = System> {
+    inner: A,
+}
+
+impl<A> Counting<A> {
+    /// Count the allocations of `inner`.
+    pub const fn new(inner: A) -> Self {
+        Counting { inner }
+    }
+}
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -31,12 +43,12 @@ fn grew(now: usize) {
     WINDOW.fetch_max(now, Ordering::Relaxed);
 }
 
-// SAFETY: every call forwards to `System` unchanged; the counters are only
-// statistics and never affect the returned memory.
-unsafe impl GlobalAlloc for Counting {
+// SAFETY: every call forwards to the inner allocator unchanged; the
+// counters are only statistics and never affect the returned memory.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { self.inner.alloc(layout) };
         if !p.is_null() {
             grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
@@ -45,7 +57,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
         if !p.is_null() {
             grew(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size());
         }
@@ -54,13 +66,13 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
+        unsafe { self.inner.dealloc(ptr, layout) };
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: same contract as the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
                 grew(
