@@ -34,6 +34,20 @@ use noprop_train::memory::Counting;
 #[global_allocator]
 static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
 
+/// `mi_option_purge_delay`: position 15 of `mi_option_e` in mimalloc's
+/// `mimalloc.h` (libmimalloc-sys names only some of the options).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Never hand freed memory back to the OS: a training run frees and
+/// re-allocates the same activations every step, and after each purge the
+/// kernel had to fault in and zero fresh (huge) pages again, 12 % of a CT
+/// inference run in `clear_page_erms`. The process keeps its peak instead.
+fn keep_freed_memory() {
+    // SAFETY: `mi_option_set` only stores the option's value; mimalloc
+    // reads it on its next purge, and -1 is its documented "never purge".
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "noprop",
@@ -64,7 +78,7 @@ enum Command {
 }
 
 fn main() {
-    noprop_tensor::tune_host_allocator();
+    keep_freed_memory();
     let cli = Cli::parse();
     let rank_log = match &cli.command {
         Command::Train(a) => a.rank_log.clone(),

@@ -51,7 +51,9 @@ pub use tensor::Tensor;
 /// the kernel must fault in and zero (≈15% of a CPU epoch in a profile).
 /// This keeps allocations up to 32 MiB (glibc's largest threshold) on the
 /// heap and never trims it. Call it once at the start of a binary, before
-/// other threads exist; a no-op off glibc.
+/// other threads exist; a no-op off glibc. It only tunes glibc's `malloc`:
+/// the `noprop` binary uses mimalloc instead, which does this better (larger
+/// activations, and the heaps of other threads; docs/PERFORMANCE.md).
 pub fn tune_host_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning parameters.
