@@ -27,10 +27,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use noprop_train::memory::Counting;
 
-/// mimalloc under the peak-memory counter. It keeps freed pages for reuse
-/// (the system allocator mapped and unmapped the multi-MB conv activations
-/// on every step, and the page faults of each fresh mapping took about 8 %
-/// of a NoProp-DT epoch; see docs/PERFORMANCE.md).
+/// mimalloc under the peak-memory counter. It keeps freed pages for reuse:
+/// under the system allocator the multi-MB conv activations kept landing
+/// on fresh pages, whose page faults took about 8 % of a NoProp-DT epoch
+/// (docs/PERFORMANCE.md, round 5).
 #[global_allocator]
 static GLOBAL: Counting<mimalloc::MiMalloc> = Counting::new(mimalloc::MiMalloc);
 
@@ -96,5 +96,29 @@ fn main() {
             _ => eprintln!("error: {e:#}"),
         }
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Option 15 is the purge delay: it starts at mimalloc's documented
+    /// default of 1000 ms (unless the environment overrides it), and
+    /// `keep_freed_memory` sets it to "never".
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // SAFETY: reading and setting an option only touches mimalloc's
+        // option table.
+        let before = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(before, 1000, "option 15 is not mimalloc's purge delay");
+        }
+        keep_freed_memory();
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
+            -1
+        );
     }
 }
