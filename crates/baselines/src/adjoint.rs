@@ -66,9 +66,10 @@
 //! image path once per image.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
-use noprop_models::{ClassEmbedding, ConvStack, CtNet, EmbeddingKind};
+use noprop_models::{ClassEmbedding, ConvStack, CtNet, EmbeddingKind, ImageCache};
 use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::{mix_stream, Linear};
 use noprop_nn::optim::{Adam, Optimizer};
@@ -160,6 +161,20 @@ impl std::fmt::Debug for Adjoint {
             .field("step", &self.step)
             .finish()
     }
+}
+
+/// Rows below which [`Adjoint`]'s Euler loop does not split a batch in two.
+const ROW_SPLIT_MIN: usize = 32;
+
+/// `[lo; hi]`: two row halves back into one `[b, ·]` batch.
+fn stack_rows(lo: &Tensor, hi: &Tensor, b: usize) -> Result<Tensor> {
+    let h = lo.dim(0);
+    let mut z = ops::scatter_add_rows(lo, &(0..h).collect::<Vec<_>>(), b)?;
+    ops::add_assign(
+        &mut z,
+        &ops::scatter_add_rows(hi, &(h..b).collect::<Vec<_>>(), b)?,
+    )?;
+    Ok(z)
 }
 
 const Z0: u64 = 31;
@@ -276,6 +291,50 @@ impl Adjoint {
         )?)
     }
 
+    /// `K` Euler steps `z ← z + h·g(z, t_k)` from `z0` on the cached image
+    /// path: the final state and the last velocity. On the CPU, from
+    /// `2·ROW_SPLIT_MIN` rows on, the two row halves run the whole loop side
+    /// by side, each on its own core (the rows are independent; one
+    /// batch-wide step is a chain of small kernels that each made the cores
+    /// wait for one another).
+    fn euler(&mut self, cache: &ImageCache, z0: &Tensor, h: f64) -> Result<(Tensor, Tensor)> {
+        let k_steps = self.config.steps;
+        let b = z0.dim(0);
+        let Some(head) = self.net.cached_head().filter(|_| z0.device().is_cpu()) else {
+            // The reference loop (a device, or a label path without a shared head).
+            let mut z = z0.clone();
+            let mut g = z.zeros_like();
+            for k in 0..k_steps {
+                let logits = self.net.forward_cached(cache, &z, k as f64 * h)?;
+                g = self.velocity(&logits)?;
+                z = ops::add_scaled(1.0, &z, h, &g)?;
+            }
+            return Ok((z, g));
+        };
+        let w = &self.embedding.weight;
+        let run = |rows: Range<usize>| -> Result<(Tensor, Tensor)> {
+            let (part, mut z) = if rows.len() == b {
+                (cache.clone(), z0.clone())
+            } else {
+                let z = ops::gather_rows(z0, &rows.clone().collect::<Vec<_>>())?;
+                (cache.rows(rows)?, z)
+            };
+            let mut g = z.zeros_like();
+            for k in 0..k_steps {
+                let logits = head.logits(&part, &z, k as f64 * h)?;
+                g = ops::matmul(&logits, Transpose::No, w, Transpose::No)?;
+                z = ops::add_scaled(1.0, &z, h, &g)?;
+            }
+            Ok((z, g))
+        };
+        if b < 2 * ROW_SPLIT_MIN {
+            return run(0..b);
+        }
+        let (lo, hi) = rayon::join(|| run(0..b / 2), || run(b / 2..b));
+        let ((z_lo, g_lo), (z_hi, g_hi)) = (lo?, hi?);
+        Ok((stack_rows(&z_lo, &z_hi, b)?, stack_rows(&g_lo, &g_hi, b)?))
+    }
+
     /// The cross-entropy of the current step's mini-batch with its gradient
     /// *added* to every accumulator by the discrete adjoint (no update; same
     /// random draws as [`Adjoint::train_batch`]). Memory is constant in `K`.
@@ -288,15 +347,7 @@ impl Adjoint {
         let mut cache = self.net.image_train(x)?;
 
         // Forward: K Euler steps, nothing kept but the current state.
-        let mut z = z0.clone();
-        let mut g_last = z.zeros_like();
-        for k in 0..k_steps {
-            let logits = self
-                .net
-                .forward_cached(cache.eval_cache(), &z, k as f64 * h)?;
-            g_last = self.velocity(&logits)?;
-            z = ops::add_scaled(1.0, &z, h, &g_last)?;
-        }
+        let (mut z, g_last) = self.euler(cache.eval_cache(), &z0, h)?;
         let logits = self.classifier.forward(&z, Mode::Train)?;
         let (ce, dlogits) = ops::softmax_cross_entropy(&logits, labels)?;
         if !ce.is_finite() {

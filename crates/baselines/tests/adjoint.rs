@@ -30,9 +30,15 @@ fn max_abs(v: &[f64]) -> f64 {
 
 /// A model a few training steps in (so the dynamics are not trivial), in f64.
 fn trained_f64(steps: usize) -> (Adjoint, Tensor, Vec<usize>) {
+    trained_f64_batch(steps, 6)
+}
+
+/// [`trained_f64`] on a batch of `b` images (from 64 on, the CPU runs the
+/// Euler loop and the state recovery as two row halves side by side).
+fn trained_f64_batch(steps: usize, b: usize) -> (Adjoint, Tensor, Vec<usize>) {
     let mut m = model(steps, 5);
-    let x = ops::randn(&[6, 1, 28, 28], DType::F32, &mut RngStream::new(7, 0)).unwrap();
-    let y: Vec<usize> = (0..6).map(|i| (3 * i) % 10).collect();
+    let x = ops::randn(&[b, 1, 28, 28], DType::F32, &mut RngStream::new(7, 0)).unwrap();
+    let y: Vec<usize> = (0..b).map(|i| (3 * i) % 10).collect();
     for _ in 0..3 {
         m.train_batch(&x, &y, 0).unwrap();
     }
@@ -42,8 +48,9 @@ fn trained_f64(steps: usize) -> (Adjoint, Tensor, Vec<usize>) {
 
 #[test]
 fn discrete_adjoint_matches_backprop_through_unrolled_euler_f64() {
-    for steps in [1, 7, 25] {
-        let (mut m, x, y) = trained_f64(steps);
+    // (steps, batch): the last case splits its 67 rows into halves.
+    for (steps, b) in [(1, 6), (7, 6), (25, 6), (7, 67)] {
+        let (mut m, x, y) = trained_f64_batch(steps, b);
         let la = m.accumulate_grads(&x, &y).unwrap();
         let stats = m.last_stats;
         let ga = grads(&mut m);

@@ -50,6 +50,14 @@ impl Linear {
         Ok(y)
     }
 
+    /// Keep `x` and its output `y` (computed by [`Linear::apply`], e.g. in
+    /// parts on several threads) for the next [`Module::backward`], exactly
+    /// as a training-mode [`Module::forward`] of `x` would have.
+    pub fn keep_for_backward(&mut self, x: Tensor, y: &Tensor) {
+        self.y = self.relu.then(|| y.clone());
+        self.x = Some(x);
+    }
+
     /// Fuse a ReLU after the affine map (one pass over the output).
     pub fn with_relu(mut self) -> Self {
         self.relu = true;
