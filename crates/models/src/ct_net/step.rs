@@ -15,7 +15,7 @@
 
 use noprop_nn::{Mode, Module};
 use noprop_tensor::ops::{self, Transpose};
-use noprop_tensor::{DType, Elem, Tensor};
+use noprop_tensor::Tensor;
 
 use super::{CtNet, ImageCache, LabelPath};
 use crate::{Error, Result};
@@ -24,20 +24,20 @@ use crate::{Error, Result};
 const ROW_SPLIT_MIN: usize = 32;
 
 /// `[a_i; b_i]` for each of the four pairs: the halves' rows stacked
-/// (host tensors of one dtype, as [`CtNet::step_forward`] makes them).
+/// (each half scattered into its rows of the batch: exact, as `v + 0`
+/// is `v`).
 fn stack_rows(a: [Tensor; 4], b: [Tensor; 4]) -> Result<[Tensor; 4]> {
-    fn stack<T: Elem>(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let mut v = Vec::with_capacity(a.numel() + b.numel());
-        v.extend_from_slice(a.as_slice::<T>()?);
-        v.extend_from_slice(b.as_slice::<T>()?);
-        Ok(Tensor::from_vec(v, &[a.dim(0) + b.dim(0), a.dim(1)])?)
-    }
+    let one = |a: Tensor, b: Tensor| -> Result<Tensor> {
+        let (ra, n) = (a.dim(0), a.dim(0) + b.dim(0));
+        let mut z = ops::scatter_add_rows(&a, &(0..ra).collect::<Vec<_>>(), n)?;
+        ops::add_assign(
+            &mut z,
+            &ops::scatter_add_rows(&b, &(ra..n).collect::<Vec<_>>(), n)?,
+        )?;
+        Ok(z)
+    };
     let [a0, a1, a2, a3] = a;
     let [b0, b1, b2, b3] = b;
-    let one = |a: Tensor, b: Tensor| match a.dtype() {
-        DType::F64 => stack::<f64>(&a, &b),
-        _ => stack::<f32>(&a, &b),
-    };
     Ok([one(a0, b0)?, one(a1, b1)?, one(a2, b2)?, one(a3, b3)?])
 }
 
@@ -250,6 +250,7 @@ mod tests {
     use super::*;
     use crate::block::ConvStack;
     use noprop_tensor::philox::RngStream;
+    use noprop_tensor::DType;
 
     /// One forward/backward evaluation of `net` at `(z, t)` on `x`, with
     /// the row halves side by side (`split`) or the whole batch at once:
