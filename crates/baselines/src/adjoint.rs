@@ -69,7 +69,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-use noprop_models::{ClassEmbedding, ConvStack, CtNet, EmbeddingKind, ImageCache};
+use noprop_models::{
+    row_halves, stack_row_halves, ClassEmbedding, ConvStack, CtNet, EmbeddingKind, ImageCache,
+};
 use noprop_nn::io::{self, FromCheckpoint, HasConfig};
 use noprop_nn::layers::{mix_stream, Linear};
 use noprop_nn::optim::{Adam, Optimizer};
@@ -161,20 +163,6 @@ impl std::fmt::Debug for Adjoint {
             .field("step", &self.step)
             .finish()
     }
-}
-
-/// Rows below which [`Adjoint`]'s Euler loop does not split a batch in two.
-const ROW_SPLIT_MIN: usize = 32;
-
-/// `[lo; hi]`: two row halves back into one `[b, ·]` batch.
-fn stack_rows(lo: &Tensor, hi: &Tensor, b: usize) -> Result<Tensor> {
-    let h = lo.dim(0);
-    let mut z = ops::scatter_add_rows(lo, &(0..h).collect::<Vec<_>>(), b)?;
-    ops::add_assign(
-        &mut z,
-        &ops::scatter_add_rows(hi, &(h..b).collect::<Vec<_>>(), b)?,
-    )?;
-    Ok(z)
 }
 
 const Z0: u64 = 31;
@@ -292,9 +280,9 @@ impl Adjoint {
     }
 
     /// `K` Euler steps `z ← z + h·g(z, t_k)` from `z0` on the cached image
-    /// path: the final state and the last velocity. On the CPU, from
-    /// `2·ROW_SPLIT_MIN` rows on, the two row halves run the whole loop side
-    /// by side, each on its own core (the rows are independent; one
+    /// path: the final state and the last velocity. Where
+    /// [`row_halves`] splits the batch, the two row halves run the whole
+    /// loop side by side, each on its own core (the rows are independent; one
     /// batch-wide step is a chain of small kernels that each made the cores
     /// wait for one another).
     fn euler(&mut self, cache: &ImageCache, z0: &Tensor, h: f64) -> Result<(Tensor, Tensor)> {
@@ -327,12 +315,15 @@ impl Adjoint {
             }
             Ok((z, g))
         };
-        if b < 2 * ROW_SPLIT_MIN {
+        let Some([lo, hi]) = row_halves(b, &z0.device()) else {
             return run(0..b);
-        }
-        let (lo, hi) = rayon::join(|| run(0..b / 2), || run(b / 2..b));
+        };
+        let (lo, hi) = rayon::join(|| run(lo), || run(hi));
         let ((z_lo, g_lo), (z_hi, g_hi)) = (lo?, hi?);
-        Ok((stack_rows(&z_lo, &z_hi, b)?, stack_rows(&g_lo, &g_hi, b)?))
+        Ok((
+            stack_row_halves(&z_lo, &z_hi)?,
+            stack_row_halves(&g_lo, &g_hi)?,
+        ))
     }
 
     /// The cross-entropy of the current step's mini-batch with its gradient

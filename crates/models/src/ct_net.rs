@@ -11,7 +11,10 @@ use noprop_tensor::{Device, Tensor};
 use crate::block::{image_path, ConvStack, ImageDims};
 use crate::Result;
 
+mod halves;
 mod step;
+
+pub use halves::{row_halves, stack_row_halves};
 pub use step::TrainImageCache;
 
 /// Width of the sinusoidal time embedding (docs/DECISIONS.md § 8).

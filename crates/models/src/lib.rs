@@ -53,7 +53,7 @@ mod error;
 pub use block::{ConvStack, DenoiseBlock};
 pub use classifier::{ClassifierKind, OutputClassifier};
 pub use ct::{ContConfig, ContLoss, ContMethod, NoPropCont, Sampler};
-pub use ct_net::{CtNet, ImageCache, TrainImageCache};
+pub use ct_net::{row_halves, stack_row_halves, CtNet, ImageCache, TrainImageCache};
 pub use dt::{BlockLoss, BlockOut, DtConfig, EmbedGrad, NoPropDt, Order};
 pub use embedding::{ClassEmbedding, EmbeddingInit, EmbeddingKind};
 pub use error::{Error, Result};

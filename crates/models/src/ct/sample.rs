@@ -11,12 +11,9 @@ use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Elem, Tensor};
 
 use super::{stream, ContMethod, NoPropCont, Purpose, Sampler};
-use crate::ct_net::{CachedHead, ImageCache};
+use crate::ct_net::{row_halves, stack_row_halves, CachedHead, ImageCache};
 use crate::dt::argmax_rows;
 use crate::{Error, Result};
-
-/// Rows below which [`NoPropCont::sample`] does not split a batch in two.
-const ROW_SPLIT_MIN: usize = 32;
 
 /// What the row halves of [`NoPropCont::sample`] share (all borrowed, so
 /// both can run at once).
@@ -129,25 +126,18 @@ impl NoPropCont {
             schedule: self.schedule.as_ref(),
             seed: self.config.seed,
         };
-        if !self.device.is_cpu() || b < 2 * ROW_SPLIT_MIN {
+        let Some([lo, hi]) = row_halves(b, &self.device) else {
             return shared.sample_rows(run, cache, 0..b);
-        }
+        };
         // Two halves of the rows side by side, each on its own core with no
         // synchronisation between the 1000 steps' small kernels (every row's
         // path is independent, and each half draws its rows of the whole
         // batch's noise, see `randn_rows`).
-        let h = b / 2;
         let (lo, hi) = rayon::join(
-            || shared.sample_rows(run, cache, 0..h),
-            || shared.sample_rows(run, cache, h..b),
+            || shared.sample_rows(run, cache, lo),
+            || shared.sample_rows(run, cache, hi),
         );
-        // [lo; hi]: each half's rows scattered into their places of the batch.
-        let mut z = ops::scatter_add_rows(&lo?, &(0..h).collect::<Vec<_>>(), b)?;
-        ops::add_assign(
-            &mut z,
-            &ops::scatter_add_rows(&hi?, &(h..b).collect::<Vec<_>>(), b)?,
-        )?;
-        Ok(z)
+        stack_row_halves(&lo?, &hi?)
     }
 
     /// What the step loop needs of the model besides the network.

@@ -17,29 +17,8 @@ use noprop_nn::{Mode, Module};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::Tensor;
 
-use super::{CtNet, ImageCache, LabelPath};
+use super::{row_halves, stack_row_halves, CtNet, ImageCache, LabelPath};
 use crate::{Error, Result};
-
-/// Rows below which [`CtNet::step_forward`] does not split a batch in two.
-const ROW_SPLIT_MIN: usize = 32;
-
-/// `[a_i; b_i]` for each of the four pairs: the halves' rows stacked
-/// (each half scattered into its rows of the batch: exact, as `v + 0`
-/// is `v`).
-fn stack_rows(a: [Tensor; 4], b: [Tensor; 4]) -> Result<[Tensor; 4]> {
-    let one = |a: Tensor, b: Tensor| -> Result<Tensor> {
-        let (ra, n) = (a.dim(0), a.dim(0) + b.dim(0));
-        let mut z = ops::scatter_add_rows(&a, &(0..ra).collect::<Vec<_>>(), n)?;
-        ops::add_assign(
-            &mut z,
-            &ops::scatter_add_rows(&b, &(ra..n).collect::<Vec<_>>(), n)?,
-        )?;
-        Ok(z)
-    };
-    let [a0, a1, a2, a3] = a;
-    let [b0, b1, b2, b3] = b;
-    Ok([one(a0, b0)?, one(a1, b1)?, one(a2, b2)?, one(a3, b3)?])
-}
 
 /// What one training-mode evaluation leaves for its backward pass.
 #[derive(Clone, Debug)]
@@ -60,7 +39,7 @@ pub struct TrainImageCache {
     dw_time: Tensor,
     db1: Tensor,
     step: Option<StepCache>,
-    /// `proj`'s two row halves (CPU batches from `2·ROW_SPLIT_MIN` rows).
+    /// `proj`'s two row halves where the batch is split ([`row_halves`]).
     halves: Option<[Tensor; 2]>,
 }
 
@@ -88,12 +67,10 @@ impl CtNet {
         let w = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
         let proj = ops::matmul(&fx, Transpose::No, &w[0], Transpose::Yes)?;
         let dw = || Tensor::zeros_on(&[256, 256], fx.dtype(), &fx.device());
-        let b = proj.dim(0);
-        let halves = if proj.device().is_cpu() && b >= 2 * ROW_SPLIT_MIN {
-            let rows = |r: std::ops::Range<usize>| ops::gather_rows(&proj, &r.collect::<Vec<_>>());
-            Some([rows(0..b / 2)?, rows(b / 2..b)?])
-        } else {
-            None
+        let rows = |r: std::ops::Range<usize>| ops::gather_rows(&proj, &r.collect::<Vec<_>>());
+        let halves = match row_halves(proj.dim(0), &proj.device()) {
+            Some([lo, hi]) => Some([rows(lo)?, rows(hi)?]),
+            None => None,
         };
         Ok(TrainImageCache {
             halves,
@@ -115,7 +92,7 @@ impl CtNet {
     /// same numbers as [`CtNet::forward_cached`], with what
     /// [`CtNet::step_backward`] needs kept (one evaluation at a time).
     ///
-    /// On the CPU, from `2·ROW_SPLIT_MIN` rows on, the two row halves run
+    /// Where [`row_halves`] splits the batch, the two row halves run
     /// side by side, each through every layer on its own core: the rows
     /// are independent, and one batch-wide evaluation is 8–10 small
     /// kernels that each made the cores wait for one another. The `gemm`
@@ -128,17 +105,12 @@ impl CtNet {
         let mut tb = ops::matmul(&ft, Transpose::No, &c.cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
         let tb = tb.reshape(&[256])?;
-        let b = z.dim(0);
-        if !z.device().is_cpu() || b < 2 * ROW_SPLIT_MIN || c.halves.is_none() {
-            return self.step_forward_whole(c, z, ft, &tb);
-        }
-        let LabelPath::Fc(label) = &self.label else {
+        // `halves` is set exactly where the batch is split ([`row_halves`]);
+        // `image_train` only accepts the FC label path.
+        let (Some(halves), LabelPath::Fc(label)) = (c.halves.as_ref(), &self.label) else {
             return self.step_forward_whole(c, z, ft, &tb);
         };
-        let Some(halves) = c.halves.as_ref() else {
-            return self.step_forward_whole(c, z, ft, &tb);
-        };
-        let h = b / 2;
+        let [lo, hi] = [0..halves[0].dim(0), halves[0].dim(0)..z.dim(0)];
         let (fc2, fc3, w_label) = (&self.fc2, &self.fc3, &c.cache.w_label);
         // One half: its rows of z through the label path and the fusion head.
         let run = |rows: std::ops::Range<usize>, proj: &Tensor| -> Result<[Tensor; 4]> {
@@ -151,8 +123,12 @@ impl CtNet {
             let logits = fc3.apply(&h2)?;
             Ok([fz, h1, h2, logits])
         };
-        let (lo, hi) = rayon::join(|| run(0..h, &halves[0]), || run(h..b, &halves[1]));
-        let [fz, h1, h2, logits] = stack_rows(lo?, hi?)?;
+        let (lo, hi) = rayon::join(|| run(lo, &halves[0]), || run(hi, &halves[1]));
+        let ([fz_a, h1_a, h2_a, lg_a], [fz_b, h1_b, h2_b, lg_b]) = (lo?, hi?);
+        let fz = stack_row_halves(&fz_a, &fz_b)?;
+        let h1 = stack_row_halves(&h1_a, &h1_b)?;
+        let h2 = stack_row_halves(&h2_a, &h2_b)?;
+        let logits = stack_row_halves(&lg_a, &lg_b)?;
         if let LabelPath::Fc(label) = &mut self.label {
             label.keep_for_backward(z.clone(), &fz);
         }
