@@ -288,7 +288,11 @@ impl Adjoint {
     fn euler(&mut self, cache: &ImageCache, z0: &Tensor, h: f64) -> Result<(Tensor, Tensor)> {
         let k_steps = self.config.steps;
         let b = z0.dim(0);
-        let Some(head) = self.net.cached_head().filter(|_| z0.device().is_cpu()) else {
+        let head = match z0.device().is_cpu() {
+            true => self.net.cached_head()?,
+            false => None,
+        };
+        let Some(head) = head else {
             // The reference loop (a device, or a label path without a shared head).
             let mut z = z0.clone();
             let mut g = z.zeros_like();

@@ -2,7 +2,7 @@
 //! NoProp-CT and NoProp-FM (docs/DECISIONS.md, note G.2), with the
 //! image-path cache of docs/DECISIONS.md § 17.
 
-use noprop_nn::layers::{mix_stream, Linear, Sequential, SinusoidalTimeEmbedding};
+use noprop_nn::layers::{mix_stream, FrozenLinear, Linear, Sequential, SinusoidalTimeEmbedding};
 use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
 use noprop_tensor::ops::{self, Transpose};
@@ -50,21 +50,25 @@ pub struct CtNet {
     fc3: Linear,
 }
 
-/// The per-step layers of a cached evaluation, borrowed from a [`CtNet`]
-/// ([`CtNet::cached_head`]).
-#[derive(Clone, Copy, Debug)]
+/// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
+/// frozen copies of the label, fusion and output layers, whose weights are
+/// kept transposed so that the 1000 steps of inference read them as stored
+/// ([`FrozenLinear`]; the same numbers as the layers themselves).
+#[derive(Clone, Debug)]
 pub struct CachedHead<'a> {
-    label: Option<&'a Linear>,
+    label: Option<FrozenLinear>,
     time_fc: &'a Linear,
+    /// The label block `W1_z` of the first fusion layer (`[256, 256]`).
+    w1_z: FrozenLinear,
     b1: &'a Tensor,
-    fc2: &'a Linear,
-    fc3: &'a Linear,
+    fc2: FrozenLinear,
+    fc3: FrozenLinear,
 }
 
 impl CachedHead<'_> {
     /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path.
     pub fn logits(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
-        let label = self.label.ok_or_else(|| crate::Error::Config {
+        let label = self.label.as_ref().ok_or_else(|| crate::Error::Config {
             what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
         })?;
         self.fusion(cache, &label.apply(z)?, t)
@@ -83,14 +87,7 @@ impl CachedHead<'_> {
         ops::add_bias_rows(&mut tb, self.b1)?;
         let tb = tb.reshape(&[256])?;
         let mut h1 = cache.proj.clone();
-        ops::gemm_into(
-            &mut h1,
-            true,
-            fz,
-            Transpose::No,
-            &cache.w_label,
-            Transpose::Yes,
-        )?;
+        self.w1_z.product_into(&mut h1, true, fz)?;
         ops::bias_relu_rows(&mut h1, &tb)?;
         let h2 = self.fc2.apply(&h1)?;
         Ok(self.fc3.apply(&h2)?)
@@ -245,32 +242,35 @@ impl CtNet {
     /// the time path (one row, shared by the batch) and the fusion MLP run.
     /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
     pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
-        if let Some(head) = self.cached_head() {
+        if let Some(head) = self.cached_head()? {
             return head.logits(cache, z, t);
         }
         let fz = self.label_forward(z, Mode::Eval)?;
-        self.head_parts(None).fusion(cache, &fz, t)
+        self.head_parts(None)?.fusion(cache, &fz, t)
     }
 
-    /// The layers that run at every cached evaluation, borrowed: `Some` for
-    /// the FC label path ([`CachedHead::logits`] then needs only `&self`, so
-    /// several threads can evaluate one network at once), `None` for the
-    /// prototype conv label path, whose layers keep state.
-    pub fn cached_head(&self) -> Option<CachedHead<'_>> {
+    /// The layers that run at every cached evaluation, as frozen copies of
+    /// the current weights: `Some` for the FC label path
+    /// ([`CachedHead::logits`] then needs only `&self`, so several threads
+    /// can evaluate one network at once), `None` for the prototype conv
+    /// label path, whose layers keep state.
+    pub fn cached_head(&self) -> Result<Option<CachedHead<'_>>> {
         match &self.label {
-            LabelPath::Fc(fc) => Some(self.head_parts(Some(fc))),
-            LabelPath::Conv(..) => None,
+            LabelPath::Fc(fc) => Ok(Some(self.head_parts(Some(fc.frozen()?))?)),
+            LabelPath::Conv(..) => Ok(None),
         }
     }
 
-    fn head_parts<'a>(&'a self, label: Option<&'a Linear>) -> CachedHead<'a> {
-        CachedHead {
+    fn head_parts(&self, label: Option<FrozenLinear>) -> Result<CachedHead<'_>> {
+        let w1 = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
+        Ok(CachedHead {
             label,
             time_fc: &self.time_fc,
+            w1_z: FrozenLinear::from_parts(w1[1].clone(), self.fc1.bias.clone(), true)?,
             b1: &self.fc1.bias,
-            fc2: &self.fc2,
-            fc3: &self.fc3,
-        }
+            fc2: self.fc2.frozen()?,
+            fc3: self.fc3.frozen()?,
+        })
     }
 
     /// The same computation as [`CtNet::forward_cached`] but re-running the

@@ -107,7 +107,10 @@ impl NoPropCont {
         };
         let ctx = self.ctx();
         let cache = if cached { Some(self.prepare(x)?) } else { None };
-        let head = cache.as_ref().and(self.net.cached_head());
+        let head = match &cache {
+            Some(_) => self.net.cached_head()?,
+            None => None,
+        };
         let (Some(cache), Some(head)) = (&cache, head) else {
             // Uncached (the reference), or the prototype label path: a conv
             // stack whose layers keep state, evaluated through `&mut`.

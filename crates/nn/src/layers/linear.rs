@@ -75,6 +75,101 @@ impl Linear {
     }
 }
 
+/// An evaluation-only copy of a [`Linear`] for loops that apply the same
+/// weights many times (the 1000 steps of CT/FM inference, the adjoint's
+/// Euler steps): `y = x·Wᵀ + b` (then ReLU where the layer has it), with
+/// the weight also kept transposed, `Wᵀ: [in, out]`.
+///
+/// Why the copy: on the CPU the `gemm` crate repacks a transposed right
+/// operand (`W` as stored, `[out, in]`) at every call, but reads an
+/// `[in, out]` one in place. Wide layers (`out` a multiple of
+/// [`FrozenLinear::WIDE`]) applied to more than [`FrozenLinear::MIN_ROWS`]
+/// rows use `Wᵀ`; the rest use `W` as stored, as [`Linear::apply`] does.
+///
+/// The numbers agree with [`Linear::apply`] to rounding (a test bounds
+/// it). Where both layouts reach the crate's blocked kernels, each output's
+/// sum over `in` runs in the same order and the numbers are identical
+/// (measured on the CT/FM step shapes, docs/PERFORMANCE.md); for tiny
+/// products the crate picks dot-product kernels whose order depends on
+/// the layout, which is why those keep `W`.
+#[derive(Clone, Debug)]
+pub struct FrozenLinear {
+    /// `W`, `[out, in]`.
+    weight: Tensor,
+    /// `Wᵀ`, `[in, out]`.
+    weight_t: Tensor,
+    bias: Tensor,
+    relu: bool,
+}
+
+impl FrozenLinear {
+    /// Output widths (multiples of) that use the transposed copy.
+    pub const WIDE: usize = 64;
+    /// Rows at or below which a product uses `W` as stored.
+    pub const MIN_ROWS: usize = 16;
+
+    /// A frozen layer of weight `W: [out, in]` and bias `b: [out]`, with a
+    /// ReLU after when `relu` (e.g. one block of a wider layer's weight).
+    pub fn from_parts(weight: Tensor, bias: Tensor, relu: bool) -> Result<Self> {
+        if weight.rank() != 2 {
+            return Err(Error::BadInput {
+                layer: "FrozenLinear",
+                expected: "a weight [out, in]".into(),
+                got: weight.shape().to_vec(),
+            });
+        }
+        if bias.shape() != [weight.dim(0)] {
+            return Err(Error::BadInput {
+                layer: "FrozenLinear",
+                expected: format!("a bias [{}] (the weight's rows)", weight.dim(0)),
+                got: bias.shape().to_vec(),
+            });
+        }
+        Ok(FrozenLinear {
+            weight_t: ops::transpose2d(&weight)?,
+            weight,
+            bias,
+            relu,
+        })
+    }
+
+    /// `y = x·Wᵀ + b`, then ReLU where the layer had it.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (w, tw) = self.operand(x);
+        let mut y = ops::matmul(x, Transpose::No, w, tw)?;
+        if self.relu {
+            ops::bias_relu_rows(&mut y, &self.bias)?;
+        } else {
+            ops::add_bias_rows(&mut y, &self.bias)?;
+        }
+        Ok(y)
+    }
+
+    /// `y = x·Wᵀ`, or `y += x·Wᵀ` when `accumulate` (no bias, no ReLU).
+    pub fn product_into(&self, y: &mut Tensor, accumulate: bool, x: &Tensor) -> Result<()> {
+        let (w, tw) = self.operand(x);
+        Ok(ops::gemm_into(y, accumulate, x, Transpose::No, w, tw)?)
+    }
+
+    /// The right operand of `x·Wᵀ` for `x`'s row count (see the type's doc).
+    fn operand(&self, x: &Tensor) -> (&Tensor, Transpose) {
+        let rows = x.shape().first().copied().unwrap_or(0);
+        if rows > Self::MIN_ROWS && self.weight.dim(0) % Self::WIDE == 0 {
+            (&self.weight_t, Transpose::No)
+        } else {
+            (&self.weight, Transpose::Yes)
+        }
+    }
+}
+
+impl Linear {
+    /// A [`FrozenLinear`] of the current weights (later updates of `self`
+    /// do not reach it).
+    pub fn frozen(&self) -> Result<FrozenLinear> {
+        FrozenLinear::from_parts(self.weight.clone(), self.bias.clone(), self.relu)
+    }
+}
+
 impl Module for Linear {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if x.rank() != 2 || x.dim(1) != self.in_features() {
@@ -131,5 +226,60 @@ impl Module for Linear {
                 grad: &mut self.grad_b,
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use noprop_tensor::philox::RngStream;
+    use noprop_tensor::DType;
+
+    /// The frozen copy agrees with the layer to rounding, on the shapes of
+    /// the CT/FM steps (label, fusion, output layers at a half batch of 250
+    /// or 64 rows), on tiny products and on odd ones, in both dtypes, and
+    /// repeats its numbers exactly.
+    #[test]
+    fn frozen_agrees_with_apply() {
+        let shapes = [
+            (250, 10, 256),
+            (250, 256, 256),
+            (250, 256, 128),
+            (250, 128, 10),
+            (64, 256, 256),
+            (64, 256, 128),
+            (17, 256, 64),
+            (16, 256, 64),
+            (1, 256, 256),
+            (300, 2, 64),
+            (300, 256, 1),
+            (37, 100, 50),
+            (600, 784, 20),
+        ];
+        for (i, (rows, inp, out)) in shapes.into_iter().enumerate() {
+            for (dtype, tol) in [(DType::F32, 1e-5), (DType::F64, 1e-13)] {
+                for relu in [false, true] {
+                    let mut layer = Linear::new(inp, out, 7, &format!("l{i}"));
+                    layer.weight = layer.weight.to_dtype(dtype);
+                    layer.bias = layer.bias.to_dtype(dtype);
+                    if relu {
+                        layer = layer.with_relu();
+                    }
+                    let mut rng = RngStream::new(11, i as u64);
+                    let x = ops::randn(&[rows, inp], dtype, &mut rng).unwrap();
+                    let want = layer.apply(&x).unwrap().to_vec_f64();
+                    let frozen = layer.frozen().unwrap();
+                    let got = frozen.apply(&x).unwrap();
+                    assert!(got.bit_eq(&frozen.apply(&x).unwrap()));
+                    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                    for (g, w) in got.to_vec_f64().iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= tol * scale,
+                            "{rows}x{inp} -> {out}, {dtype:?}, relu {relu}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

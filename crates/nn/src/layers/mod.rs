@@ -11,7 +11,7 @@ mod time_embedding;
 pub use batchnorm::BatchNorm;
 pub use conv::Conv2d;
 pub use dropout::{mix_stream, Dropout};
-pub use linear::Linear;
+pub use linear::{FrozenLinear, Linear};
 pub use simple::{Flatten, MaxPool2d, ReLU, Sequential};
 pub use time_embedding::SinusoidalTimeEmbedding;
 
