@@ -405,14 +405,17 @@ impl LearnableSchedule {
     /// `c = (1 − ᾱ_t)(1 − α_{s|t})/(1 − ᾱ_s)` (the DT update, Eq. 6, with
     /// coefficients from the continuous `ᾱ`).
     pub fn posterior(&self, s: f64, t: f64) -> Posterior {
-        let ab_s = self.alpha_bar(s);
-        let ab_t = self.alpha_bar(t);
-        let al = ab_s / ab_t;
-        Posterior {
-            a: ab_t.sqrt() * (1.0 - al) / (1.0 - ab_s),
-            b: al.sqrt() * (1.0 - ab_t) / (1.0 - ab_s),
-            c: (1.0 - ab_t) * (1.0 - al) / (1.0 - ab_s),
-        }
+        posterior_between(self.alpha_bar(s), self.alpha_bar(t))
+    }
+
+    /// [`LearnableSchedule::posterior`] from each time of `ts` to the next
+    /// (`ts.len() − 1` of them: a sampler's whole grid), the same numbers
+    /// with `ᾱ` computed once per time.
+    pub fn posteriors(&self, ts: &[f64]) -> Vec<Posterior> {
+        let ab: Vec<f64> = self.at_many(ts).iter().map(|a| a.alpha_bar).collect();
+        ab.windows(2)
+            .map(|w| posterior_between(w[0], w[1]))
+            .collect()
     }
 
     /// `D_KL(q(z_0|y) ‖ N(0, I)) = ½[ᾱ_0‖u‖² − d·ᾱ_0 − d·ln(1 − ᾱ_0)]` with
@@ -430,6 +433,17 @@ impl LearnableSchedule {
             -0.5 * at.gamma_prime * at.alpha_bar.sqrt(),
             0.5 * at.gamma_prime * at.alpha_bar,
         )
+    }
+}
+
+/// The posterior coefficients from `ᾱ_s` to `ᾱ_t` (see
+/// [`LearnableSchedule::posterior`]), with `α = ᾱ_s/ᾱ_t`.
+fn posterior_between(ab_s: f64, ab_t: f64) -> Posterior {
+    let al = ab_s / ab_t;
+    Posterior {
+        a: ab_t.sqrt() * (1.0 - al) / (1.0 - ab_s),
+        b: al.sqrt() * (1.0 - ab_t) / (1.0 - ab_s),
+        c: (1.0 - ab_t) * (1.0 - al) / (1.0 - ab_s),
     }
 }
 

@@ -189,3 +189,23 @@ fn at_many_equals_at_bit_for_bit() {
         assert!(s.at_many(&[]).is_empty());
     }
 }
+
+/// The whole grid's posteriors are the pairwise ones, bit for bit.
+#[test]
+fn posteriors_on_a_grid_are_the_pairwise_posteriors() {
+    let s = random_schedule(3);
+    let steps = 37;
+    let dt = 1.0 / steps as f64;
+    let ts: Vec<f64> = (0..=steps).map(|k| k as f64 * dt).collect();
+    let all = s.posteriors(&ts);
+    assert_eq!(all.len(), steps);
+    for (k, p) in all.iter().enumerate() {
+        let q = s.posterior(ts[k], ts[k + 1]);
+        assert_eq!(
+            (p.a.to_bits(), p.b.to_bits(), p.c.to_bits()),
+            (q.a.to_bits(), q.b.to_bits(), q.c.to_bits()),
+            "step {k}"
+        );
+    }
+    assert!(s.posteriors(&ts[..1]).is_empty());
+}

@@ -5,7 +5,7 @@ use noprop_nn::Mode;
 use std::ops::Range;
 
 use noprop_schedules::learnable::LearnableSchedule;
-use noprop_schedules::{ancestral_step, Stepper};
+use noprop_schedules::{ancestral_step, Posterior, Stepper};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Elem, Tensor};
@@ -47,6 +47,10 @@ struct Ctx {
     device: noprop_tensor::Device,
     d: usize,
     method: ContMethod,
+    /// CT's ancestral step coefficients from `t_k` to `t_{k+1}` for every
+    /// step of the run (computed once, shared by the row halves); empty
+    /// for the other samplers.
+    posteriors: Vec<Posterior>,
 }
 
 /// The fixed arguments of one call of [`NoPropCont::sample`].
@@ -105,7 +109,7 @@ impl NoPropCont {
             key,
             batch: b,
         };
-        let ctx = self.ctx();
+        let ctx = self.ctx(&run)?;
         let cache = if cached { Some(self.prepare(x)?) } else { None };
         let head = match &cache {
             Some(_) => self.net.cached_head()?,
@@ -143,13 +147,27 @@ impl NoPropCont {
         stack_row_halves(&lo?, &hi?)
     }
 
-    /// What the step loop needs of the model besides the network.
-    fn ctx(&self) -> Ctx {
-        Ctx {
+    /// What the step loop of `run` needs of the model besides the network.
+    fn ctx(&self, run: &Run) -> Result<Ctx> {
+        let posteriors = match (self.config.method, run.sampler, &self.schedule) {
+            (ContMethod::Ct, Sampler::Ancestral, Some(schedule)) => {
+                let dt = 1.0 / run.steps as f64;
+                let ts: Vec<f64> = (0..=run.steps).map(|k| k as f64 * dt).collect();
+                schedule.posteriors(&ts)
+            }
+            (ContMethod::Ct, Sampler::Ancestral, None) => {
+                return Err(Error::Config {
+                    what: "NoProp-CT without a noise schedule".into(),
+                })
+            }
+            _ => Vec::new(),
+        };
+        Ok(Ctx {
             device: self.device.clone(),
             d: self.config.embed_dim(),
             method: self.config.method,
-        }
+            posteriors,
+        })
     }
 
     /// The Philox stream of inference `key`.
@@ -237,9 +255,9 @@ fn steps_with_rows(
             (ContMethod::Ct, Sampler::Ancestral) => {
                 let p = ops::softmax(&logits(&z, t)?)?;
                 let u_hat = ops::matmul(&p, Transpose::No, w, Transpose::No)?;
-                let post = schedule()?.posterior(t, (k + 1) as f64 * dt);
+                let post = &ctx.posteriors[k];
                 let eps = if run.noise { Some(draw(rng)?) } else { None };
-                ancestral_step(&post, &u_hat, &z, eps.as_ref())?
+                ancestral_step(post, &u_hat, &z, eps.as_ref())?
             }
             (_, Sampler::Euler | Sampler::Heun) => {
                 let stepper = if run.sampler == Sampler::Euler {
