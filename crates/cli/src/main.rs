@@ -48,6 +48,27 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// No transparent huge pages for this process (`noprop eval`). mimalloc
+/// asks for them (`MADV_HUGEPAGE`), and where the kernel's `defrag` setting
+/// honours that, a fault on a fresh 2 MiB page can wait for the kernel to
+/// compact memory. An inference run touches its ~190 MB working set once
+/// and is short: ct-infer (2k digits, 1000 steps) spent 0.24–0.53 s in the
+/// kernel with huge pages and 0.10–0.15 s without (median 1.89 → 1.72 s
+/// over six alternating runs each, docs/PERFORMANCE.md). Training reuses
+/// its buffers for many steps and keeps huge pages: a 2k-digit backprop
+/// epoch was about 5 % slower without them.
+fn no_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process, which
+    // the kernel reads at later page faults.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(
+            "PR_SET_THP_DISABLE failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "noprop",
@@ -80,6 +101,9 @@ enum Command {
 fn main() {
     keep_freed_memory();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Eval(_)) {
+        no_huge_pages();
+    }
     let rank_log = match &cli.command {
         Command::Train(a) => a.rank_log.clone(),
         _ => None,
