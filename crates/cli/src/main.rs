@@ -54,9 +54,10 @@ fn keep_freed_memory() {
 /// compact memory. An inference run touches its ~190 MB working set once
 /// and is short: ct-infer (2k digits, 1000 steps) spent 0.24–0.53 s in the
 /// kernel with huge pages and 0.10–0.15 s without (median 1.89 → 1.72 s
-/// over six alternating runs each, docs/PERFORMANCE.md). Training reuses
-/// its buffers for many steps and keeps huge pages: a 2k-digit backprop
-/// epoch was about 5 % slower without them.
+/// over six alternating runs each, docs/PERFORMANCE.md). Training keeps
+/// mimalloc's default: on a 2k-digit backprop epoch two A/B sittings
+/// disagreed (about 5 % slower without huge pages in one, 7 % faster in
+/// the other), within this machine's noise.
 fn no_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process, which
     // the kernel reads at later page faults.
