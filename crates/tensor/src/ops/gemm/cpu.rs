@@ -87,6 +87,42 @@ fn cut(m: usize, n: usize, k: usize) -> Cut {
     }
 }
 
+/// `op(A)·op(B)` as a new host tensor: the product is written straight
+/// into fresh, uninitialised memory (no zero fill first: with
+/// `accumulate = false` the `gemm` crate never reads its output,
+/// `gemm_writes_every_output_without_reading_it` checks that on every
+/// kernel path).
+pub(super) fn matmul(a: &Tensor, b: &Tensor, g: GemmDims) -> Result<Tensor> {
+    let (a_rs, a_cs) = strides(a, g.ta);
+    let (b_rs, b_cs) = strides(b, g.tb);
+    let len = g.m * g.n;
+    with_dtype!(a.dtype(), T, {
+        let av = a.as_slice::<T>()?;
+        let bv = b.as_slice::<T>()?;
+        let mut c: Vec<T> = Vec::with_capacity(len);
+        // SAFETY: `c` has room for the m·n outputs, and with `accumulate =
+        // false` `gemm_ptr` writes every one of them before any read, so
+        // all `len` elements are initialised when the length is set.
+        unsafe {
+            gemm_ptr::<T>(
+                g.m,
+                g.n,
+                g.k,
+                av,
+                a_rs,
+                a_cs,
+                bv,
+                b_rs,
+                b_cs,
+                c.as_mut_ptr(),
+                false,
+            );
+            c.set_len(len);
+        }
+        Tensor::from_vec(c, &[g.m, g.n])
+    })
+}
+
 /// The raw kernel on slices: `c[m×n] (+)= a·b` with element strides.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_slices<T: Elem>(
@@ -102,18 +138,61 @@ pub(super) fn gemm_slices<T: Elem>(
     c: &mut [T],
     accumulate: bool,
 ) {
+    assert!(c.len() >= m * n);
+    // SAFETY: `c` is an initialised buffer of at least m·n elements.
+    unsafe {
+        gemm_ptr(
+            m,
+            n,
+            k,
+            a,
+            a_rs,
+            a_cs,
+            b,
+            b_rs,
+            b_cs,
+            c.as_mut_ptr(),
+            accumulate,
+        )
+    }
+}
+
+/// [`gemm_slices`] into a raw row-major `m×n` buffer at `c`.
+///
+/// # Safety
+/// `c` must be valid for writes of `m·n` elements that no other thread
+/// accesses meanwhile, and, when `accumulate`, initialised (with
+/// `accumulate = false` every element is written before it is read, so
+/// `c` may be uninitialised).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_ptr<T: Elem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[T],
+    b_rs: usize,
+    b_cs: usize,
+    c: *mut T,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            c.iter_mut().for_each(|x| *x = T::zero());
+            for i in 0..m * n {
+                // SAFETY: i < m·n, inside the buffer (the caller's contract).
+                unsafe { c.add(i).write(T::zero()) };
+            }
         }
         return;
     }
-    assert!(c.len() >= m * n);
     assert!(a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
     assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    let base = SendPtr(c);
     // One single-threaded product of C's block (rows × cols) over the inner
     // slice `ks`, written at `c_ptr` with row stride `ldc`.
     let call = |rows: std::ops::Range<usize>,
@@ -141,19 +220,23 @@ pub(super) fn gemm_slices<T: Elem>(
         }
     };
     match cut(m, n, k) {
-        Cut::Whole => call(0..m, 0..n, 0..k, c.as_mut_ptr(), n, accumulate),
+        Cut::Whole => call(0..m, 0..n, 0..k, c, n, accumulate),
         Cut::Rows(rb) => {
-            c[..m * n]
-                .par_chunks_mut(rb * n)
-                .enumerate()
-                .for_each(|(i, chunk)| {
-                    let r0 = i * rb;
-                    let rows = r0..r0 + chunk.len() / n;
-                    call(rows, 0..n, 0..k, chunk.as_mut_ptr(), n, accumulate);
-                });
+            (0..m.div_ceil(rb)).into_par_iter().for_each(|bi| {
+                let rows = bi * rb..((bi + 1) * rb).min(m);
+                let p = base;
+                // SAFETY: rows.start < m, so the offset stays inside `c`.
+                call(
+                    rows.clone(),
+                    0..n,
+                    0..k,
+                    unsafe { p.0.add(rows.start * n) },
+                    n,
+                    accumulate,
+                );
+            });
         }
         Cut::Cols(cb) => {
-            let base = SendPtr(c.as_mut_ptr());
             (0..n.div_ceil(cb)).into_par_iter().for_each(|bi| {
                 let (c0, c1) = (bi * cb, ((bi + 1) * cb).min(n));
                 let p = base;
@@ -170,13 +253,17 @@ pub(super) fn gemm_slices<T: Elem>(
                     let ks = i * k / parts..(i + 1) * k / parts;
                     call(0..m, 0..n, ks, buf.as_mut_ptr(), n, false);
                 });
-            let c = &mut c[..m * n];
             let mut sums = partial.chunks_exact(m * n);
             if !accumulate {
                 if let Some(first) = sums.next() {
-                    c.copy_from_slice(first);
+                    // SAFETY: `first` holds m·n elements and `c` has room
+                    // for them; the buffers are distinct allocations.
+                    unsafe { std::ptr::copy_nonoverlapping(first.as_ptr(), c, m * n) };
                 }
             }
+            // SAFETY: every element of `c` is initialised now (copied
+            // above, or by the caller when accumulating).
+            let c = unsafe { std::slice::from_raw_parts_mut(c, m * n) };
             for p in sums {
                 for (cv, &pv) in c.iter_mut().zip(p) {
                     *cv += pv;
@@ -286,3 +373,54 @@ struct SendPtr<T>(*mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for SendPtr<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [`matmul`] writes into uninitialised memory, which is sound only if
+    /// the `gemm` crate never reads its output when told not to. Every
+    /// kernel path (one row, one column, `k ≤ 2`, small outputs, the
+    /// blocked kernels, each cut) runs here into a buffer full of NaN:
+    /// a read would leave a NaN (`0·NaN`, `NaN + x`), and the result must
+    /// equal a product into zeros bit for bit.
+    #[test]
+    fn gemm_writes_every_output_without_reading_it() {
+        let shapes = [
+            (1, 256, 256),
+            (250, 1, 64),
+            (7, 9, 1),
+            (40, 30, 2),
+            (5, 10, 256),
+            (16, 16, 100),
+            (250, 256, 256),
+            (600, 128, 64),
+            (64, 300, 20),
+            (10, 10, 10_000),
+        ];
+        for (m, n, k) in shapes {
+            for (ta, tb) in [(false, false), (false, true), (true, false)] {
+                let a: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+                    .collect();
+                let b: Vec<f32> = (0..k * n)
+                    .map(|i| ((i * 53 % 97) as f32 - 48.0) / 24.0)
+                    .collect();
+                let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+                let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+                let mut zeros = vec![0.0f32; m * n];
+                let mut nans = vec![f32::NAN; m * n];
+                gemm_slices(m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut zeros, false);
+                gemm_slices(m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut nans, false);
+                assert!(
+                    zeros
+                        .iter()
+                        .zip(&nans)
+                        .all(|(z, v)| z.to_bits() == v.to_bits()),
+                    "{m}x{n}x{k}, ta {ta}, tb {tb}: the output was read"
+                );
+                assert!(zeros.iter().any(|v| *v != 0.0));
+            }
+        }
+    }
+}

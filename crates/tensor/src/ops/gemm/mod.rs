@@ -74,11 +74,7 @@ impl GemmDims {
 pub fn matmul(a: &Tensor, ta: Transpose, b: &Tensor, tb: Transpose) -> Result<Tensor> {
     let g = GemmDims::of("matmul", a, ta, b, tb)?;
     match dev::all("matmul", [a, b])? {
-        None => {
-            let mut c = Tensor::zeros(&[g.m, g.n], a.dtype());
-            cpu::gemm_into(&mut c, false, a, b, g)?;
-            Ok(c)
-        }
+        None => cpu::matmul(a, b, g),
         Some([a, b]) => Ok(dev::wrap(cuda::matmul(a, b, g)?)),
     }
 }
