@@ -32,7 +32,7 @@
 //! |---|---|---|
 //! | element-wise, bias epilogues, shape ops, im2col, max-pool, dropout, uniform, SGD, column sums | 0 (bit-identical) | the same IEEE f32 operations in the same order; kernels are compiled with `--fmad=false` |
 //! | Adam/AdamW | 1e-6 | IEEE `sqrtf` and division, but the host-side constants round differently only if the compiler reorders; kept tight |
-//! | randn | 1e-6 | Box–Muller in f64 on both sides; CUDA's `log`/`cos`/`sin` may differ from libm by an f64 ulp |
+//! | randn | 1e-6 | Box–Muller in f64 on both sides; CUDA's `log`/`cos`/`sin` and the CPU's polynomial kernels (`philox::box_muller`) differ by about an f64 ulp |
 //! | col2im | 1e-6 | each pixel sums at most `KH·KW` overlapping taps, in another order |
 //! | softmax, log-softmax, softmax backward, cross-entropy | 1e-5 | `expf`/`logf` differ by a few ulps; block-tree sums |
 //! | sum, sum_sq, dot, mean | 1e-6 of `√(Σᵢ Sᵢ²)` over the running sums `Sᵢ` | tree order vs the CPU's chunk order; an f32 sum's rounding error grows with its partial sums, not with the result, which may cancel |
