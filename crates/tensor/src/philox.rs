@@ -455,7 +455,7 @@ mod tests {
             fill_normal(seed, stream, offset, &mut f32s);
             for i in 0..n {
                 let w = block(seed, stream, offset + (i / 4) as u64);
-                let (a, b) = box_muller(w[i % 4 & 2], w[(i % 4 & 2) + 1]);
+                let (a, b) = box_muller(w[(i % 4) & 2], w[((i % 4) & 2) + 1]);
                 let want = if i % 2 == 0 { a } else { b };
                 assert_eq!(f64s[i].to_bits(), want.to_bits(), "f64 value {i} of {n}");
                 assert_eq!(f32s[i], want as f32, "f32 value {i} of {n}");
@@ -475,8 +475,8 @@ mod tests {
         let (mut differ, mut worst) = (0usize, 0f64);
         for i in 0..n {
             let w = block(7, 3, (i / 4) as u64);
-            let (a, b) = box_muller_libm(w[i % 4 & 2], w[(i % 4 & 2) + 1]);
-            let (x, y) = box_muller(w[i % 4 & 2], w[(i % 4 & 2) + 1]);
+            let (a, b) = box_muller_libm(w[(i % 4) & 2], w[((i % 4) & 2) + 1]);
+            let (x, y) = box_muller(w[(i % 4) & 2], w[((i % 4) & 2) + 1]);
             let (want, new) = if i % 2 == 0 { (a, x) } else { (b, y) };
             worst = worst.max((want - new).abs() / want.abs().max(1.0));
             differ += usize::from(got[i] != want as f32);
