@@ -50,25 +50,54 @@ pub struct CtNet {
     fc3: Linear,
 }
 
-/// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
-/// frozen copies of the label, fusion and output layers, whose weights are
-/// kept transposed so that the 1000 steps of inference read them as stored
-/// ([`FrozenLinear`]; the same numbers as the layers themselves).
+/// Frozen copies ([`FrozenLinear`]) of the layers every evaluation on a
+/// cached image path runs after the time path: the FC label layer, the
+/// label block `W1_z` of the first fusion layer (`[256, 256]`), fc2 and
+/// fc3. Their weights are also kept transposed, so that repeated
+/// evaluations with the same weights (the 1000 steps of inference, the
+/// adjoint's Euler steps and state recoveries) read them as stored.
 #[derive(Clone, Debug)]
-pub struct CachedHead<'a> {
+pub(crate) struct FrozenHead {
     label: Option<FrozenLinear>,
-    time_fc: &'a Linear,
-    /// The label block `W1_z` of the first fusion layer (`[256, 256]`).
     w1_z: FrozenLinear,
-    b1: &'a Tensor,
     fc2: FrozenLinear,
     fc3: FrozenLinear,
+}
+
+impl FrozenHead {
+    /// `[h1, h2, logits]`: `h1 = ReLU(P + f(z)·W1_zᵀ + tb)` from the
+    /// projected image features `proj`, the label features `fz` and the
+    /// time row `tb = f(t)·W1_tᵀ + b1`, then fc2 and fc3.
+    pub(crate) fn fusion(&self, proj: &Tensor, fz: &Tensor, tb: &Tensor) -> Result<[Tensor; 3]> {
+        let mut h1 = proj.clone();
+        self.w1_z.product_into(&mut h1, true, fz)?;
+        ops::bias_relu_rows(&mut h1, tb)?;
+        let h2 = self.fc2.apply(&h1)?;
+        let logits = self.fc3.apply(&h2)?;
+        Ok([h1, h2, logits])
+    }
+
+    /// The frozen FC label layer (`None` for the prototype conv path).
+    pub(crate) fn label(&self) -> Option<&FrozenLinear> {
+        self.label.as_ref()
+    }
+}
+
+/// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
+/// the frozen label, fusion and output layers ([`FrozenHead`]; the same
+/// numbers as the layers themselves on the step shapes), and the time
+/// path, borrowed.
+#[derive(Clone, Debug)]
+pub struct CachedHead<'a> {
+    frozen: FrozenHead,
+    time_fc: &'a Linear,
+    b1: &'a Tensor,
 }
 
 impl CachedHead<'_> {
     /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path.
     pub fn logits(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
-        let label = self.label.as_ref().ok_or_else(|| crate::Error::Config {
+        let label = self.frozen.label().ok_or_else(|| crate::Error::Config {
             what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
         })?;
         self.fusion(cache, &label.apply(z)?, t)
@@ -86,11 +115,8 @@ impl CachedHead<'_> {
         let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, self.b1)?;
         let tb = tb.reshape(&[256])?;
-        let mut h1 = cache.proj.clone();
-        self.w1_z.product_into(&mut h1, true, fz)?;
-        ops::bias_relu_rows(&mut h1, &tb)?;
-        let h2 = self.fc2.apply(&h1)?;
-        Ok(self.fc3.apply(&h2)?)
+        let [_, _, logits] = self.frozen.fusion(&cache.proj, fz, &tb)?;
+        Ok(logits)
     }
 }
 
@@ -262,12 +288,20 @@ impl CtNet {
     }
 
     fn head_parts(&self, label: Option<FrozenLinear>) -> Result<CachedHead<'_>> {
-        let w1 = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
         Ok(CachedHead {
-            label,
+            frozen: self.frozen_head(label)?,
             time_fc: &self.time_fc,
-            w1_z: FrozenLinear::from_parts(w1[1].clone(), self.fc1.bias.clone(), true)?,
             b1: &self.fc1.bias,
+        })
+    }
+
+    /// Frozen copies of the current label (when given), `W1_z`, fc2 and
+    /// fc3 weights.
+    pub(crate) fn frozen_head(&self, label: Option<FrozenLinear>) -> Result<FrozenHead> {
+        let w1 = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
+        Ok(FrozenHead {
+            label,
+            w1_z: FrozenLinear::from_parts(w1[1].clone(), self.fc1.bias.clone(), true)?,
             fc2: self.fc2.frozen()?,
             fc3: self.fc3.frozen()?,
         })

@@ -17,7 +17,7 @@ use noprop_nn::{Mode, Module};
 use noprop_tensor::ops::{self, Transpose};
 use noprop_tensor::Tensor;
 
-use super::{row_halves, stack_row_halves, CtNet, ImageCache, LabelPath};
+use super::{row_halves, stack_row_halves, CtNet, FrozenHead, ImageCache, LabelPath};
 use crate::{Error, Result};
 
 /// What one training-mode evaluation leaves for its backward pass.
@@ -41,6 +41,11 @@ pub struct TrainImageCache {
     step: Option<StepCache>,
     /// `proj`'s two row halves where the batch is split ([`row_halves`]).
     halves: Option<[Tensor; 2]>,
+    /// Where the batch is split: frozen copies of the label, `W1_z`, fc2
+    /// and fc3 weights as they were at [`CtNet::image_train`]. A cache
+    /// belongs to one mini-batch, whose evaluations all see the same
+    /// weights (the update comes after [`CtNet::finish_image`]).
+    frozen: Option<FrozenHead>,
 }
 
 impl TrainImageCache {
@@ -72,8 +77,13 @@ impl CtNet {
             Some([lo, hi]) => Some([rows(lo)?, rows(hi)?]),
             None => None,
         };
+        let frozen = match (&halves, &self.label) {
+            (Some(_), LabelPath::Fc(fc)) => Some(self.frozen_head(Some(fc.frozen()?))?),
+            _ => None,
+        };
         Ok(TrainImageCache {
             halves,
+            frozen,
             dproj: proj.zeros_like(),
             dw_label: dw()?,
             dw_time: dw()?,
@@ -105,22 +115,20 @@ impl CtNet {
         let mut tb = ops::matmul(&ft, Transpose::No, &c.cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
         let tb = tb.reshape(&[256])?;
-        // `halves` is set exactly where the batch is split ([`row_halves`]);
-        // `image_train` only accepts the FC label path.
-        let (Some(halves), LabelPath::Fc(label)) = (c.halves.as_ref(), &self.label) else {
+        // `halves` and `frozen` are set exactly where the batch is split
+        // ([`row_halves`]); `image_train` only accepts the FC label path.
+        let (Some(halves), Some(frozen)) = (c.halves.as_ref(), c.frozen.as_ref()) else {
             return self.step_forward_whole(c, z, ft, &tb);
         };
+        let label = frozen.label().ok_or_else(|| Error::Config {
+            what: "cached training evaluations need the FC label path (not prototype)".into(),
+        })?;
         let [lo, hi] = [0..halves[0].dim(0), halves[0].dim(0)..z.dim(0)];
-        let (fc2, fc3, w_label) = (&self.fc2, &self.fc3, &c.cache.w_label);
         // One half: its rows of z through the label path and the fusion head.
         let run = |rows: std::ops::Range<usize>, proj: &Tensor| -> Result<[Tensor; 4]> {
             let zr = ops::gather_rows(z, &rows.collect::<Vec<_>>())?;
             let fz = label.apply(&zr)?;
-            let mut h1 = proj.clone();
-            ops::gemm_into(&mut h1, true, &fz, Transpose::No, w_label, Transpose::Yes)?;
-            ops::bias_relu_rows(&mut h1, &tb)?;
-            let h2 = fc2.apply(&h1)?;
-            let logits = fc3.apply(&h2)?;
+            let [h1, h2, logits] = frozen.fusion(proj, &fz, &tb)?;
             Ok([fz, h1, h2, logits])
         };
         let (lo, hi) = rayon::join(|| run(lo, &halves[0]), || run(hi, &halves[1]));
