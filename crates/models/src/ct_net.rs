@@ -84,7 +84,7 @@ impl FrozenHead {
 }
 
 /// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
-/// the frozen label, fusion and output layers ([`FrozenHead`]; the same
+/// frozen copies of the label, fusion and output layers ([`FrozenLinear`]; the same
 /// numbers as the layers themselves on the step shapes), and the time
 /// path, borrowed.
 #[derive(Clone, Debug)]

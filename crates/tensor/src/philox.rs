@@ -195,7 +195,7 @@ pub fn fill_uniform<T: Elem>(seed: u64, stream: u64, offset: u64, out: &mut [T])
 /// Fill `out` with standard normals from blocks starting at `offset`.
 ///
 /// Each block gives four normals: Box–Muller ([`box_muller`]) on lanes
-/// (0, 1) and (2, 3). The words come [`LANES`] blocks at a time and the
+/// (0, 1) and (2, 3). The words come 16 blocks at a time and the
 /// Box–Muller runs over them as SIMD lanes (AVX-512 or AVX2 where the CPU
 /// has it); every path computes the same bits.
 pub fn fill_normal<T: Elem>(seed: u64, stream: u64, offset: u64, out: &mut [T]) {
