@@ -18,16 +18,31 @@ pub(super) fn gemm_into(
     b: &Tensor,
     g: GemmDims,
 ) -> Result<()> {
+    with_dtype!(c.dtype(), T, {
+        let cv = c.as_mut_slice::<T>()?;
+        assert!(cv.len() >= g.m * g.n);
+        // SAFETY: `cv` is an initialised buffer of at least m·n elements.
+        unsafe { product::<T>(a, b, g, cv.as_mut_ptr(), accumulate) }
+    })
+}
+
+/// `c (+)= op(A)·op(B)` into the row-major `m×n` buffer at `c`, with the
+/// element strides of each operand's layout.
+///
+/// # Safety
+/// As [`gemm_ptr`].
+unsafe fn product<T: Elem>(
+    a: &Tensor,
+    b: &Tensor,
+    g: GemmDims,
+    c: *mut T,
+    accumulate: bool,
+) -> Result<()> {
     let (a_rs, a_cs) = strides(a, g.ta);
     let (b_rs, b_cs) = strides(b, g.tb);
-    with_dtype!(c.dtype(), T, {
-        let av = a.as_slice::<T>()?;
-        let bv = b.as_slice::<T>()?;
-        let cv = c.as_mut_slice::<T>()?;
-        gemm_slices::<T>(
-            g.m, g.n, g.k, av, a_rs, a_cs, bv, b_rs, b_cs, cv, accumulate,
-        );
-    });
+    let (av, bv) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+    // SAFETY: the caller's contract.
+    unsafe { gemm_ptr(g.m, g.n, g.k, av, a_rs, a_cs, bv, b_rs, b_cs, c, accumulate) };
     Ok(())
 }
 
@@ -93,71 +108,23 @@ fn cut(m: usize, n: usize, k: usize) -> Cut {
 /// `gemm_writes_every_output_without_reading_it` checks that on every
 /// kernel path).
 pub(super) fn matmul(a: &Tensor, b: &Tensor, g: GemmDims) -> Result<Tensor> {
-    let (a_rs, a_cs) = strides(a, g.ta);
-    let (b_rs, b_cs) = strides(b, g.tb);
     let len = g.m * g.n;
     with_dtype!(a.dtype(), T, {
-        let av = a.as_slice::<T>()?;
-        let bv = b.as_slice::<T>()?;
         let mut c: Vec<T> = Vec::with_capacity(len);
         // SAFETY: `c` has room for the m·n outputs, and with `accumulate =
-        // false` `gemm_ptr` writes every one of them before any read, so
-        // all `len` elements are initialised when the length is set.
+        // false` `product` writes every one of them before any read, so
+        // all `len` elements are initialised when the length is set (an
+        // error returns before it is).
         unsafe {
-            gemm_ptr::<T>(
-                g.m,
-                g.n,
-                g.k,
-                av,
-                a_rs,
-                a_cs,
-                bv,
-                b_rs,
-                b_cs,
-                c.as_mut_ptr(),
-                false,
-            );
+            product::<T>(a, b, g, c.as_mut_ptr(), false)?;
             c.set_len(len);
         }
         Tensor::from_vec(c, &[g.m, g.n])
     })
 }
 
-/// The raw kernel on slices: `c[m×n] (+)= a·b` with element strides.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_slices<T: Elem>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[T],
-    b_rs: usize,
-    b_cs: usize,
-    c: &mut [T],
-    accumulate: bool,
-) {
-    assert!(c.len() >= m * n);
-    // SAFETY: `c` is an initialised buffer of at least m·n elements.
-    unsafe {
-        gemm_ptr(
-            m,
-            n,
-            k,
-            a,
-            a_rs,
-            a_cs,
-            b,
-            b_rs,
-            b_cs,
-            c.as_mut_ptr(),
-            accumulate,
-        )
-    }
-}
-
-/// [`gemm_slices`] into a raw row-major `m×n` buffer at `c`.
+/// The raw kernel: `c[m×n] (+)= a·b` into a raw row-major buffer at `c`,
+/// with element strides for `a` and `b`.
 ///
 /// # Safety
 /// `c` must be valid for writes of `m·n` elements that no other thread
@@ -277,7 +244,7 @@ unsafe fn gemm_ptr<T: Elem>(
 /// for callers that already run one task per core (the per-image
 /// convolution). The inner slice is never split, so each element's sum
 /// over `k` runs in the `gemm` crate's order for this `k`, as in
-/// [`gemm_slices`].
+/// [`gemm_ptr`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_serial<T: Elem>(
     m: usize,
@@ -410,8 +377,24 @@ mod tests {
                 let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
                 let mut zeros = vec![0.0f32; m * n];
                 let mut nans = vec![f32::NAN; m * n];
-                gemm_slices(m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut zeros, false);
-                gemm_slices(m, n, k, &a, a_rs, a_cs, &b, b_rs, b_cs, &mut nans, false);
+                for c in [&mut zeros, &mut nans] {
+                    // SAFETY: `c` holds m·n elements.
+                    unsafe {
+                        gemm_ptr(
+                            m,
+                            n,
+                            k,
+                            &a,
+                            a_rs,
+                            a_cs,
+                            &b,
+                            b_rs,
+                            b_cs,
+                            c.as_mut_ptr(),
+                            false,
+                        )
+                    };
+                }
                 assert!(
                     zeros
                         .iter()
