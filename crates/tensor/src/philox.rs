@@ -243,13 +243,9 @@ fn normals_generic<T: Elem>(seed: u64, stream: u64, first: u64, out: &mut [T]) {
     let (mut r, mut s, mut c) = ([0f64; PAIRS], [0f64; PAIRS], [0f64; PAIRS]);
     for (ci, ch) in out.chunks_mut(4 * LANES).enumerate() {
         let b = first + (ci * LANES) as u64;
-        if ch.len() == 4 * LANES {
-            blocks_soa(seed, stream, b, &mut words);
-        } else {
-            for (i, quad) in words.chunks_exact_mut(4).enumerate() {
-                quad.copy_from_slice(&block(seed, stream, b + i as u64));
-            }
-        }
+        // The blocks this chunk needs (a partial chunk: only its blocks;
+        // the lanes past them hold stale words and are not written out).
+        fill_words_generic(seed, stream, b, &mut words[..4 * ch.len().div_ceil(4)]);
         // Structure of arrays, one lane per pair of words.
         for p in 0..PAIRS {
             r[p] = (-2.0 * ln_open01(u32_to_open01(words[2 * p]))).sqrt();
