@@ -39,13 +39,19 @@ pub struct TrainImageCache {
     dw_time: Tensor,
     db1: Tensor,
     step: Option<StepCache>,
-    /// `proj`'s two row halves where the batch is split ([`row_halves`]).
-    halves: Option<[Tensor; 2]>,
-    /// Where the batch is split: frozen copies of the label, `W1_z`, fc2
-    /// and fc3 weights as they were at [`CtNet::image_train`]. A cache
-    /// belongs to one mini-batch, whose evaluations all see the same
-    /// weights (the update comes after [`CtNet::finish_image`]).
-    frozen: Option<FrozenHead>,
+    /// What the row halves need where the batch is split ([`row_halves`]).
+    split: Option<Split>,
+}
+
+/// The row halves of one mini-batch: `proj`'s two halves, and frozen
+/// copies of the label, `W1_z`, fc2 and fc3 weights as they were at
+/// [`CtNet::image_train`] (a cache belongs to one mini-batch, whose
+/// evaluations all see the same weights; the update comes after
+/// [`CtNet::finish_image`]).
+#[derive(Clone, Debug)]
+struct Split {
+    proj: [Tensor; 2],
+    head: FrozenHead,
 }
 
 impl TrainImageCache {
@@ -73,17 +79,15 @@ impl CtNet {
         let proj = ops::matmul(&fx, Transpose::No, &w[0], Transpose::Yes)?;
         let dw = || Tensor::zeros_on(&[256, 256], fx.dtype(), &fx.device());
         let rows = |r: std::ops::Range<usize>| ops::gather_rows(&proj, &r.collect::<Vec<_>>());
-        let halves = match row_halves(proj.dim(0), &proj.device()) {
-            Some([lo, hi]) => Some([rows(lo)?, rows(hi)?]),
-            None => None,
-        };
-        let frozen = match (&halves, &self.label) {
-            (Some(_), LabelPath::Fc(fc)) => Some(self.frozen_head(Some(fc.frozen()?))?),
+        let split = match (row_halves(proj.dim(0), &proj.device()), &self.label) {
+            (Some([lo, hi]), LabelPath::Fc(fc)) => Some(Split {
+                proj: [rows(lo)?, rows(hi)?],
+                head: self.frozen_head(Some(fc.frozen()?))?,
+            }),
             _ => None,
         };
         Ok(TrainImageCache {
-            halves,
-            frozen,
+            split,
             dproj: proj.zeros_like(),
             dw_label: dw()?,
             dw_time: dw()?,
@@ -115,11 +119,11 @@ impl CtNet {
         let mut tb = ops::matmul(&ft, Transpose::No, &c.cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, &self.fc1.bias)?;
         let tb = tb.reshape(&[256])?;
-        // `halves` and `frozen` are set exactly where the batch is split
-        // ([`row_halves`]); `image_train` only accepts the FC label path.
-        let (Some(halves), Some(frozen)) = (c.halves.as_ref(), c.frozen.as_ref()) else {
+        // `split` is set exactly where the batch is split ([`row_halves`]).
+        let Some(split) = c.split.as_ref() else {
             return self.step_forward_whole(c, z, ft, &tb);
         };
+        let (halves, frozen) = (&split.proj, &split.head);
         let label = frozen.label().ok_or_else(|| Error::Config {
             what: "cached training evaluations need the FC label path (not prototype)".into(),
         })?;
@@ -244,7 +248,7 @@ mod tests {
         net.set_rng_key(5);
         let mut c = net.image_train(x).unwrap();
         if !split {
-            c.halves = None;
+            c.split = None;
         }
         let logits = net.step_forward(&mut c, z, 0.3).unwrap();
         let dz = net
