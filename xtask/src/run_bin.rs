@@ -26,9 +26,10 @@ pub fn workspace_root() -> PathBuf {
 /// (`unknown CPU` elsewhere), then its family and model numbers and the
 /// widest vector ISA the kernels dispatch on, e.g. `AMD EPYC (family 25,
 /// model 1, AVX2)`. Virtual machines often hide the marketing name (both
-/// a Zen 3 and a Zen 4 EPYC read `AMD EPYC`), and the GEMM, Box–Muller and
-/// Philox kernels take AVX-512 or AVX2 paths by runtime detection, so a
-/// report without the ISA cannot say which machine it measured.
+/// a Zen 3 and a Zen 4 EPYC read `AMD EPYC`), and the GEMM microkernels
+/// and the Box–Muller lanes take AVX-512 or AVX2 paths by runtime
+/// detection, so a report without the ISA cannot say which machine it
+/// measured.
 pub fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
