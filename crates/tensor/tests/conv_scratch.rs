@@ -37,11 +37,12 @@ fn conv_workspaces_return_their_buffers_to_one_pool() {
         }
     }
     // The pool holds one backward's scratch: for each of the two parts of
-    // the batch, one image's column matrix and its gradient, one image's
-    // output gradient, and a part's weight and bias gradients. That is
+    // the batch, one image's column matrix, its gradient and the sparse
+    // path's transposed copy, one image's output gradient, and a part's
+    // weight and bias gradients. That is
     // far less than the batch's im2col matrix (32·9 × 16·121 values).
     let (kk, p, oc) = (32 * 9, 11 * 11, 64);
-    let one_backward = 2 * (2 * kk * p + oc * p + oc * kk + oc) * 4;
+    let one_backward = 2 * (3 * kk * p + oc * p + oc * kk + oc) * 4;
     assert_eq!(pool_after_first.unwrap(), one_backward);
     assert!(one_backward < kk * 16 * p * 4);
     // A second backward without a forward is refused, not served from the pool.

@@ -24,6 +24,30 @@ const CONV_ZOO: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (0, 3, 5, 5, 2, 3, 0),      // empty batch
 ];
 
+/// `dy` with three pixels of every 2×2 window zeroed (the kept one
+/// varies with the channel and the window), as a max pool's backward leaves
+/// it.
+fn pooled_like(dy: &Tensor) -> Tensor {
+    let (c, oh, ow) = (dy.dim(1), dy.dim(2), dy.dim(3));
+    let v: Vec<f64> = dy
+        .to_vec_f64()
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            let (ch, oy, ox) = ((i / (oh * ow)) % c, (i / ow) % oh, i % ow);
+            let pick = (ch + oy / 2 * 3 + ox / 2) % 4;
+            if (oy % 2) * 2 + ox % 2 == pick {
+                d
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Tensor::from_vec(v, dy.shape())
+        .unwrap()
+        .to_dtype(dy.dtype())
+}
+
 /// The geometry of a convolution: `(OH, OW)`.
 fn out_hw(h: usize, w: usize, k: usize, pad: usize) -> (usize, usize) {
     (h + 2 * pad + 1 - k, w + 2 * pad + 1 - k)
@@ -184,12 +208,22 @@ fn conv2d_matches_naive_reference(dev: &Device) {
                 Row::Col2im,
             );
 
-            for (bias, relu) in [(true, false), (false, false), (true, true)] {
-                let what = format!("{what} bias={bias} relu={relu}");
+            // `pooled`: a gradient as a 2×2 max pool leaves it (one pixel
+            // in four nonzero), which the CPU backward takes on its sparse
+            // path; the others are dense.
+            for (bias, relu, pooled) in [
+                (true, false, false),
+                (false, false, false),
+                (true, true, false),
+                (true, true, true),
+                (false, false, true),
+            ] {
+                let what = format!("{what} bias={bias} relu={relu} pooled={pooled}");
                 let mut ws = ops::ConvWorkspace::new();
                 let y = ops::conv2d_forward(&dx_, &dw_, bias.then_some(&db_), pad, relu, &mut ws)
                     .unwrap();
                 let dy = rand_t(y.shape(), dtype, s + 5);
+                let dy = if pooled { pooled_like(&dy) } else { dy };
                 let yv = back(dev, &what, &y);
                 // The fused mask [y > 0] applied to dy, from the op's own output.
                 let dyv: Vec<f64> = dy

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 #[allow(unused_imports)]
 use crate::ops::num::*;
 
-use super::{Conv2dGrads, ConvGeom as Geom};
+use super::{sparse, Conv2dGrads, ConvGeom as Geom};
 use crate::ops::even_task_count;
 use crate::ops::gemm::gemm_serial;
 use crate::{with_dtype, Elem, Error, Result, Tensor};
@@ -441,7 +441,9 @@ pub(super) fn conv2d_backward(
     // matrices of 2 or 4 images (a longer inner dimension for dw) leave L2
     // on the paper's layers and were measured no faster.
     let dcol_len = if need_dx { kk * p } else { 0 };
-    let per_part = kk * p + dcol_len + oc * p + oc * kk + oc;
+    // Plus one `[P, KK]` buffer for the sparse path (super::sparse): the
+    // transposed column matrix, then the transposed `dcol_n`.
+    let per_part = kk * p + dcol_len + oc * p + oc * kk + oc + kk * p;
     let mut scratch = take(None, &[parts.len(), per_part], dtype);
     with_dtype!(dtype, T, {
         let (xs, ws, dys) = (x.as_slice::<T>()?, w.as_slice::<T>()?, dy.as_slice::<T>()?);
@@ -465,8 +467,10 @@ pub(super) fn conv2d_backward(
                 let (col, rest) = buf.split_at_mut(kk * p);
                 let (dcol, rest) = rest.split_at_mut(dcol_len);
                 let (dyn_, rest) = rest.split_at_mut(oc * p);
-                let (dwp, dbp) = rest.split_at_mut(oc * kk);
+                let (dwp, rest) = rest.split_at_mut(oc * kk);
+                let (dbp, tbuf) = rest.split_at_mut(oc);
                 dbp.iter_mut().for_each(|v| *v = T::zero());
+                let mut nz = sparse::Nonzeros::default();
                 for (j, ni) in range.clone().enumerate() {
                     let img = ni * oc * p..(ni + 1) * oc * p;
                     let src = &dys[img.clone()];
@@ -483,6 +487,19 @@ pub(super) fn conv2d_backward(
                         *d += lane_sum(row);
                     }
                     im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, p, 0);
+                    let nnz = dyn_.iter().filter(|&&v| v != T::zero()).count();
+                    if sparse::worth_it(nnz, oc, p, kk) {
+                        // The same products from dy_n's nonzeros only.
+                        nz.collect(dyn_, oc, p);
+                        sparse::transpose(col, kk, p, tbuf);
+                        sparse::dw_image(&nz, tbuf, kk, dwp, j > 0);
+                        if let Some(dxp) = dxp.as_deref_mut() {
+                            sparse::dcol_image(&nz, ws, kk, tbuf);
+                            sparse::transpose(tbuf, p, kk, dcol);
+                            col2im_image(dcol, p, 0, g, &mut dxp[j * chw..(j + 1) * chw]);
+                        }
+                        continue;
+                    }
                     // dw_part[oc, kk] (+)= dy_n[oc, p] · col_n[kk, p]ᵀ
                     gemm_serial::<T>(oc, kk, p, dyn_, p, 1, col, 1, p, dwp, kk, j > 0);
                     if let Some(dxp) = dxp.as_deref_mut() {
@@ -497,7 +514,7 @@ pub(super) fn conv2d_backward(
         let (dws, dbs) = (dw.as_mut_slice::<T>()?, db.as_mut_slice::<T>()?);
         for (i, buf) in bufs.chunks(per_part).enumerate() {
             let at = kk * p + dcol_len + oc * p;
-            let (dwp, dbp) = (&buf[at..at + oc * kk], &buf[at + oc * kk..]);
+            let (dwp, dbp) = (&buf[at..at + oc * kk], &buf[at + oc * kk..][..oc]);
             if i == 0 {
                 dws.copy_from_slice(dwp);
                 dbs.copy_from_slice(dbp);

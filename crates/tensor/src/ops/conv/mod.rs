@@ -18,6 +18,7 @@
 //! `cpu::conv2d_backward`).
 
 mod cpu;
+mod sparse;
 
 pub use cpu::scratch_pool_bytes;
 
