@@ -158,6 +158,17 @@ fn conv2d() {
         &randn64(&[2, 1, 5, 5], 7),
         &no_reset,
     );
+    // A max pool after the conv leaves at most a quarter of its output
+    // gradient nonzero, and 8 input channels give 72 column-matrix rows:
+    // the CPU backward takes its sparse path (ops/conv/sparse.rs).
+    check(
+        "Conv2d+ReLU+MaxPool2d (sparse backward)",
+        &mut Sequential::new()
+            .push("conv", Conv2d::new(8, 4, 3, 0, 1, "c").with_relu())
+            .push("pool", MaxPool2d::new()),
+        &randn64(&[2, 8, 6, 6], 17),
+        &no_reset,
+    );
 }
 
 #[test]
