@@ -27,7 +27,7 @@ const CONV_ZOO: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
 /// `dy` with three pixels of every 2×2 window zeroed (the kept one
 /// varies with the channel and the window), as a max pool's backward leaves
 /// it.
-fn pooled_like(dy: &Tensor) -> Tensor {
+pub(crate) fn pooled_like(dy: &Tensor) -> Tensor {
     let (c, oh, ow) = (dy.dim(1), dy.dim(2), dy.dim(3));
     let v: Vec<f64> = dy
         .to_vec_f64()

@@ -340,6 +340,12 @@ fn kernels_are_bitwise_identical_across_thread_counts() {
             let y = ops::conv2d_forward(&x, &w, None, 0, false, &mut ws).unwrap();
             let g = ops::conv2d_backward(&y, &w, None, &mut ws, true).unwrap();
             outs.extend([y, g.dw, g.db, g.dx.unwrap()]);
+            // And the backward's sparse path: a gradient as a max pool
+            // leaves it, through the fused ReLU's mask.
+            let y = ops::conv2d_forward(&x, &w, None, 0, true, &mut ws).unwrap();
+            let dy = conv::pooled_like(&rand_t(y.shape(), DType::F32, 95));
+            let g = ops::conv2d_backward(&dy, &w, Some(&y), &mut ws, true).unwrap();
+            outs.extend([g.dw, g.db, g.dx.unwrap()]);
             outs.push(Tensor::scalar(ops::sum(&x).unwrap(), DType::F64));
             outs
         })
