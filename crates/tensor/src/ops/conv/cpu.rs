@@ -1,5 +1,6 @@
 //! The CPU reference of [`super`]: im2col/col2im with contiguous runs of
-//! `OW` pixels, the `gemm` crate, and host scratch buffers pooled across
+//! `OW` pixels, the `gemm` crate (or, for a mostly-zero output gradient, the
+//! sparse products of [`super::sparse`]), and host scratch buffers pooled across
 //! calls. Every split is fixed by the shapes, so results do not depend on
 //! the thread count. Operands were checked by the API.
 
@@ -410,9 +411,11 @@ pub(super) fn conv2d_forward(
 /// image at a time in fixed parts of the batch (see [`parts`]). For image
 /// `n` of a part: `dy_n = dy[n]·[y[n] > 0]` (the fused ReLU's mask),
 /// `col_n = im2col(x[n])`, `dw_part += dy_n·col_nᵀ`, `db_part[oc] += Σ_p
-/// dy_n[oc, p]`, and when asked `dx[n] = col2im(wᵀ·dy_n)`. Then `dw` and
-/// `db` are the parts' sums in part order: the same numbers for any thread
-/// count.
+/// dy_n[oc, p]`, and when asked `dx[n] = col2im(wᵀ·dy_n)`. Where `dy_n`
+/// is mostly zeros ([`sparse::worth_it`]: a max pool or dropout follows),
+/// the two products are summed over its nonzeros only ([`sparse`]). Then
+/// `dw` and `db` are the parts' sums in part order: the same numbers for any
+/// thread count.
 pub(super) fn conv2d_backward(
     dy: &Tensor,
     w: &Tensor,
