@@ -39,7 +39,7 @@ const TILE: usize = 64;
 /// |---|---|---:|---:|
 /// | conv1 (9) | pooled, ~10 % | 6.6 ms | 11.0 ms |
 /// | conv2 (288) | pooled, ~12 % | 25.8 ms | 17.8 ms |
-/// | conv2 (288) | two in three kept, ~33 % | 21.3 ms | 22.9 ms |
+/// | conv2 (288) | five in eight kept, ~31 % | 21.3 ms | 22.9 ms |
 /// | conv3 (576) | pooled, ~12 % | 60.3 ms | 36.4 ms |
 pub(super) fn worth_it(nnz: usize, oc: usize, p: usize, kk: usize) -> bool {
     kk >= 64 && 10 * nnz <= 3 * oc * p
