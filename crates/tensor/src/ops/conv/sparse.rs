@@ -18,6 +18,13 @@
 //! count); they differ from the dense GEMM's in the last bits (another
 //! order, and no zero terms).
 //!
+//! Leaving the zero terms out also leaves out `0 · NaN` and `0 · ∞`: a
+//! non-finite input or weight whose gradient terms are all zero does not
+//! turn `dw` or `dx` into NaN here, as the dense GEMM would. The forward
+//! pass meets such a value first: where it reaches the loss, training
+//! stops with a non-finite-loss error at that step; where it does not (a
+//! max pool passed over it), this backward ignores it as the forward did.
+//!
 //! The rows (`col_nᵀ[p, :]`, `w[oc, :]`) are read in tiles of at most
 //! [`TILE`] columns that stay in registers while a tile's sums run.
 
