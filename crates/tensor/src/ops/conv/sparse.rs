@@ -124,7 +124,7 @@ pub(super) fn dw_image<T: Elem>(
         #[cfg(target_arch = "x86_64")]
         return unsafe { dw_avx2_fma(nz, col_t, kk, dw, accumulate) };
     }
-    dw_generic::<T, false>(nz, col_t, kk, dw, accumulate)
+    rows_of_sums::<T, false>(&nz.oc_start, &nz.by_oc, col_t, kk, dw, accumulate)
 }
 
 /// `dcol_t[p, :] = Σ dy_n[oc, p] · w[oc, :]` over the nonzeros of pixel
@@ -135,7 +135,7 @@ pub(super) fn dcol_image<T: Elem>(nz: &Nonzeros<T>, w: &[T], kk: usize, dcol_t: 
         #[cfg(target_arch = "x86_64")]
         return unsafe { dcol_avx2_fma(nz, w, kk, dcol_t) };
     }
-    dcol_generic::<T, false>(nz, w, kk, dcol_t)
+    rows_of_sums::<T, false>(&nz.p_start, &nz.by_p, w, kk, dcol_t, false)
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`: the transpose of a row-major
@@ -241,49 +241,34 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn dw_avx2_fma<T: Elem>(nz: &Nonzeros<T>, col_t: &[T], kk: usize, dw: &mut [T], acc: bool) {
-    dw_generic::<T, true>(nz, col_t, kk, dw, acc)
+    rows_of_sums::<T, true>(&nz.oc_start, &nz.by_oc, col_t, kk, dw, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn dcol_avx2_fma<T: Elem>(nz: &Nonzeros<T>, w: &[T], kk: usize, dcol_t: &mut [T]) {
-    dcol_generic::<T, true>(nz, w, kk, dcol_t)
+    rows_of_sums::<T, true>(&nz.p_start, &nz.by_p, w, kk, dcol_t, false)
 }
 
-/// [`dw_image`] with fused (`FMA`) or separate multiply-adds.
+/// Output row `r` of `out` (`[starts.len() − 1, kk]`) `(+)= Σ_{(i, v) ∈
+/// entries[starts[r]..starts[r + 1]]} v · src[i, :]` (`src`: `[·, kk]`),
+/// tile by tile, with fused (`FMA`) or separate multiply-adds: the loop of
+/// both [`dw_image`] (rows are channels) and [`dcol_image`] (pixels).
 #[inline(always)]
-fn dw_generic<T: Elem, const FMA: bool>(
-    nz: &Nonzeros<T>,
-    col_t: &[T],
+fn rows_of_sums<T: Elem, const FMA: bool>(
+    starts: &[usize],
+    entries: &[(u32, T)],
+    src: &[T],
     kk: usize,
-    dw: &mut [T],
+    out: &mut [T],
     accumulate: bool,
 ) {
-    let oc = nz.oc_start.len() - 1;
     let mut c0 = 0;
     for width in WIDTHS {
         while kk - c0 >= width {
-            for o in 0..oc {
-                let entries = &nz.by_oc[nz.oc_start[o]..nz.oc_start[o + 1]];
-                let out = &mut dw[o * kk + c0..o * kk + c0 + width];
-                row_sum::<T, FMA>(width, entries, col_t, kk, c0, out, accumulate);
-            }
-            c0 += width;
-        }
-    }
-}
-
-/// [`dcol_image`] with fused (`FMA`) or separate multiply-adds.
-#[inline(always)]
-fn dcol_generic<T: Elem, const FMA: bool>(nz: &Nonzeros<T>, w: &[T], kk: usize, dcol_t: &mut [T]) {
-    let p = nz.p_start.len() - 1;
-    let mut c0 = 0;
-    for width in WIDTHS {
-        while kk - c0 >= width {
-            for i in 0..p {
-                let entries = &nz.by_p[nz.p_start[i]..nz.p_start[i + 1]];
-                let out = &mut dcol_t[i * kk + c0..i * kk + c0 + width];
-                row_sum::<T, FMA>(width, entries, w, kk, c0, out, false);
+            for (r, run) in starts.windows(2).enumerate() {
+                let o = &mut out[r * kk + c0..r * kk + c0 + width];
+                row_sum::<T, FMA>(width, &entries[run[0]..run[1]], src, kk, c0, o, accumulate);
             }
             c0 += width;
         }
