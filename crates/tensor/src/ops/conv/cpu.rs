@@ -490,8 +490,7 @@ pub(super) fn conv2d_backward(
                         *d += lane_sum(row);
                     }
                     im2col_image(&xs[ni * chw..(ni + 1) * chw], g, col, p, 0);
-                    let nnz = dyn_.iter().filter(|&&v| v != T::zero()).count();
-                    if sparse::worth_it(nnz, oc, p, kk) {
+                    if sparse::worth_it(dyn_, kk) {
                         // The same products from dy_n's nonzeros only.
                         nz.collect(dyn_, oc, p);
                         sparse::transpose(col, kk, p, tbuf);

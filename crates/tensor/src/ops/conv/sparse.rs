@@ -37,8 +37,8 @@ use crate::Elem;
 const TILE: usize = 64;
 
 /// Whether [`dw_image`]/[`dcol_image`] beat the dense GEMMs for an image
-/// whose `[OC, P]` output gradient has `nnz` nonzeros and whose column
-/// matrix has `kk` rows: at most 30 % nonzero, and rows long enough
+/// with output gradient `dy_n` (`[OC, P]`, ReLU mask applied) and `kk`
+/// column-matrix rows: at most 30 % nonzero, and rows long enough
 /// (`kk ≥ 64`) that each nonzero's work outweighs listing it. Measured with
 /// `cargo bench -p noprop-benches --bench conv -- mnist` (batch 128, AVX2):
 ///
@@ -48,8 +48,9 @@ const TILE: usize = 64;
 /// | conv2 (288) | pooled, ~12 % | 25.8 ms | 17.8 ms |
 /// | conv2 (288) | five in eight kept, ~31 % | 21.3 ms | 22.9 ms |
 /// | conv3 (576) | pooled, ~12 % | 60.3 ms | 36.4 ms |
-pub(super) fn worth_it(nnz: usize, oc: usize, p: usize, kk: usize) -> bool {
-    kk >= 64 && 10 * nnz <= 3 * oc * p
+pub(super) fn worth_it<T: Elem>(dy_n: &[T], kk: usize) -> bool {
+    // The rows first: the count is not needed where they decide.
+    kk >= 64 && 10 * dy_n.iter().filter(|&&v| v != T::zero()).count() <= 3 * dy_n.len()
 }
 
 /// The nonzeros of an image's `[OC, P]` output gradient, listed twice: by
