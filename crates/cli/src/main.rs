@@ -70,6 +70,22 @@ fn no_huge_pages() {
     }
 }
 
+/// Run the whole command on a worker of rayon's global pool.
+///
+/// Every tensor op splits its work with rayon. Called from the main thread,
+/// which is not one of the pool's workers, each op is injected into the
+/// pool and the main thread sleeps on a lock until it is done: a futex wake
+/// and a sleep per op, thousands of times per mini-batch. Called from a
+/// worker, the op's halves go on that worker's own queue and the worker
+/// helps with them. Same work in the same order, so the same bits; a
+/// one-epoch adjoint run on 8k digits went from 9.9–13.0 s to 8.2–10.4 s
+/// (docs/PERFORMANCE.md, round 9).
+fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    // `scope` runs its closure on a worker (from outside the pool it
+    // blocks this thread until the closure returns).
+    rayon::scope(|_| f())
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "noprop",
@@ -109,12 +125,13 @@ fn main() {
         Command::Train(a) => a.rank_log.clone(),
         _ => None,
     };
-    let out: Result<()> =
+    let out: Result<()> = on_the_pool(|| {
         launch::init_logging(rank_log.as_deref()).and_then(|()| match cli.command {
             Command::Train(a) => train_args::run(*a),
             Command::Eval(a) => eval_args::run(a),
             Command::Data(c) => data_cmd::run(c),
-        });
+        })
+    });
     if let Err(e) = out {
         match launch::launcher_rank() {
             Some((rank, size)) if size > 1 => eprintln!("error (rank {rank} of {size}): {e:#}"),

@@ -30,7 +30,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ) {
         config.steps = Some(20); // inference (and adjoint training) steps
     }
-    let report = Trainer::new(config)?.observe(TerminalBars::new()).fit()?;
+    // On a rayon worker, every tensor op's parallel loop starts from inside
+    // the pool (see `Trainer`'s docs on threads).
+    let report = rayon::scope(|_| Trainer::new(config)?.observe(TerminalBars::new()).fit())?;
 
     let acc = report.test_accuracy.unwrap_or(0.0);
     println!(

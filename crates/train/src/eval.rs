@@ -27,6 +27,9 @@ pub struct EvalReport {
 
 /// Test accuracy of the checkpoint `c.checkpoint` on `c.dataset`'s test
 /// split, over `c.inference_runs` stochastic inference runs.
+///
+/// Call it from a rayon worker for speed, as [`crate::Trainer`]'s docs on
+/// threads say.
 pub fn evaluate(c: &EvalConfig) -> Result<EvalReport> {
     let started = Instant::now();
     if c.inference_runs == 0 {

@@ -72,6 +72,16 @@ pub struct TrainReport {
 /// With [`Trainer::communicator`] and `distributed` set, every rank of the
 /// group runs its own `Trainer`; rank 0 alone tells its observers, writes
 /// the JSON result and the checkpoints.
+///
+/// # Threads
+/// The tensor ops split their work over rayon's global pool. Call `fit`
+/// from one of the pool's workers (build and run the `Trainer` inside
+/// `rayon::scope(|_| ...)`, as the `noprop` binary and
+/// `examples/train_small.rs` do): from any other thread each op is injected
+/// into the pool while the calling thread sleeps on a lock, a wake-up and a
+/// sleep per op. The numbers do not change, only the time (a one-epoch
+/// adjoint run on 8k digits: 9.9–13.0 s from the main thread, 8.2–10.4 s
+/// from a worker; docs/PERFORMANCE.md, round 9).
 pub struct Trainer {
     config: TrainConfig,
     observers: Vec<Box<dyn Observer>>,
