@@ -10,6 +10,12 @@ use noprop_tensor::philox::RngStream;
 use noprop_tensor::{ops, DType};
 
 fn main() {
+    // On a rayon worker, as the `noprop` binary runs (each op's parallel
+    // loop then starts inside the pool; noprop_train::Trainer's docs).
+    rayon::scope(|_| run());
+}
+
+fn run() {
     noprop_tensor::tune_host_allocator();
     let reps: usize = std::env::var("DT_STEP_REPS")
         .ok()
