@@ -22,6 +22,17 @@ use super::capture::{host, python, results_dir, run_capture, write_json};
 use super::BenchArgs;
 use crate::run_bin::{build_release, workspace_root};
 
+/// FLOPs of one 1000-step inference step for one image with the image path
+/// cached, for the paper's CT/FM network with a one-hot embedding
+/// (`d` = 10) and 10 classes (`crates/models/src/ct_net.rs`): the label path
+/// FC(d → 256), the label block `W1_z` of the first fusion layer
+/// (256 → 256; its image block is the cached `P`, its time block is shared
+/// by every image of a step), fc2 (256 → 128) and fc3 (128 → 10), at two
+/// FLOPs per multiply-add. Bias adds, ReLUs and the update of `z` are left
+/// out, so this is a floor.
+const STEP_FLOP_PER_IMAGE: f64 =
+    2.0 * (10.0 * 256.0 + 256.0 * 256.0 + 256.0 * 128.0 + 128.0 * 10.0);
+
 /// What a row times.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -230,6 +241,10 @@ fn measure(a: &BenchArgs, bin: &Path, row: &Row) -> Result<Value> {
     };
     let (o, p) = (best(&ours)?, best(&peer)?);
     let ratio = f(&p["seconds"]) / f(&o["seconds"]);
+    let floor = match row.kind {
+        Kind::Infer => floor(row, f(&o["seconds"]), &p)?,
+        Kind::Train => Value::Null,
+    };
     eprintln!(
         "pytorch {}: ours {:.2} s, PyTorch {:.2} s, ratio {ratio:.2} (bar {:.2})",
         row.name,
@@ -252,6 +267,55 @@ fn measure(a: &BenchArgs, bin: &Path, row: &Row) -> Result<Value> {
         "pytorch_command": format!("python3 benches/peers/{} {} --threads 2", row.peer_script, row.peer.join(" ")),
         "ours": o["record"],
         "pytorch": p["record"],
+        "floor": floor,
+    }))
+}
+
+/// An inference row against the arithmetic floor: its FLOPs (the peer's
+/// image and step counts times [`STEP_FLOP_PER_IMAGE`]) over the FMA peak
+/// of two threads, measured now by `fma_peak`; and the GFLOP/s that ours
+/// ran at and that the bar asks for.
+fn floor(row: &Row, ours_seconds: f64, peer: &Value) -> Result<Value> {
+    let rec = &peer["record"];
+    let (images, steps) = (f(&rec["images"]), f(&rec["steps"]));
+    if !(images > 0.0 && steps > 0.0) {
+        bail!(
+            "{} printed no image or step count for {}",
+            row.peer_script,
+            row.name
+        );
+    }
+    if rec["embedding"] != "one-hot" {
+        bail!(
+            "{}: STEP_FLOP_PER_IMAGE counts a one-hot embedding, the peer ran {}",
+            row.name,
+            rec["embedding"]
+        );
+    }
+    let gflop = images * steps * STEP_FLOP_PER_IMAGE / 1e9;
+    eprintln!("pytorch {}: the FMA peak of 2 threads", row.name);
+    let bin = build_release("noprop-benches", "fma_peak")?;
+    let out = run_capture(Command::new(bin).env("THREADS", "2"), "fma_peak")?;
+    let peak = out.into_iter().last().context("no line from fma_peak")?;
+    let peak_gflops = f(&peak["gflops"]);
+    let bar_seconds = f(&peer["seconds"]) / row.bar;
+    eprintln!(
+        "pytorch {}: {gflop:.1} GFLOP; FMA peak {peak_gflops:.1} GFLOP/s (floor {:.2} s); ours {:.1} GFLOP/s; the bar needs {:.1} GFLOP/s",
+        row.name,
+        gflop / peak_gflops,
+        gflop / ours_seconds,
+        gflop / bar_seconds
+    );
+    Ok(json!({
+        "gflop": gflop,
+        "flop_per_image_step": STEP_FLOP_PER_IMAGE,
+        "images": images,
+        "steps": steps,
+        "fma_peak": peak,
+        "floor_seconds": gflop / peak_gflops,
+        "ours_gflops": gflop / ours_seconds,
+        "bar_seconds": bar_seconds,
+        "bar_gflops": gflop / bar_seconds,
     }))
 }
 

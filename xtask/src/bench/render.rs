@@ -216,7 +216,46 @@ fn render_pytorch(g: &Value) -> String {
             r["host"]["date"].as_str().unwrap_or("?"),
         );
     }
-    md
+    md + &render_floor(g)
+}
+
+/// The inference rows against the arithmetic floor (rows measured before
+/// `bench pytorch` recorded a floor are left out).
+fn render_floor(g: &Value) -> String {
+    let mut rows = String::new();
+    for (name, _, _) in super::pytorch::order() {
+        let fl = &g["rows"][name]["floor"];
+        if fl.is_null() {
+            continue;
+        }
+        let peak = f(&fl["fma_peak"]["gflops"]);
+        let pct = |gflops: f64| 100.0 * gflops / peak;
+        rows += &format!(
+            "| {name} | {:.1} | {:.1} ({}) | {:.2} | {:.2} s: {:.1} GFLOP/s, {:.0} % of peak | ≤ {:.2} s: {:.1} GFLOP/s, {:.0} % of peak |\n",
+            f(&fl["gflop"]),
+            peak,
+            fl["fma_peak"]["isa"].as_str().unwrap_or("?"),
+            f(&fl["floor_seconds"]),
+            f(&g["rows"][name]["ours_seconds"]),
+            f(&fl["ours_gflops"]),
+            pct(f(&fl["ours_gflops"])),
+            f(&fl["bar_seconds"]),
+            f(&fl["bar_gflops"]),
+            pct(f(&fl["bar_gflops"])),
+        );
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    String::from(
+        "\n### Inference against the arithmetic floor\n\n\
+         GFLOP: images × 1000 steps × the multiply-adds of one step's per-image layers (label FC, `W1_z`, \
+         fc2, fc3; one-hot, 10 classes) × 2. FMA peak: `fma_peak`, twelve independent FMA chains per \
+         thread on 2 threads, best of 5, measured in the same invocation as the row. Floor: the GFLOP at \
+         that peak, with nothing else done. Bar: PyTorch's seconds / the row's bar.\n\n\
+         | row | GFLOP | FMA peak, 2 threads, GFLOP/s | floor s | ours | the bar needs |\n\
+         |---|---:|---:|---:|---|---|\n",
+    ) + &rows
 }
 
 /// `Host: <cpu>, revision <rev>, <date>.` of a results file.
