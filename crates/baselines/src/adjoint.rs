@@ -313,7 +313,11 @@ impl Adjoint {
             };
             let mut g = z.zeros_like();
             for k in 0..k_steps {
-                let logits = head.logits(&part, &z, k as f64 * h)?;
+                // Per-layer products, not the fused inference kernel: the
+                // adjoint's training numbers stay those of its checkpoints
+                // so far (the fused kernel sums in another order on its
+                // 64-row halves, docs/PERFORMANCE.md round 10).
+                let logits = head.logits_per_layer(&part, &z, k as f64 * h)?;
                 g = ops::matmul(&logits, Transpose::No, w, Transpose::No)?;
                 z = ops::add_scaled(1.0, &z, h, &g)?;
             }

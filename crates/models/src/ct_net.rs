@@ -5,7 +5,7 @@
 use noprop_nn::layers::{mix_stream, FrozenLinear, Linear, Sequential, SinusoidalTimeEmbedding};
 use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
-use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::ops::{self, LayerAddend, MlpLayer, PackedMlp, Transpose};
 use noprop_tensor::{Device, Tensor};
 
 use crate::block::{image_path, ConvStack, ImageDims};
@@ -85,38 +85,72 @@ impl FrozenHead {
 
 /// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
 /// frozen copies of the label, fusion and output layers ([`FrozenLinear`]; the same
-/// numbers as the layers themselves on the step shapes), and the time
-/// path, borrowed.
+/// numbers as the layers themselves on the step shapes), the same layers
+/// packed for the fused CPU kernel where the host has it ([`PackedMlp`]),
+/// and the time path, borrowed.
 #[derive(Clone, Debug)]
 pub struct CachedHead<'a> {
     frozen: FrozenHead,
+    fused: Option<PackedMlp>,
     time_fc: &'a Linear,
     b1: &'a Tensor,
 }
 
 impl CachedHead<'_> {
-    /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path.
+    /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path:
+    /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1))))` with
+    /// `f(z) = ReLU(z·W_labelᵀ + b_label)` (evaluation mode; the time
+    /// features are one row). On a host with the fused kernel
+    /// ([`PackedMlp`]) the four layers run block by block of rows in one
+    /// pass; each output's sums run in the same order as the per-layer
+    /// products', so the numbers are the same (`fused_and_per_layer_steps_agree`).
     pub fn logits(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
         let label = self.frozen.label().ok_or_else(|| crate::Error::Config {
             what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
         })?;
-        self.fusion(cache, &label.apply(z)?, t)
+        match &self.fused {
+            Some(fused) if z.device().is_cpu() => {
+                let tb = self.time_row(cache, z, t)?;
+                let addend = LayerAddend {
+                    layer: 1,
+                    rows: &cache.proj,
+                    bias: &tb,
+                };
+                Ok(fused.forward(z, Some(addend))?)
+            }
+            _ => self.fusion(cache, &label.apply(z)?, t),
+        }
     }
 
-    /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + f(t)·W1_tᵀ + b1)))` from the label
-    /// features `fz` (evaluation mode; the time features are one row).
+    /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1))))` from the label
+    /// features `fz`, one product per layer.
     fn fusion(&self, cache: &ImageCache, fz: &Tensor, t: f64) -> Result<Tensor> {
+        let tb = self.time_row(cache, fz, t)?;
+        let [_, _, logits] = self.frozen.fusion(&cache.proj, fz, &tb)?;
+        Ok(logits)
+    }
+
+    /// The per-layer products of [`CachedHead::logits`] even where the
+    /// fused kernel runs (the reference its tests compare with).
+    pub fn logits_per_layer(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
+        let head = CachedHead {
+            fused: None,
+            ..self.clone()
+        };
+        head.logits(cache, z, t)
+    }
+
+    /// The step's time row `f(t)·W1_tᵀ + b1` (`[256]`, on `like`'s device).
+    fn time_row(&self, cache: &ImageCache, like: &Tensor, t: f64) -> Result<Tensor> {
         let tt = Tensor::from_vec(vec![t], &[1])?
-            .to_dtype(fz.dtype())
-            .to_device(&fz.device())?;
+            .to_dtype(like.dtype())
+            .to_device(&like.device())?;
         let ft = self
             .time_fc
             .apply(&ops::time_embedding(&tt, TIME_EMBED_DIM)?)?;
         let mut tb = ops::matmul(&ft, Transpose::No, &cache.w_time, Transpose::Yes)?;
         ops::add_bias_rows(&mut tb, self.b1)?;
-        let tb = tb.reshape(&[256])?;
-        let [_, _, logits] = self.frozen.fusion(&cache.proj, fz, &tb)?;
-        Ok(logits)
+        Ok(tb.reshape(&[256])?)
     }
 }
 
@@ -282,7 +316,11 @@ impl CtNet {
     /// label path, whose layers keep state.
     pub fn cached_head(&self) -> Result<Option<CachedHead<'_>>> {
         match &self.label {
-            LabelPath::Fc(fc) => Ok(Some(self.head_parts(Some(fc.frozen()?))?)),
+            LabelPath::Fc(fc) => {
+                let mut head = self.head_parts(Some(fc.frozen()?))?;
+                head.fused = self.packed_head(fc)?;
+                Ok(Some(head))
+            }
             LabelPath::Conv(..) => Ok(None),
         }
     }
@@ -290,9 +328,35 @@ impl CtNet {
     fn head_parts(&self, label: Option<FrozenLinear>) -> Result<CachedHead<'_>> {
         Ok(CachedHead {
             frozen: self.frozen_head(label)?,
+            fused: None,
             time_fc: &self.time_fc,
             b1: &self.fc1.bias,
         })
+    }
+
+    /// The FC label layer, `W1_z` (no bias of its own: `b1` comes with the
+    /// time row), fc2 and fc3 packed for [`PackedMlp`]; `None` where the
+    /// fused kernel does not run (a GPU, `f64`, a host without it).
+    fn packed_head(&self, label: &Linear) -> Result<Option<PackedMlp>> {
+        let w1 = ops::split_cols(&self.fc1.weight, &[256, 256, 256])?;
+        fn layer(l: &Linear) -> MlpLayer<'_> {
+            MlpLayer {
+                weight: &l.weight,
+                bias: Some(&l.bias),
+                relu: l.has_relu(),
+            }
+        }
+        let w1_z = MlpLayer {
+            weight: &w1[1],
+            bias: None,
+            relu: true,
+        };
+        Ok(PackedMlp::pack(&[
+            layer(label),
+            w1_z,
+            layer(&self.fc2),
+            layer(&self.fc3),
+        ])?)
     }
 
     /// Frozen copies of the current label (when given), `W1_z`, fc2 and

@@ -186,6 +186,52 @@ fn cached_and_uncached_inference_are_identical() {
     }
 }
 
+/// Where the host runs the fused step kernel ([`ops::PackedMlp`]), a
+/// cached evaluation takes the four per-step layers in one pass per block
+/// of rows. Each output's sum runs in index order, one FMA per term, then
+/// the addends: the `gemm` crate's order on some row counts (33, 48, 200
+/// and ct-infer's 1,000-row halves give the same bits), not on others (17,
+/// 24, 64, 100), so the two must agree to f32 rounding.
+#[test]
+fn fused_and_per_layer_steps_agree() {
+    if !ops::PackedMlp::available() {
+        // Both calls would run the per-layer products: nothing to compare.
+        eprintln!("this host has no fused step kernel (AVX2 + FMA without AVX-512F)");
+        return;
+    }
+    let x = images(200, 8);
+    let labels: Vec<usize> = (0..200).map(|i| (i * 7) % 10).collect();
+    for method in [ContMethod::Ct, ContMethod::Fm] {
+        let mut m = model(method, (1, 28, 28), 10, EmbeddingKind::OneHot, 3);
+        for _ in 0..2 {
+            m.train_batch(&x, &labels, 0).unwrap();
+        }
+        let cache = m.prepare(&x).unwrap();
+        let head = m.net_mut().cached_head().unwrap().expect("FC label path");
+        let z_all = ops::randn(&[200, 10], DType::F32, &mut RngStream::new(4, 4)).unwrap();
+        for t in [0.0, 0.37, 0.999] {
+            let whole = head.logits(&cache, &z_all, t).unwrap().to_vec_f32();
+            for rows in [1usize, 7, 17, 64, 100, 200] {
+                let part = cache.rows(0..rows).unwrap();
+                let z = ops::gather_rows(&z_all, &(0..rows).collect::<Vec<_>>()).unwrap();
+                let fused = head.logits(&part, &z, t).unwrap();
+                let layers = head.logits_per_layer(&part, &z, t).unwrap();
+                assert_eq!(fused.shape(), &[rows, 10]);
+                // A row's logits do not depend on the batch around it.
+                assert_eq!(fused.to_vec_f32(), whole[..rows * 10]);
+                let (a, b) = (fused.to_vec_f64(), layers.to_vec_f64());
+                assert!(b.iter().any(|v| *v != 0.0));
+                for (p, q) in a.iter().zip(&b) {
+                    assert!(
+                        (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                        "{method:?} {rows} rows, t = {t}: fused {p} vs per-layer {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn fm_rejects_the_ancestral_sampler_and_zero_steps() {
     let mut m = model(ContMethod::Fm, (1, 28, 28), 10, EmbeddingKind::OneHot, 0);

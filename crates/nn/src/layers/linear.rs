@@ -50,6 +50,11 @@ impl Linear {
         Ok(y)
     }
 
+    /// Whether a ReLU follows the product ([`Linear::with_relu`]).
+    pub fn has_relu(&self) -> bool {
+        self.relu
+    }
+
     /// Keep `x` and its output `y` (computed by [`Linear::apply`], e.g. in
     /// parts on several threads) for the next [`Module::backward`], exactly
     /// as a training-mode [`Module::forward`] of `x` would have.

@@ -19,6 +19,7 @@ pub(crate) mod batchnorm;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
+pub(crate) mod mlp;
 pub(crate) mod optim;
 pub(crate) mod pool;
 pub(crate) mod random;
@@ -36,6 +37,7 @@ pub use elementwise::{
     relu_backward, relu_backward_in_place, relu_in_place, scale, scale_in_place, sub,
 };
 pub use gemm::{gemm_into, matmul, Transpose};
+pub use mlp::{LayerAddend, MlpLayer, PackedMlp};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward, max_pool2d_grad, PoolIndices};
 pub use random::{dropout_forward, dropout_mask, rand_uniform, rand_uniform_on, randn, randn_on};
@@ -54,6 +56,35 @@ use crate::{Error, Result, Tensor};
 pub(crate) mod num {
     pub(crate) use crate::Elem;
     pub(crate) use num_traits::{Float, FromPrimitive, One, Zero};
+}
+
+/// What the host's vector unit offers, for the kernels written for it
+/// (detected once by `std`, cached).
+pub(crate) mod isa {
+    /// x86-64 with AVX2 and FMA.
+    pub(crate) fn avx2_fma() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// x86-64 with AVX-512F.
+    pub(crate) fn avx512f() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
 }
 
 /// Elements per parallel task for element-wise kernels.

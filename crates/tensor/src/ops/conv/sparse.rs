@@ -120,7 +120,7 @@ pub(super) fn dw_image<T: Elem>(
     dw: &mut [T],
     accumulate: bool,
 ) {
-    if has_avx2_fma() {
+    if crate::ops::isa::avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         #[cfg(target_arch = "x86_64")]
         return unsafe { dw_avx2_fma(nz, col_t, kk, dw, accumulate) };
@@ -131,7 +131,7 @@ pub(super) fn dw_image<T: Elem>(
 /// `dcol_t[p, :] = Σ dy_n[oc, p] · w[oc, :]` over the nonzeros of pixel
 /// `p` (`dcol_t`: `[P, KK]`, the transpose of `wᵀ·dy_n`; `w`: `[OC, KK]`).
 pub(super) fn dcol_image<T: Elem>(nz: &Nonzeros<T>, w: &[T], kk: usize, dcol_t: &mut [T]) {
-    if has_avx2_fma() {
+    if crate::ops::isa::avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
         #[cfg(target_arch = "x86_64")]
         return unsafe { dcol_avx2_fma(nz, w, kk, dcol_t) };
@@ -145,7 +145,7 @@ pub(super) fn dcol_image<T: Elem>(nz: &Nonzeros<T>, w: &[T], kk: usize, dcol_t: 
 pub(super) fn transpose<T: Elem>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
     #[cfg(target_arch = "x86_64")]
-    if T::DTYPE == crate::DType::F32 && has_avx2_fma() {
+    if T::DTYPE == crate::DType::F32 && crate::ops::isa::avx2_fma() {
         // SAFETY: `T` is `f32` (the only `Elem` whose DTYPE is F32), so the
         // casts keep type and length; AVX is checked just above; the
         // lengths were asserted.
@@ -225,18 +225,6 @@ fn transpose_f32_avx(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         }
     }
     transpose_edges(src, rows, cols, dst, r_full, c_full);
-}
-
-/// Whether the AVX2 + FMA versions can run here.
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 #[cfg(target_arch = "x86_64")]

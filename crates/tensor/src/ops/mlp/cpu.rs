@@ -1,0 +1,405 @@
+//! The fused chain on the host: a 6×16 AVX2/FMA microkernel over weights
+//! packed once into 16-column panels, run block by block of rows.
+//!
+//! For each block of [`BLOCK`] rows, each layer runs panel by panel: one
+//! panel (`k × 16` weights, 16 KiB for `k = 256`) stays in L1 while every
+//! 6-row tile of the block passes over it, the tile's 12 accumulators in
+//! registers. The block's activations (two `BLOCK × 256` buffers) stay in
+//! L2 for the next layer.
+
+use rayon::prelude::*;
+
+/// Rows of one microkernel tile.
+const MR: usize = 6;
+/// Columns of one panel (two 8-lane registers).
+const NR: usize = 16;
+/// Rows per block: a multiple of [`MR`], small enough that the block's two
+/// activation buffers and the CT/FM step weights (384 KiB) share L2.
+const BLOCK: usize = 48;
+
+/// One `k`-row of a packed panel: 16 weights, one 64-byte cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Line([f32; NR]);
+
+/// One layer's weights as `n.div_ceil(16)` panels of `k` lines
+/// (`panel[kk][j] = W[16·p + j, kk]`, zero past `n`), with its bias padded
+/// the same way.
+#[derive(Clone, Debug)]
+pub(super) struct Packed {
+    lines: Vec<Line>,
+    bias: Vec<f32>,
+    /// Inputs.
+    pub(super) k: usize,
+    /// Outputs.
+    pub(super) n: usize,
+    relu: bool,
+}
+
+impl Packed {
+    /// Pack the row-major `weight: [n, k]` and `bias: [n]`.
+    pub(super) fn new(
+        weight: &[f32],
+        n: usize,
+        k: usize,
+        bias: Option<&[f32]>,
+        relu: bool,
+    ) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut lines = vec![Line([0.0; NR]); panels * k];
+        for p in 0..panels {
+            for (kk, line) in lines[p * k..(p + 1) * k].iter_mut().enumerate() {
+                for (j, v) in line.0.iter_mut().enumerate() {
+                    let col = p * NR + j;
+                    if col < n {
+                        *v = weight[col * k + kk];
+                    }
+                }
+            }
+        }
+        let mut padded = vec![0.0; panels * NR];
+        if let Some(b) = bias {
+            padded[..n].copy_from_slice(b);
+        }
+        Packed {
+            lines,
+            bias: padded,
+            k,
+            n,
+            relu,
+        }
+    }
+
+    fn padded(&self) -> usize {
+        self.n.next_multiple_of(NR)
+    }
+}
+
+/// The extra terms of one layer (see `LayerAddend`), checked by the API.
+#[derive(Clone, Copy)]
+pub(super) struct Addend<'a> {
+    pub(super) layer: usize,
+    /// `[rows, n]`.
+    pub(super) rows: &'a [f32],
+    /// `[n]`.
+    pub(super) bias: &'a [f32],
+}
+
+/// Whether the host runs the kernel (see the module docs).
+pub(super) fn available() -> bool {
+    crate::ops::isa::avx2_fma() && !crate::ops::isa::avx512f()
+}
+
+/// `out = chain(x)` for `x: [rows, layers[0].k]`, `out: [rows, n_last]`.
+/// The caller checked the shapes and [`available`].
+pub(super) fn forward(
+    layers: &[Packed],
+    x: &[f32],
+    rows: usize,
+    addend: Option<Addend<'_>>,
+    out: &mut [f32],
+) {
+    assert!(available(), "the fused MLP kernel needs AVX2 and FMA");
+    let k0 = layers[0].k;
+    let n_last = layers[layers.len() - 1].n;
+    assert_eq!(x.len(), rows * k0);
+    assert_eq!(out.len(), rows * n_last);
+    // Each layer's bias, with the addend's bias added once per call.
+    let biases: Vec<Vec<f32>> = layers
+        .iter()
+        .enumerate()
+        .map(|(j, l)| match addend {
+            Some(a) if a.layer == j => {
+                let mut b = l.bias.clone();
+                for (bv, &av) in b.iter_mut().zip(a.bias) {
+                    *bv += av;
+                }
+                b
+            }
+            _ => l.bias.clone(),
+        })
+        .collect();
+    let widest = layers.iter().map(Packed::padded).max().unwrap_or(NR);
+    // The addend's rows, padded to whole panels when its layer's width is
+    // not a multiple of 16 (so that the kernel reads 16 values per tile row).
+    let addend = addend.map(|a| {
+        let n = layers[a.layer].n;
+        let padded = layers[a.layer].padded();
+        let rows = if n == padded {
+            std::borrow::Cow::Borrowed(a.rows)
+        } else {
+            let mut v = vec![0f32; rows * padded];
+            for (dst, src) in v.chunks_exact_mut(padded).zip(a.rows.chunks_exact(n)) {
+                dst[..n].copy_from_slice(src);
+            }
+            std::borrow::Cow::Owned(v)
+        };
+        (a.layer, rows)
+    });
+    out.par_chunks_mut(BLOCK * n_last)
+        .enumerate()
+        .for_each(|(bi, out_block)| {
+            let r0 = bi * BLOCK;
+            let nb = out_block.len() / n_last;
+            let tiles = nb.div_ceil(MR);
+            // Rows past `nb` in the last tile repeat the block's last row:
+            // every row of a product depends on its own row only, so the
+            // repeats are computed and dropped.
+            let row = |i: usize| i.min(nb - 1);
+            SCRATCH.with_borrow_mut(|scratch| {
+                let Scratch { bufs, idx, spans } = scratch;
+                let len = tiles * MR * widest;
+                for b in bufs.iter_mut() {
+                    if b.len() < len {
+                        b.resize(len, 0.0);
+                    }
+                }
+                for (j, layer) in layers.iter().enumerate() {
+                    let ld_out = layer.padded();
+                    let [src, dst] = &mut *bufs;
+                    let (a_base, lda): (&[f32], usize) = if j == 0 {
+                        (&x[r0 * k0..(r0 + nb) * k0], k0)
+                    } else {
+                        (src.as_slice(), layers[j - 1].padded())
+                    };
+                    let extra = match &addend {
+                        Some((l, m)) if *l == j => Some(&m[r0 * ld_out..(r0 + nb) * ld_out]),
+                        _ => None,
+                    };
+                    let a_rows = |t: usize| -> [&[f32]; MR] {
+                        std::array::from_fn(|i| {
+                            let r = if j == 0 { row(t * MR + i) } else { t * MR + i };
+                            &a_base[r * lda..r * lda + layer.k]
+                        })
+                    };
+                    // After a ReLU, many inputs are zero in all six rows of
+                    // a tile; such a tile runs over the others only (`idx`).
+                    idx.clear();
+                    spans.clear();
+                    let after_relu = j > 0 && layers[j - 1].relu;
+                    for t in 0..tiles {
+                        let start = idx.len();
+                        if after_relu {
+                            // SAFETY: `available()` was asserted above.
+                            unsafe { avx2::nonzero_union(&a_rows(t), idx) };
+                        }
+                        let used = idx.len() - start;
+                        if !after_relu || used * SPARSE_DEN > layer.k * SPARSE_NUM {
+                            idx.truncate(start);
+                            spans.push(None);
+                        } else {
+                            spans.push(Some(start..idx.len()));
+                        }
+                    }
+                    for p in 0..ld_out / NR {
+                        let panel = &layer.lines[p * layer.k..(p + 1) * layer.k];
+                        let bias = &biases[j][p * NR..(p + 1) * NR];
+                        for t in 0..tiles {
+                            let a = a_rows(t);
+                            let only = spans[t].clone().map(|r| &idx[r]);
+                            let add: Option<[&[f32]; MR]> = extra.map(|m| {
+                                std::array::from_fn(|i| {
+                                    let at = row(t * MR + i) * ld_out + p * NR;
+                                    &m[at..at + NR]
+                                })
+                            });
+                            let out: [&mut [f32]; MR] = {
+                                let tile = &mut dst[t * MR * ld_out..(t + 1) * MR * ld_out];
+                                let mut it = tile.chunks_exact_mut(ld_out);
+                                std::array::from_fn(|_| {
+                                    let r = it.next().expect("MR rows per tile");
+                                    &mut r[p * NR..(p + 1) * NR]
+                                })
+                            };
+                            // SAFETY: `available()` was asserted above; every
+                            // slice has the length `tile` asks for.
+                            unsafe {
+                                avx2::tile(&a, panel, only, bias, add.as_ref(), layer.relu, out)
+                            };
+                        }
+                    }
+                    bufs.swap(0, 1);
+                }
+                // The last layer's output is in bufs[0] now.
+                let last = layers[layers.len() - 1].padded();
+                for (i, o) in out_block.chunks_exact_mut(n_last).enumerate() {
+                    o.copy_from_slice(&bufs[0][i * last..i * last + n_last]);
+                }
+            });
+        });
+}
+
+/// A tile runs over its nonzero inputs only when they are at most
+/// `SPARSE_NUM / SPARSE_DEN` of the layer's inputs (the indexed loop reads
+/// one index more per step than the dense one).
+const SPARSE_NUM: usize = 7;
+const SPARSE_DEN: usize = 8;
+
+/// One thread's working memory, kept between calls (1,000 steps of
+/// inference would otherwise allocate and clear it per block).
+#[derive(Default)]
+struct Scratch {
+    /// The block's activations, in and out. Every value a layer reads was
+    /// written by the layer before in the same block, so what a buffer
+    /// held before never matters.
+    bufs: [Vec<f32>; 2],
+    /// The current layer's nonzero input indices, tile after tile.
+    idx: Vec<u32>,
+    /// Each tile's part of `idx`, or `None` for the dense loop.
+    spans: Vec<Option<std::ops::Range<usize>>>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Line, MR, NR};
+
+    /// One 6×16 tile: `out[i][j] = ReLU?((Σ_kk a[i][kk]·panel[kk][j] +
+    /// add[i][j]) + bias[j])`, the sum in `kk` order with one FMA per term
+    /// from zero. With `only`, the sum runs over those `kk` (ascending)
+    /// alone: the caller drops only terms whose `a[i][kk]` are zero in
+    /// all six rows, and adding `0·w` leaves a sum as it was, so the
+    /// result is the same.
+    ///
+    /// # Safety
+    /// The host must have AVX2 and FMA. Every `a[i]` holds `panel.len()`
+    /// values; `bias`, every `add[i]` and every `out[i]` hold 16.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        a: &[&[f32]; MR],
+        panel: &[Line],
+        only: Option<&[u32]>,
+        bias: &[f32],
+        add: Option<&[&[f32]; MR]>,
+        relu: bool,
+        out: [&mut [f32]; MR],
+    ) {
+        let k = panel.len();
+        for i in 0..MR {
+            assert!(a[i].len() >= k && out[i].len() >= NR);
+            assert!(add.is_none_or(|m| m[i].len() >= NR));
+        }
+        assert!(bias.len() >= NR);
+        let ap: [*const f32; MR] = std::array::from_fn(|i| a[i].as_ptr());
+        let mut c = [[_mm256_setzero_ps(); 2]; MR];
+        match only {
+            None => {
+                for (kk, line) in panel.iter().enumerate() {
+                    // SAFETY: a line is 64-byte aligned and holds 16
+                    // floats; kk < k and every row holds k values.
+                    unsafe { step(&mut c, &ap, kk, line) };
+                }
+            }
+            Some(only) => {
+                for &kk in only {
+                    let kk = kk as usize;
+                    // SAFETY: as above, with kk < k checked by the index.
+                    unsafe { step(&mut c, &ap, kk, &panel[kk]) };
+                }
+            }
+        }
+        // SAFETY: the lengths asserted above.
+        unsafe {
+            let bv = [
+                _mm256_loadu_ps(bias.as_ptr()),
+                _mm256_loadu_ps(bias.as_ptr().add(8)),
+            ];
+            let zero = _mm256_setzero_ps();
+            for (i, (ci, o)) in c.iter_mut().zip(out).enumerate() {
+                for h in 0..2 {
+                    let mut v = ci[h];
+                    if let Some(m) = add {
+                        v = _mm256_add_ps(v, _mm256_loadu_ps(m[i].as_ptr().add(8 * h)));
+                    }
+                    v = _mm256_add_ps(v, bv[h]);
+                    if relu {
+                        v = _mm256_max_ps(v, zero);
+                    }
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * h), v);
+                }
+            }
+        }
+    }
+
+    /// `c[i] += a[i][kk]·line` for the six rows: two 8-lane FMAs each.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; every `a[i]` is valid at `kk`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn step(c: &mut [[__m256; 2]; MR], a: &[*const f32; MR], kk: usize, line: &Line) {
+        // SAFETY: a line is 64-byte aligned and holds 16 floats; the
+        // caller's contract for `a`.
+        unsafe {
+            let b0 = _mm256_load_ps(line.0.as_ptr());
+            let b1 = _mm256_load_ps(line.0.as_ptr().add(8));
+            for i in 0..MR {
+                let av = _mm256_broadcast_ss(&*a[i].add(kk));
+                c[i][0] = _mm256_fmadd_ps(av, b0, c[i][0]);
+                c[i][1] = _mm256_fmadd_ps(av, b1, c[i][1]);
+            }
+        }
+    }
+
+    /// Append to `idx` every `kk` (ascending) at which some row of `a` is
+    /// not zero (all rows have the same length).
+    ///
+    /// # Safety
+    /// The host must have AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn nonzero_union(a: &[&[f32]; MR], idx: &mut Vec<u32>) {
+        let k = a[0].len();
+        let full = k / 8 * 8;
+        // SAFETY: every row holds k values (the slices' lengths) and the
+        // loads stay below `full <= k`.
+        unsafe {
+            let zero = _mm256_setzero_ps();
+            for c in (0..full).step_by(8) {
+                let mut mask = 0i32;
+                for row in a {
+                    let v = _mm256_loadu_ps(row.as_ptr().add(c));
+                    mask |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero));
+                }
+                while mask != 0 {
+                    idx.push(c as u32 + mask.trailing_zeros());
+                    mask &= mask - 1;
+                }
+            }
+        }
+        for kk in full..k {
+            if a.iter().any(|row| row[kk] != 0.0) {
+                idx.push(kk as u32);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    use super::{Line, MR};
+
+    /// Never called: `available()` is false off x86-64.
+    pub(super) unsafe fn nonzero_union(_: &[&[f32]; MR], _: &mut Vec<u32>) {
+        unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
+    }
+
+    /// Never called: `available()` is false off x86-64.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn tile(
+        _: &[&[f32]; MR],
+        _: &[Line],
+        _: Option<&[u32]>,
+        _: &[f32],
+        _: Option<&[&[f32]; MR]>,
+        _: bool,
+        _: [&mut [f32]; MR],
+    ) {
+        unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
+    }
+}

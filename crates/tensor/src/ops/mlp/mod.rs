@@ -1,0 +1,190 @@
+//! A chain of dense layers fused into one pass over the rows: the per-step
+//! network of CT/FM inference (docs/PERFORMANCE.md, round 10).
+//!
+//! Every layer computes `y = ReLU?(x·Wᵀ + b)` (PyTorch's `nn.Linear`
+//! layout, `W: [out, in]`). [`PackedMlp::pack`] copies the weights once
+//! into the column panels the CPU microkernel reads; [`PackedMlp::forward`]
+//! then takes each block of rows through every layer while the block's
+//! activations stay in cache, instead of one matrix product (with its own
+//! packing and thread dispatch) per layer per call.
+//!
+//! The fused kernel exists for `f32` host tensors on x86-64 hosts with AVX2
+//! and FMA but without AVX-512F; everywhere else (a GPU, `f64`, other
+//! hosts) [`PackedMlp::pack`] answers `None` and callers keep their
+//! per-layer products. On AVX-512 hosts the `gemm` crate's 16-lane kernels
+//! are kept because this 8-lane kernel has not been measured there.
+//!
+//! Each output is a sum over the layer's inputs in index order followed by
+//! the addends of [`PackedMlp::forward`], the same whatever the row count,
+//! the block a row falls in, or the thread count, so results are
+//! bit-for-bit reproducible. The order differs from the `gemm` crate's, so
+//! the numbers are close to, not identical with, [`crate::ops::matmul`]'s.
+
+mod cpu;
+
+use crate::{DType, Error, Result, Tensor};
+
+/// One layer of a [`PackedMlp`]: `y = x·Wᵀ + b`, then a ReLU when `relu`.
+#[derive(Clone, Copy, Debug)]
+pub struct MlpLayer<'a> {
+    /// `W: [out, in]`.
+    pub weight: &'a Tensor,
+    /// `b: [out]`; `None` for no bias.
+    pub bias: Option<&'a Tensor>,
+    /// Whether a ReLU follows.
+    pub relu: bool,
+}
+
+/// Extra terms added to one layer's pre-activation in
+/// [`PackedMlp::forward`]: layer `layer` computes
+/// `ReLU?((x·Wᵀ + rows) + (b + bias))`.
+///
+/// For the CT/FM network's first fusion layer this is
+/// `h1 = ReLU(f(z)·W1_zᵀ + P + (f(t)·W1_tᵀ + b1))`: the cached image
+/// projection `P` per row and the step's time row as a bias.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerAddend<'a> {
+    /// The layer (0-based) whose pre-activation receives the terms.
+    pub layer: usize,
+    /// `[rows, out]`: one row per input row.
+    pub rows: &'a Tensor,
+    /// `[out]`: added to every row (after the layer's own bias).
+    pub bias: &'a Tensor,
+}
+
+/// Weights of a chain of dense layers packed once for the fused CPU kernel
+/// (see the module docs).
+#[derive(Clone, Debug)]
+pub struct PackedMlp {
+    layers: Vec<cpu::Packed>,
+}
+
+impl PackedMlp {
+    /// Whether this host runs the fused kernel (x86-64 with AVX2 and FMA,
+    /// without AVX-512F).
+    pub fn available() -> bool {
+        cpu::available()
+    }
+
+    /// Pack `layers` (layer `j + 1` reads layer `j`'s output). `Ok(None)`
+    /// where the fused kernel does not run: the host lacks it
+    /// ([`PackedMlp::available`]), or a weight is not an `f32` host tensor.
+    /// Mismatched shapes are an error.
+    pub fn pack(layers: &[MlpLayer<'_>]) -> Result<Option<PackedMlp>> {
+        const OP: &str = "PackedMlp::pack";
+        if layers.is_empty() {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                why: "a chain needs at least one layer".into(),
+            });
+        }
+        let mut prev: Option<usize> = None;
+        for l in layers {
+            super::rank(OP, l.weight, 2)?;
+            let (out, inp) = (l.weight.dim(0), l.weight.dim(1));
+            if out == 0 || inp == 0 {
+                return Err(Error::InvalidShape {
+                    op: OP,
+                    shape: l.weight.shape().to_vec(),
+                    why: "a layer needs at least one input and one output",
+                });
+            }
+            if let Some(p) = prev {
+                if inp != p {
+                    return Err(Error::ShapeMismatch {
+                        op: OP,
+                        expected: vec![out, p],
+                        got: l.weight.shape().to_vec(),
+                    });
+                }
+            }
+            if let Some(b) = l.bias {
+                b.expect_shape(OP, &[out])?;
+                b.expect_dtype(OP, l.weight.dtype())?;
+                super::dev::all(OP, [l.weight, b])?;
+            }
+            prev = Some(out);
+        }
+        let host_f32 = layers.iter().all(|l| {
+            l.weight.device().is_cpu()
+                && l.weight.dtype() == DType::F32
+                && l.bias.is_none_or(|b| b.device().is_cpu())
+        });
+        if !host_f32 || !cpu::available() {
+            return Ok(None);
+        }
+        let packed = layers
+            .iter()
+            .map(|l| {
+                let bias = match l.bias {
+                    Some(b) => Some(b.as_slice::<f32>()?),
+                    None => None,
+                };
+                Ok(cpu::Packed::new(
+                    l.weight.as_slice::<f32>()?,
+                    l.weight.dim(0),
+                    l.weight.dim(1),
+                    bias,
+                    l.relu,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(PackedMlp { layers: packed }))
+    }
+
+    /// Inputs of the first layer.
+    pub fn inputs(&self) -> usize {
+        self.layers[0].k
+    }
+
+    /// Outputs of the last layer.
+    pub fn outputs(&self) -> usize {
+        self.layers[self.layers.len() - 1].n
+    }
+
+    /// The chain on `x: [rows, inputs]` (an `f32` host tensor), with
+    /// `addend`'s terms in its layer: `[rows, outputs]`.
+    pub fn forward(&self, x: &Tensor, addend: Option<LayerAddend<'_>>) -> Result<Tensor> {
+        const OP: &str = "PackedMlp::forward";
+        super::rank(OP, x, 2)?;
+        x.expect_dtype(OP, DType::F32)?;
+        if x.dim(1) != self.inputs() {
+            return Err(Error::ShapeMismatch {
+                op: OP,
+                expected: vec![x.dim(0), self.inputs()],
+                got: x.shape().to_vec(),
+            });
+        }
+        let rows = x.dim(0);
+        let extra = match addend {
+            None => None,
+            Some(a) => {
+                let Some(layer) = self.layers.get(a.layer) else {
+                    return Err(Error::InvalidArgument {
+                        op: OP,
+                        why: format!(
+                            "addend for layer {} of a {}-layer chain",
+                            a.layer,
+                            self.layers.len()
+                        ),
+                    });
+                };
+                a.rows.expect_shape(OP, &[rows, layer.n])?;
+                a.bias.expect_shape(OP, &[layer.n])?;
+                a.rows.expect_dtype(OP, DType::F32)?;
+                a.bias.expect_dtype(OP, DType::F32)?;
+                Some(cpu::Addend {
+                    layer: a.layer,
+                    rows: a.rows.as_slice::<f32>()?,
+                    bias: a.bias.as_slice::<f32>()?,
+                })
+            }
+        };
+        let mut out = vec![0f32; rows * self.outputs()];
+        cpu::forward(&self.layers, x.as_slice::<f32>()?, rows, extra, &mut out);
+        Tensor::from_vec(out, &[rows, self.outputs()])
+    }
+}
+
+#[cfg(test)]
+mod tests;
