@@ -147,16 +147,27 @@ pub(super) fn forward(
             // repeats are computed and dropped.
             let row = |i: usize| i.min(nb - 1);
             SCRATCH.with_borrow_mut(|scratch| {
-                let Scratch { bufs, idx, spans } = scratch;
+                let Scratch {
+                    bufs,
+                    masks,
+                    idx,
+                    spans,
+                } = scratch;
                 let len = tiles * MR * widest;
                 for b in bufs.iter_mut() {
                     if b.len() < len {
                         b.resize(len, 0.0);
                     }
                 }
+                for m in masks.iter_mut() {
+                    if m.len() < tiles * widest / 8 {
+                        m.resize(tiles * widest / 8, 0);
+                    }
+                }
                 for (j, layer) in layers.iter().enumerate() {
                     let ld_out = layer.padded();
                     let [src, dst] = &mut *bufs;
+                    let [mask_in, mask_out] = &mut *masks;
                     let (a_base, lda): (&[f32], usize) = if j == 0 {
                         (&x[r0 * k0..(r0 + nb) * k0], k0)
                     } else {
@@ -177,11 +188,13 @@ pub(super) fn forward(
                     idx.clear();
                     spans.clear();
                     let after_relu = j > 0 && layers[j - 1].relu;
+                    let in_bytes = lda / 8;
                     for t in 0..tiles {
                         let start = idx.len();
                         if after_relu {
+                            let m = &mask_in[t * in_bytes..(t + 1) * in_bytes];
                             // SAFETY: `available()` was asserted above.
-                            unsafe { avx2::nonzero_union(&a_rows(t), idx) };
+                            unsafe { avx2::indices(m, layer.k, idx) };
                         }
                         let used = idx.len() - start;
                         if !after_relu || used * SPARSE_DEN > layer.k * SPARSE_NUM {
@@ -214,11 +227,14 @@ pub(super) fn forward(
                             // SAFETY: `available()` was asserted above; every
                             // slice has the length `tile` asks for.
                             unsafe {
-                                avx2::tile(&a, panel, only, bias, add.as_ref(), layer.relu, out)
+                                let at = t * (ld_out / 8) + p * 2;
+                                let nz = &mut mask_out[at..at + 2];
+                                avx2::tile(&a, panel, only, bias, add.as_ref(), layer.relu, out, nz)
                             };
                         }
                     }
                     bufs.swap(0, 1);
+                    masks.swap(0, 1);
                 }
                 // The last layer's output is in bufs[0] now.
                 let last = layers[layers.len() - 1].padded();
@@ -243,6 +259,10 @@ struct Scratch {
     /// written by the layer before in the same block, so what a buffer
     /// held before never matters.
     bufs: [Vec<f32>; 2],
+    /// Per tile, one bit per output column: set where some row of the
+    /// tile is not zero (the layer's output, the next layer's input; in and
+    /// out like `bufs`).
+    masks: [Vec<u8>; 2],
     /// The current layer's nonzero input indices, tile after tile.
     idx: Vec<u32>,
     /// Each tile's part of `idx`, or `None` for the dense loop.
@@ -279,8 +299,10 @@ mod avx2 {
         add: Option<&[&[f32]; MR]>,
         relu: bool,
         out: [&mut [f32]; MR],
+        nonzero: &mut [u8],
     ) {
         let k = panel.len();
+        assert!(nonzero.len() >= 2);
         for i in 0..MR {
             assert!(a[i].len() >= k && out[i].len() >= NR);
             assert!(add.is_none_or(|m| m[i].len() >= NR));
@@ -311,6 +333,7 @@ mod avx2 {
                 _mm256_loadu_ps(bias.as_ptr().add(8)),
             ];
             let zero = _mm256_setzero_ps();
+            let mut nz = [0u8; 2];
             for (i, (ci, o)) in c.iter_mut().zip(out).enumerate() {
                 for h in 0..2 {
                     let mut v = ci[h];
@@ -322,8 +345,10 @@ mod avx2 {
                         v = _mm256_max_ps(v, zero);
                     }
                     _mm256_storeu_ps(o.as_mut_ptr().add(8 * h), v);
+                    nz[h] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
                 }
             }
+            nonzero[..2].copy_from_slice(&nz);
         }
     }
 
@@ -347,37 +372,58 @@ mod avx2 {
         }
     }
 
-    /// Append to `idx` every `kk` (ascending) at which some row of `a` is
-    /// not zero (all rows have the same length).
+    /// Append to `idx` every input `kk < k` (ascending) whose bit is set
+    /// in `mask` (bit `kk % 8` of byte `kk / 8`), eight at a time from
+    /// [`LANES`].
     ///
     /// # Safety
-    /// The host must have AVX2.
+    /// The host must have AVX2; `mask` holds at least `k.div_ceil(8)` bytes.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn nonzero_union(a: &[&[f32]; MR], idx: &mut Vec<u32>) {
-        let k = a[0].len();
-        let full = k / 8 * 8;
-        // SAFETY: every row holds k values (the slices' lengths) and the
-        // loads stay below `full <= k`.
+    pub(super) unsafe fn indices(mask: &[u8], k: usize, idx: &mut Vec<u32>) {
+        let bytes = k.div_ceil(8);
+        assert!(mask.len() >= bytes);
+        // Room for every index plus one spare store of eight.
+        idx.reserve(k + 8);
+        let mut len = idx.len();
+        // SAFETY: at most `k` indices are written, each store of eight
+        // starting below `len + k`, inside the reserved `k + 8`; every
+        // element below the final `len` was written.
         unsafe {
-            let zero = _mm256_setzero_ps();
-            for c in (0..full).step_by(8) {
-                let mut mask = 0i32;
-                for row in a {
-                    let v = _mm256_loadu_ps(row.as_ptr().add(c));
-                    mask |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero));
-                }
-                while mask != 0 {
-                    idx.push(c as u32 + mask.trailing_zeros());
-                    mask &= mask - 1;
-                }
+            let base = idx.as_mut_ptr();
+            for (c, &byte) in mask[..bytes].iter().enumerate() {
+                let keep = if 8 * c + 8 > k {
+                    (1u16 << (k - 8 * c)) - 1
+                } else {
+                    0xff
+                };
+                let b = byte & keep as u8;
+                let lanes = _mm256_loadu_si256(LANES[b as usize].as_ptr().cast());
+                let v = _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * c as i32));
+                _mm256_storeu_si256(base.add(len).cast(), v);
+                len += b.count_ones() as usize;
             }
-        }
-        for kk in full..k {
-            if a.iter().any(|row| row[kk] != 0.0) {
-                idx.push(kk as u32);
-            }
+            idx.set_len(len);
         }
     }
+
+    /// For each byte `b`, the positions of its set bits, ascending (the
+    /// rest zero).
+    static LANES: [[u32; 8]; 256] = {
+        let mut t = [[0u32; 8]; 256];
+        let mut b = 0;
+        while b < 256 {
+            let (mut bit, mut n) = (0, 0);
+            while bit < 8 {
+                if b & (1 << bit) != 0 {
+                    t[b][n] = bit as u32;
+                    n += 1;
+                }
+                bit += 1;
+            }
+            b += 1;
+        }
+        t
+    };
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -385,7 +431,7 @@ mod avx2 {
     use super::{Line, MR};
 
     /// Never called: `available()` is false off x86-64.
-    pub(super) unsafe fn nonzero_union(_: &[&[f32]; MR], _: &mut Vec<u32>) {
+    pub(super) unsafe fn indices(_: &[u8], _: usize, _: &mut Vec<u32>) {
         unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
     }
 
@@ -399,6 +445,7 @@ mod avx2 {
         _: Option<&[&[f32]; MR]>,
         _: bool,
         _: [&mut [f32]; MR],
+        _: &mut [u8],
     ) {
         unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
     }

@@ -139,7 +139,9 @@ fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
         return;
     }
     let mut ws = layers(&[12, 64, 40, 10], 11);
-    let b0: Vec<f32> = (0..64).map(|i| if i % 2 == 0 { -100.0 } else { 0.5 }).collect();
+    let b0: Vec<f32> = (0..64)
+        .map(|i| if i % 2 == 0 { -100.0 } else { 0.5 })
+        .collect();
     ws[0].1 = Some(Tensor::from_vec(b0, &[64]).unwrap());
     let spec: Vec<MlpLayer> = ws
         .iter()
@@ -156,7 +158,10 @@ fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
         let want = reference(&ws, &x, None);
         let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
         for (&g, &w) in got.as_slice::<f32>().unwrap().iter().zip(&want) {
-            assert!((g as f64 - w).abs() <= 1e-5 * scale, "rows {rows}: {g} vs {w}");
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * scale,
+                "rows {rows}: {g} vs {w}"
+            );
         }
         assert!(want.iter().any(|v| *v != 0.0));
     }
