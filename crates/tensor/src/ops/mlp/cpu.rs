@@ -75,6 +75,16 @@ impl Packed {
     }
 }
 
+/// Where a tile's outputs go: rows `i·ld` of `out` from column `col`
+/// (16 wide), and the two bytes of its nonzero mask (bit `j` of byte `h`:
+/// column `col + 8h + j` is not zero in some row of the tile).
+struct Tile<'a> {
+    out: &'a mut [f32],
+    ld: usize,
+    col: usize,
+    nonzero: &'a mut [u8],
+}
+
 /// The extra terms of one layer (see `LayerAddend`), checked by the API.
 #[derive(Clone, Copy)]
 pub(super) struct Addend<'a> {
@@ -204,33 +214,37 @@ pub(super) fn forward(
                             spans.push(Some(start..idx.len()));
                         }
                     }
+                    let a_tiles: Vec<[&[f32]; MR]> = (0..tiles).map(a_rows).collect();
+                    let add_tiles: Option<Vec<[&[f32]; MR]>> = extra.map(|m| {
+                        (0..tiles)
+                            .map(|t| {
+                                std::array::from_fn(|i| {
+                                    let at = row(t * MR + i) * ld_out;
+                                    &m[at..at + ld_out]
+                                })
+                            })
+                            .collect()
+                    });
                     for p in 0..ld_out / NR {
                         let panel = &layer.lines[p * layer.k..(p + 1) * layer.k];
                         let bias = &biases[j][p * NR..(p + 1) * NR];
-                        for t in 0..tiles {
-                            let a = a_rows(t);
+                        for (t, (a, out)) in a_tiles
+                            .iter()
+                            .zip(dst.chunks_exact_mut(MR * ld_out))
+                            .enumerate()
+                        {
                             let only = spans[t].clone().map(|r| &idx[r]);
-                            let add: Option<[&[f32]; MR]> = extra.map(|m| {
-                                std::array::from_fn(|i| {
-                                    let at = row(t * MR + i) * ld_out + p * NR;
-                                    &m[at..at + NR]
-                                })
-                            });
-                            let out: [&mut [f32]; MR] = {
-                                let tile = &mut dst[t * MR * ld_out..(t + 1) * MR * ld_out];
-                                let mut it = tile.chunks_exact_mut(ld_out);
-                                std::array::from_fn(|_| {
-                                    let r = it.next().expect("MR rows per tile");
-                                    &mut r[p * NR..(p + 1) * NR]
-                                })
+                            let add = add_tiles.as_ref().map(|v| &v[t]);
+                            let at = t * (ld_out / 8) + p * 2;
+                            let tile = Tile {
+                                out,
+                                ld: ld_out,
+                                col: p * NR,
+                                nonzero: &mut mask_out[at..at + 2],
                             };
                             // SAFETY: `available()` was asserted above; every
                             // slice has the length `tile` asks for.
-                            unsafe {
-                                let at = t * (ld_out / 8) + p * 2;
-                                let nz = &mut mask_out[at..at + 2];
-                                avx2::tile(&a, panel, only, bias, add.as_ref(), layer.relu, out, nz)
-                            };
+                            unsafe { avx2::tile(a, panel, only, bias, add, layer.relu, tile) };
                         }
                     }
                     bufs.swap(0, 1);
@@ -277,7 +291,7 @@ thread_local! {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Line, MR, NR};
+    use super::{Line, Tile, MR, NR};
 
     /// One 6×16 tile: `out[i][j] = ReLU?((Σ_kk a[i][kk]·panel[kk][j] +
     /// add[i][j]) + bias[j])`, the sum in `kk` order with one FMA per term
@@ -288,9 +302,9 @@ mod avx2 {
     ///
     /// # Safety
     /// The host must have AVX2 and FMA. Every `a[i]` holds `panel.len()`
-    /// values; `bias`, every `add[i]` and every `out[i]` hold 16.
+    /// values; `bias` holds 16, every `add[i]` 16 from `col`, and `out`
+    /// six rows of `ld` with 16 from `col`.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile(
         a: &[&[f32]; MR],
         panel: &[Line],
@@ -298,16 +312,21 @@ mod avx2 {
         bias: &[f32],
         add: Option<&[&[f32]; MR]>,
         relu: bool,
-        out: [&mut [f32]; MR],
-        nonzero: &mut [u8],
+        to: Tile<'_>,
     ) {
         let k = panel.len();
-        assert!(nonzero.len() >= 2);
+        let Tile {
+            out,
+            ld,
+            col,
+            nonzero,
+        } = to;
+        assert!(nonzero.len() >= 2 && bias.len() >= NR);
+        assert!(out.len() >= (MR - 1) * ld + col + NR);
         for i in 0..MR {
-            assert!(a[i].len() >= k && out[i].len() >= NR);
-            assert!(add.is_none_or(|m| m[i].len() >= NR));
+            assert!(a[i].len() >= k);
+            assert!(add.is_none_or(|m| m[i].len() >= col + NR));
         }
-        assert!(bias.len() >= NR);
         let ap: [*const f32; MR] = std::array::from_fn(|i| a[i].as_ptr());
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
         match only {
@@ -334,17 +353,18 @@ mod avx2 {
             ];
             let zero = _mm256_setzero_ps();
             let mut nz = [0u8; 2];
-            for (i, (ci, o)) in c.iter_mut().zip(out).enumerate() {
+            for (i, ci) in c.iter().enumerate() {
+                let o = out.as_mut_ptr().add(i * ld + col);
                 for h in 0..2 {
                     let mut v = ci[h];
                     if let Some(m) = add {
-                        v = _mm256_add_ps(v, _mm256_loadu_ps(m[i].as_ptr().add(8 * h)));
+                        v = _mm256_add_ps(v, _mm256_loadu_ps(m[i].as_ptr().add(col + 8 * h)));
                     }
                     v = _mm256_add_ps(v, bv[h]);
                     if relu {
                         v = _mm256_max_ps(v, zero);
                     }
-                    _mm256_storeu_ps(o.as_mut_ptr().add(8 * h), v);
+                    _mm256_storeu_ps(o.add(8 * h), v);
                     nz[h] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
                 }
             }
@@ -428,7 +448,7 @@ mod avx2 {
 
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
-    use super::{Line, MR};
+    use super::{Line, Tile, MR};
 
     /// Never called: `available()` is false off x86-64.
     pub(super) unsafe fn indices(_: &[u8], _: usize, _: &mut Vec<u32>) {
@@ -436,7 +456,6 @@ mod avx2 {
     }
 
     /// Never called: `available()` is false off x86-64.
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn tile(
         _: &[&[f32]; MR],
         _: &[Line],
@@ -444,8 +463,7 @@ mod avx2 {
         _: &[f32],
         _: Option<&[&[f32]; MR]>,
         _: bool,
-        _: [&mut [f32]; MR],
-        _: &mut [u8],
+        _: Tile<'_>,
     ) {
         unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
     }
