@@ -51,18 +51,33 @@ fn layers(dims: &[usize], seed: u64) -> Vec<(Tensor, Option<Tensor>, bool)> {
         .collect()
 }
 
+/// The layers of `ws` as a chain.
+fn spec(ws: &[(Tensor, Option<Tensor>, bool)]) -> Vec<MlpLayer<'_>> {
+    ws.iter()
+        .map(|(w, b, relu)| MlpLayer {
+            weight: w,
+            bias: b.as_ref(),
+            relu: *relu,
+        })
+        .collect()
+}
+
+/// Whether this host lacks the kernel (said on stderr, as the tests that
+/// need it cannot compare anything then).
+fn unavailable() -> bool {
+    let no = !PackedMlp::available();
+    if no {
+        eprintln!("no AVX2+FMA (or AVX-512F present): the fused kernel is not used on this host");
+    }
+    no
+}
+
 #[test]
 fn the_fused_chain_agrees_with_per_layer_products() {
-    if !PackedMlp::available() {
+    if unavailable() {
         // The kernel cannot run here; `pack` must say so rather than run it.
         let ws = layers(&[4, 16], 0);
-        let spec = [MlpLayer {
-            weight: &ws[0].0,
-            bias: ws[0].1.as_ref(),
-            relu: false,
-        }];
-        assert!(PackedMlp::pack(&spec).unwrap().is_none());
-        eprintln!("no AVX2+FMA (or AVX-512F present): the fused kernel is not used on this host");
+        assert!(PackedMlp::pack(&spec(&ws)).unwrap().is_none());
         return;
     }
     // The CT/FM step shapes, and odd widths that leave partial panels.
@@ -73,14 +88,7 @@ fn the_fused_chain_agrees_with_per_layer_products() {
         (vec![64, 40, 24], None),
     ] {
         let ws = layers(&dims, dims.len() as u64);
-        let spec: Vec<MlpLayer> = ws
-            .iter()
-            .map(|(w, b, relu)| MlpLayer {
-                weight: w,
-                bias: b.as_ref(),
-                relu: *relu,
-            })
-            .collect();
+        let spec = spec(&ws);
         let packed = PackedMlp::pack(&spec)
             .unwrap()
             .expect("the host has the kernel");
@@ -134,8 +142,7 @@ fn the_fused_chain_agrees_with_per_layer_products() {
 /// first layer, so the second layer's tiles use at most half of their inputs.
 #[test]
 fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
-    if !PackedMlp::available() {
-        eprintln!("no AVX2+FMA (or AVX-512F present): the fused kernel is not used on this host");
+    if unavailable() {
         return;
     }
     let mut ws = layers(&[12, 64, 40, 10], 11);
@@ -143,14 +150,7 @@ fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
         .map(|i| if i % 2 == 0 { -100.0 } else { 0.5 })
         .collect();
     ws[0].1 = Some(Tensor::from_vec(b0, &[64]).unwrap());
-    let spec: Vec<MlpLayer> = ws
-        .iter()
-        .map(|(w, b, relu)| MlpLayer {
-            weight: w,
-            bias: b.as_ref(),
-            relu: *relu,
-        })
-        .collect();
+    let spec = spec(&ws);
     let packed = PackedMlp::pack(&spec).unwrap().unwrap();
     for rows in [1, 6, 13, 100] {
         let x = ops::randn(&[rows, 12], DType::F32, &mut RngStream::new(rows as u64, 7)).unwrap();
@@ -169,19 +169,11 @@ fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
 
 #[test]
 fn each_row_is_the_same_whatever_the_batch_around_it() {
-    if !PackedMlp::available() {
-        eprintln!("no AVX2+FMA (or AVX-512F present): the fused kernel is not used on this host");
+    if unavailable() {
         return;
     }
     let ws = layers(&[10, 256, 128, 10], 9);
-    let spec: Vec<MlpLayer> = ws
-        .iter()
-        .map(|(w, b, relu)| MlpLayer {
-            weight: w,
-            bias: b.as_ref(),
-            relu: *relu,
-        })
-        .collect();
+    let spec = spec(&ws);
     let packed = PackedMlp::pack(&spec).unwrap().unwrap();
     let mut rng = RngStream::new(5, 3);
     let x = ops::randn(&[131, 10], DType::F32, &mut rng).unwrap();
