@@ -212,11 +212,11 @@ pub fn fill_normal<T: Elem>(seed: u64, stream: u64, offset: u64, out: &mut [T]) 
 fn normals<T: Elem>(seed: u64, stream: u64, first: u64, out: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::ops::isa::avx512f() {
             // SAFETY: the CPU supports AVX-512F (checked just above).
             return unsafe { normals_avx512(seed, stream, first, out) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::ops::isa::avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe { normals_avx2(seed, stream, first, out) };
         }
@@ -400,7 +400,7 @@ fn fill_words_generic(seed: u64, stream: u64, first: u64, out: &mut [u32]) {
 pub fn fill_words(seed: u64, stream: u64, first: u64, out: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::ops::isa::avx2() {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe { fill_words_avx2(seed, stream, first, out) };
         }

@@ -61,12 +61,23 @@ pub(crate) mod num {
 /// What the host's vector unit offers, for the kernels written for it
 /// (detected once by `std`, cached).
 pub(crate) mod isa {
+    /// x86-64 with AVX2.
+    pub(crate) fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
     /// x86-64 with AVX2 and FMA.
     pub(crate) fn avx2_fma() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+            avx2() && std::arch::is_x86_feature_detected!("fma")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
