@@ -289,6 +289,10 @@ impl Adjoint {
         let k_steps = self.config.steps;
         let b = z0.dim(0);
         let head = match z0.device().is_cpu() {
+            // The per-layer head, not `fused_cached_head`: the fused kernel
+            // sums in another order on some row counts (its 64-row halves
+            // among them), so the adjoint's training numbers would move
+            // (docs/PERFORMANCE.md round 10).
             true => self.net.cached_head()?,
             false => None,
         };
@@ -313,11 +317,7 @@ impl Adjoint {
             };
             let mut g = z.zeros_like();
             for k in 0..k_steps {
-                // Per-layer products, not the fused inference kernel: the
-                // adjoint's training numbers stay those of its checkpoints
-                // so far (the fused kernel sums in another order on its
-                // 64-row halves, docs/PERFORMANCE.md round 10).
-                let logits = head.logits_per_layer(&part, &z, k as f64 * h)?;
+                let logits = head.logits(&part, &z, k as f64 * h)?;
                 g = ops::matmul(&logits, Transpose::No, w, Transpose::No)?;
                 z = ops::add_scaled(1.0, &z, h, &g)?;
             }
@@ -474,10 +474,19 @@ impl Adjoint {
         let h = 1.0 / steps as f64;
         let mut z = self.z0(x.dim(0), INFER, key)?;
         let cache = self.net.prepare(x)?;
+        // One head for every step (its weights frozen, and packed for the
+        // fused kernel where it runs), built once; the prototype path has
+        // none and evaluates through the network.
+        if let Some(head) = self.net.fused_cached_head()? {
+            for k in 0..steps {
+                let logits = head.logits(&cache, &z, k as f64 * h)?;
+                z = ops::add_scaled(1.0, &z, h, &self.velocity(&logits)?)?;
+            }
+            return Ok(z);
+        }
         for k in 0..steps {
             let logits = self.net.forward_cached(&cache, &z, k as f64 * h)?;
-            let g = self.velocity(&logits)?;
-            z = ops::add_scaled(1.0, &z, h, &g)?;
+            z = ops::add_scaled(1.0, &z, h, &self.velocity(&logits)?)?;
         }
         Ok(z)
     }

@@ -86,8 +86,9 @@ impl FrozenHead {
 /// The per-step layers of a cached evaluation ([`CtNet::cached_head`]):
 /// frozen copies of the label, fusion and output layers ([`FrozenLinear`]; the same
 /// numbers as the layers themselves on the step shapes), the same layers
-/// packed for the fused CPU kernel where the host has it ([`PackedMlp`]),
-/// and the time path, borrowed.
+/// packed for the fused CPU kernel when built by
+/// [`CtNet::fused_cached_head`] on a host that has it ([`PackedMlp`]), and
+/// the time path, borrowed.
 #[derive(Clone, Debug)]
 pub struct CachedHead<'a> {
     frozen: FrozenHead,
@@ -100,10 +101,11 @@ impl CachedHead<'_> {
     /// [`CtNet::forward_cached`]'s logits at `(z, t)` for the FC label path:
     /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1))))` with
     /// `f(z) = ReLU(z·W_labelᵀ + b_label)` (evaluation mode; the time
-    /// features are one row). On a host with the fused kernel
-    /// ([`PackedMlp`]) the four layers run block by block of rows in one
-    /// pass; each output's sums run in the same order as the per-layer
-    /// products', so the numbers are the same (`fused_and_per_layer_steps_agree`).
+    /// features are one row). A head from [`CtNet::fused_cached_head`], on
+    /// a host with the fused kernel ([`PackedMlp`]), runs the four layers
+    /// block by block of rows in one pass: the same numbers as the
+    /// per-layer products to f32 rounding, the same bits on some row
+    /// counts (`fused_and_per_layer_steps_agree`).
     pub fn logits(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
         let label = self.frozen.label().ok_or_else(|| crate::Error::Config {
             what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
@@ -128,16 +130,6 @@ impl CachedHead<'_> {
         let tb = self.time_row(cache, fz, t)?;
         let [_, _, logits] = self.frozen.fusion(&cache.proj, fz, &tb)?;
         Ok(logits)
-    }
-
-    /// The per-layer products of [`CachedHead::logits`] even where the
-    /// fused kernel runs (the reference its tests compare with).
-    pub fn logits_per_layer(&self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
-        let head = CachedHead {
-            fused: None,
-            ..self.clone()
-        };
-        head.logits(cache, z, t)
     }
 
     /// The step's time row `f(t)·W1_tᵀ + b1` (`[256]`, on `like`'s device).
@@ -301,8 +293,11 @@ impl CtNet {
     /// Evaluation-mode logits from a cached image path: only the label path,
     /// the time path (one row, shared by the batch) and the fusion MLP run.
     /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
+    /// The same numbers as inference's steps: for the FC label path this
+    /// builds a [`CtNet::fused_cached_head`] for the one call, so loops
+    /// over many steps should hold that head instead.
     pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
-        if let Some(head) = self.cached_head()? {
+        if let Some(head) = self.fused_cached_head()? {
             return head.logits(cache, z, t);
         }
         let fz = self.label_forward(z, Mode::Eval)?;
@@ -316,13 +311,22 @@ impl CtNet {
     /// label path, whose layers keep state.
     pub fn cached_head(&self) -> Result<Option<CachedHead<'_>>> {
         match &self.label {
-            LabelPath::Fc(fc) => {
-                let mut head = self.head_parts(Some(fc.frozen()?))?;
-                head.fused = self.packed_head(fc)?;
-                Ok(Some(head))
-            }
+            LabelPath::Fc(fc) => Ok(Some(self.head_parts(Some(fc.frozen()?))?)),
             LabelPath::Conv(..) => Ok(None),
         }
+    }
+
+    /// [`CtNet::cached_head`], with the per-step layers also packed for the
+    /// fused CPU kernel where it runs ([`PackedMlp`]): for many evaluations
+    /// with the same weights (inference's steps), as packing copies the
+    /// weights once.
+    pub fn fused_cached_head(&self) -> Result<Option<CachedHead<'_>>> {
+        let LabelPath::Fc(fc) = &self.label else {
+            return Ok(None);
+        };
+        let mut head = self.head_parts(Some(fc.frozen()?))?;
+        head.fused = self.packed_head(fc)?;
+        Ok(Some(head))
     }
 
     fn head_parts(&self, label: Option<FrozenLinear>) -> Result<CachedHead<'_>> {

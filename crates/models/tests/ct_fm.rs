@@ -207,15 +207,17 @@ fn fused_and_per_layer_steps_agree() {
             m.train_batch(&x, &labels, 0).unwrap();
         }
         let cache = m.prepare(&x).unwrap();
-        let head = m.net_mut().cached_head().unwrap().expect("FC label path");
+        let net = m.net_mut();
+        let fused_head = net.fused_cached_head().unwrap().expect("FC label path");
+        let head = net.cached_head().unwrap().expect("FC label path");
         let z_all = ops::randn(&[200, 10], DType::F32, &mut RngStream::new(4, 4)).unwrap();
         for t in [0.0, 0.37, 0.999] {
-            let whole = head.logits(&cache, &z_all, t).unwrap().to_vec_f32();
+            let whole = fused_head.logits(&cache, &z_all, t).unwrap().to_vec_f32();
             for rows in [1usize, 7, 17, 64, 100, 200] {
                 let part = cache.rows(0..rows).unwrap();
                 let z = ops::gather_rows(&z_all, &(0..rows).collect::<Vec<_>>()).unwrap();
-                let fused = head.logits(&part, &z, t).unwrap();
-                let layers = head.logits_per_layer(&part, &z, t).unwrap();
+                let fused = fused_head.logits(&part, &z, t).unwrap();
+                let layers = head.logits(&part, &z, t).unwrap();
                 assert_eq!(fused.shape(), &[rows, 10]);
                 // A row's logits do not depend on the batch around it.
                 assert_eq!(fused.to_vec_f32(), whole[..rows * 10]);

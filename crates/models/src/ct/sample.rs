@@ -112,7 +112,7 @@ impl NoPropCont {
         let ctx = self.ctx(&run)?;
         let cache = if cached { Some(self.prepare(x)?) } else { None };
         let head = match &cache {
-            Some(_) => self.net.cached_head()?,
+            Some(_) => self.net.fused_cached_head()?,
             None => None,
         };
         let (Some(cache), Some(head)) = (&cache, head) else {

@@ -7,6 +7,8 @@
 //! registers. The block's activations (two `BLOCK × 256` buffers) stay in
 //! L2 for the next layer.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 
 /// Rows of one microkernel tile.
@@ -114,8 +116,9 @@ pub(super) fn forward(
     let n_last = layers[layers.len() - 1].n;
     assert_eq!(x.len(), rows * k0);
     assert_eq!(out.len(), rows * n_last);
-    // Each layer's bias, with the addend's bias added once per call.
-    let biases: Vec<Vec<f32>> = layers
+    // Each layer's bias, with the addend's bias added once per call (a copy
+    // for that layer only).
+    let biases: Vec<Cow<'_, [f32]>> = layers
         .iter()
         .enumerate()
         .map(|(j, l)| match addend {
@@ -124,9 +127,9 @@ pub(super) fn forward(
                 for (bv, &av) in b.iter_mut().zip(a.bias) {
                     *bv += av;
                 }
-                b
+                Cow::Owned(b)
             }
-            _ => l.bias.clone(),
+            _ => Cow::Borrowed(l.bias.as_slice()),
         })
         .collect();
     let widest = layers.iter().map(Packed::padded).max().unwrap_or(NR);
@@ -136,13 +139,13 @@ pub(super) fn forward(
         let n = layers[a.layer].n;
         let padded = layers[a.layer].padded();
         let rows = if n == padded {
-            std::borrow::Cow::Borrowed(a.rows)
+            Cow::Borrowed(a.rows)
         } else {
             let mut v = vec![0f32; rows * padded];
             for (dst, src) in v.chunks_exact_mut(padded).zip(a.rows.chunks_exact(n)) {
                 dst[..n].copy_from_slice(src);
             }
-            std::borrow::Cow::Owned(v)
+            Cow::Owned(v)
         };
         (a.layer, rows)
     });

@@ -17,8 +17,9 @@
 //! Each output is a sum over the layer's inputs in index order followed by
 //! the addends of [`PackedMlp::forward`], the same whatever the row count,
 //! the block a row falls in, or the thread count, so results are
-//! bit-for-bit reproducible. The order differs from the `gemm` crate's, so
-//! the numbers are close to, not identical with, [`crate::ops::matmul`]'s.
+//! bit-for-bit reproducible. It is the `gemm` crate's order on some row
+//! counts, not all, so the numbers are close to, and not always identical
+//! with, [`crate::ops::matmul`]'s.
 
 mod cpu;
 
