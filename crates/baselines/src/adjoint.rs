@@ -77,7 +77,7 @@ use noprop_nn::layers::{mix_stream, Linear};
 use noprop_nn::optim::{Adam, Optimizer};
 use noprop_nn::state::{self, join, StateDict, StateLoader, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
-use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::ops::{self, FoldedRows, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -478,8 +478,9 @@ impl Adjoint {
         // fused kernel where it runs), built once; the prototype path has
         // none and evaluates through the network.
         if let Some(head) = self.net.fused_cached_head()? {
+            let mut trail = FoldedRows::default();
             for k in 0..steps {
-                let logits = head.logits(&cache, &z, k as f64 * h)?;
+                let logits = head.logits_along(&mut trail, &cache, &z, k as f64 * h)?;
                 z = ops::add_scaled(1.0, &z, h, &self.velocity(&logits)?)?;
             }
             return Ok(z);

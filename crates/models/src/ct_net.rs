@@ -5,7 +5,7 @@
 use noprop_nn::layers::{mix_stream, FrozenLinear, Linear, Sequential, SinusoidalTimeEmbedding};
 use noprop_nn::state::{join, StateDict, StateVisitor};
 use noprop_nn::{prefixed, Mode, Module, ParamMut};
-use noprop_tensor::ops::{self, LayerAddend, MlpLayer, PackedMlp, Transpose};
+use noprop_tensor::ops::{self, FoldedRows, LayerAddend, MlpLayer, PackedMlp, Transpose};
 use noprop_tensor::{Device, Tensor};
 
 use crate::block::{image_path, ConvStack, ImageDims};
@@ -121,6 +121,37 @@ impl CachedHead<'_> {
                 Ok(fused.forward(z, Some(addend))?)
             }
             _ => self.fusion(cache, &label.apply(z)?, t),
+        }
+    }
+
+    /// [`CachedHead::logits`] for one step of a run over the same rows
+    /// (inference's 1000 steps): with the fused kernel, the label layer's
+    /// ReLU is folded into `W1_z` row by row ([`PackedMlp::forward_folded`]),
+    /// `trail` carrying each row's ReLU pattern and
+    /// `M̃ = W1_z·D·[W_label | b_label]` from one step to the next, so a
+    /// step costs `d + 1` multiply-adds per `W1_z` output instead of 256.
+    /// The same numbers as [`CachedHead::logits`] to f32 rounding (each
+    /// row's bits depend on its own steps only); without the fused kernel,
+    /// exactly [`CachedHead::logits`]. Pass a fresh `FoldedRows::default()`
+    /// per run and the same rows at every step.
+    pub fn logits_along(
+        &self,
+        trail: &mut FoldedRows,
+        cache: &ImageCache,
+        z: &Tensor,
+        t: f64,
+    ) -> Result<Tensor> {
+        match &self.fused {
+            Some(fused) if z.device().is_cpu() && self.frozen.label().is_some() => {
+                let tb = self.time_row(cache, z, t)?;
+                let addend = LayerAddend {
+                    layer: 1,
+                    rows: &cache.proj,
+                    bias: &tb,
+                };
+                Ok(fused.forward_folded(trail, z, Some(addend))?)
+            }
+            _ => self.logits(cache, z, t),
         }
     }
 
@@ -375,11 +406,23 @@ impl CtNet {
         })
     }
 
-    /// The same computation as [`CtNet::forward_cached`] but re-running the
-    /// image path for this call (the uncached reference of docs/DECISIONS.md § 17).
-    pub fn forward_uncached(&mut self, x: &Tensor, z: &Tensor, t: f64) -> Result<Tensor> {
+    /// One step of inference re-running the image path for this call (the
+    /// uncached reference of docs/DECISIONS.md § 17): the same computation
+    /// as [`CachedHead::logits_along`] on a [`CtNet::fused_cached_head`]
+    /// with `trail` (packed for this call), or [`CtNet::forward_cached`]
+    /// for the prototype label path.
+    pub fn forward_uncached(
+        &mut self,
+        x: &Tensor,
+        z: &Tensor,
+        t: f64,
+        trail: &mut FoldedRows,
+    ) -> Result<Tensor> {
         let cache = self.prepare(x)?;
-        self.forward_cached(&cache, z, t)
+        match self.fused_cached_head()? {
+            Some(head) => head.logits_along(trail, &cache, z, t),
+            None => self.forward_cached(&cache, z, t),
+        }
     }
 
     /// Move every parameter, gradient and buffer to `device`.

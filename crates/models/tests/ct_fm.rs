@@ -234,6 +234,54 @@ fn fused_and_per_layer_steps_agree() {
     }
 }
 
+/// Inference's steps fold the label layer's ReLU into `W1_z` row by row
+/// ([`ops::PackedMlp::forward_folded`]): over a run of steps on moving
+/// latents, the folded logits agree with the unfolded ones to f32 rounding,
+/// and a row's logits do not depend on the rows stepped beside it.
+#[test]
+fn folded_steps_agree_with_unfolded_ones() {
+    if !ops::PackedMlp::available() {
+        eprintln!("this host has no fused step kernel (AVX2 + FMA without AVX-512F)");
+        return;
+    }
+    let x = images(60, 9);
+    let labels: Vec<usize> = (0..60).map(|i| (i * 3) % 10).collect();
+    for method in [ContMethod::Ct, ContMethod::Fm] {
+        let mut m = model(method, (1, 28, 28), 10, EmbeddingKind::OneHot, 5);
+        for _ in 0..2 {
+            m.train_batch(&x, &labels, 0).unwrap();
+        }
+        let cache = m.prepare(&x).unwrap();
+        let part = cache.rows(0..7).unwrap();
+        let head = m
+            .net_mut()
+            .fused_cached_head()
+            .unwrap()
+            .expect("FC label path");
+        let mut rng = RngStream::new(6, 6);
+        let mut z = ops::randn(&[60, 10], DType::F32, &mut rng).unwrap();
+        let (mut whole, mut first) = (ops::FoldedRows::default(), ops::FoldedRows::default());
+        for k in 0..200 {
+            let t = k as f64 / 200.0;
+            let folded = head.logits_along(&mut whole, &cache, &z, t).unwrap();
+            let plain = head.logits(&cache, &z, t).unwrap();
+            let (a, b) = (folded.to_vec_f64(), plain.to_vec_f64());
+            assert!(b.iter().any(|v| *v != 0.0));
+            for (p, q) in a.iter().zip(&b) {
+                assert!(
+                    (p - q).abs() <= 1e-5 * (1.0 + q.abs()),
+                    "{method:?} step {k}: folded {p} vs unfolded {q}"
+                );
+            }
+            let z7 = ops::gather_rows(&z, &(0..7).collect::<Vec<_>>()).unwrap();
+            let alone = head.logits_along(&mut first, &part, &z7, t).unwrap();
+            assert_eq!(alone.to_vec_f32(), folded.to_vec_f32()[..70]);
+            let step = ops::randn(&[60, 10], DType::F32, &mut rng).unwrap();
+            z = ops::add_scaled(1.0, &z, 0.05, &step).unwrap();
+        }
+    }
+}
+
 #[test]
 fn fm_rejects_the_ancestral_sampler_and_zero_steps() {
     let mut m = model(ContMethod::Fm, (1, 28, 28), 10, EmbeddingKind::OneHot, 0);

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use noprop_schedules::learnable::LearnableSchedule;
 use noprop_schedules::{ancestral_step, Posterior, Stepper};
-use noprop_tensor::ops::{self, Transpose};
+use noprop_tensor::ops::{self, FoldedRows, Transpose};
 use noprop_tensor::philox::RngStream;
 use noprop_tensor::{DType, Elem, Tensor};
 
@@ -36,8 +36,9 @@ impl Shared<'_> {
         };
         let w = self.w;
         let mut rng = RngStream::new(self.seed, stream(Purpose::Inference, run.key));
+        let mut trail = FoldedRows::default();
         steps_with_rows(self.ctx, run, w, self.schedule, &mut rng, rows, |z, t| {
-            self.head.logits(&part, z, t)
+            self.head.logits_along(&mut trail, &part, z, t)
         })
     }
 }
@@ -121,9 +122,10 @@ impl NoPropCont {
             let w = self.embedding.weight.clone();
             let mut rng = self.noise_stream(key);
             let (net, schedule) = (&mut self.net, self.schedule.as_ref());
+            let mut trail = FoldedRows::default();
             return steps_with(&ctx, run, &w, schedule, &mut rng, |z, t| match &cache {
                 Some(c) => net.forward_cached(c, z, t),
-                None => net.forward_uncached(x, z, t),
+                None => net.forward_uncached(x, z, t, &mut trail),
             });
         };
         let shared = Shared {

@@ -37,7 +37,7 @@ pub use elementwise::{
     relu_backward, relu_backward_in_place, relu_in_place, scale, scale_in_place, sub,
 };
 pub use gemm::{gemm_into, matmul, Transpose};
-pub use mlp::{LayerAddend, MlpLayer, PackedMlp};
+pub use mlp::{FoldedRows, LayerAddend, MlpLayer, PackedMlp};
 pub use optim::{adam_update, sgd_momentum_update, AdamHyper};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool2d_forward, max_pool2d_grad, PoolIndices};
 pub use random::{dropout_forward, dropout_mask, rand_uniform, rand_uniform_on, randn, randn_on};

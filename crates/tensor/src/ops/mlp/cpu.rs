@@ -11,6 +11,8 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use super::fold::{Fold, FoldScratch};
+
 /// Rows of one microkernel tile.
 const MR: usize = 6;
 /// Columns of one panel (two 8-lane registers).
@@ -35,7 +37,7 @@ pub(super) struct Packed {
     pub(super) k: usize,
     /// Outputs.
     pub(super) n: usize,
-    relu: bool,
+    pub(super) relu: bool,
 }
 
 impl Packed {
@@ -102,13 +104,23 @@ pub(super) fn available() -> bool {
     crate::ops::isa::avx2_fma() && !crate::ops::isa::avx512f()
 }
 
-/// `out = chain(x)` for `x: [rows, layers[0].k]`, `out: [rows, n_last]`.
-/// The caller checked the shapes and [`available`].
+/// The per-row state of a folded call ([`super::fold`]): each row's ReLU
+/// pattern (`mask_bytes` each) and its `M̃` (`m_len` floats each).
+pub(super) struct FoldState<'a> {
+    pub(super) fold: &'a Fold,
+    pub(super) masks: &'a mut [u8],
+    pub(super) m: &'a mut [f32],
+}
+
+/// `out = chain(x)` for `x: [rows, layers[0].k]`, `out: [rows, n_last]`;
+/// with `fold`, layers 0 and 1 run folded ([`super::fold`]), updating each
+/// row's state. The caller checked the shapes and [`available`].
 pub(super) fn forward(
     layers: &[Packed],
     x: &[f32],
     rows: usize,
     addend: Option<Addend<'_>>,
+    fold: Option<FoldState<'_>>,
     out: &mut [f32],
 ) {
     assert!(available(), "the fused MLP kernel needs AVX2 and FMA");
@@ -149,9 +161,27 @@ pub(super) fn forward(
         };
         (a.layer, rows)
     });
+    // Each block's part of the fold's state (`None` for every block without
+    // a fold).
+    let blocks = rows.div_ceil(BLOCK);
+    let (fold, mut states): (Option<&Fold>, Vec<Option<(&mut [u8], &mut [f32])>>) = match fold {
+        Some(FoldState { fold, masks, m }) => {
+            assert_eq!(masks.len(), rows * fold.mask_bytes());
+            assert_eq!(m.len(), rows * fold.m_len());
+            assert!(layers.len() >= 2 && addend.as_ref().is_none_or(|a| a.0 != 0));
+            let parts = masks
+                .chunks_mut(BLOCK * fold.mask_bytes())
+                .zip(m.chunks_mut(BLOCK * fold.m_len()))
+                .map(Some)
+                .collect();
+            (Some(fold), parts)
+        }
+        None => (None, (0..blocks).map(|_| None).collect()),
+    };
     out.par_chunks_mut(BLOCK * n_last)
+        .zip(states.par_iter_mut())
         .enumerate()
-        .for_each(|(bi, out_block)| {
+        .for_each(|(bi, (out_block, state))| {
             let r0 = bi * BLOCK;
             let nb = out_block.len() / n_last;
             let tiles = nb.div_ceil(MR);
@@ -165,6 +195,7 @@ pub(super) fn forward(
                     masks,
                     idx,
                     spans,
+                    fold: fold_scratch,
                 } = scratch;
                 let len = tiles * MR * widest;
                 for b in bufs.iter_mut() {
@@ -177,7 +208,42 @@ pub(super) fn forward(
                         m.resize(tiles * widest / 8, 0);
                     }
                 }
-                for (j, layer) in layers.iter().enumerate() {
+                // Folded, layers 0 and 1 run row by row into bufs[0] and
+                // masks[0], where the loop below expects layer 1's output.
+                let first = match (fold, state.as_mut()) {
+                    (Some(f), Some((row_masks, row_m))) => {
+                        let ld = layers[1].padded();
+                        let (mb, ml) = (f.mask_bytes(), f.m_len());
+                        masks[0][..tiles * ld / 8].fill(0);
+                        let add = match &addend {
+                            Some((1, m)) => Some(&m[r0 * ld..(r0 + nb) * ld]),
+                            _ => None,
+                        };
+                        for r in 0..nb {
+                            let t = r / MR;
+                            super::fold::row(
+                                f,
+                                &x[(r0 + r) * k0..(r0 + r + 1) * k0],
+                                &mut row_masks[r * mb..(r + 1) * mb],
+                                &mut row_m[r * ml..(r + 1) * ml],
+                                add.map(|a| &a[r * ld..(r + 1) * ld]),
+                                &biases[1],
+                                layers[1].relu,
+                                fold_scratch,
+                                &mut bufs[0][r * ld..(r + 1) * ld],
+                                &mut masks[0][t * ld / 8..(t + 1) * ld / 8],
+                            );
+                        }
+                        // The last tile's spare rows repeat the block's last
+                        // row, as the unfolded layer 0 reads them.
+                        for r in nb..tiles * MR {
+                            bufs[0].copy_within((nb - 1) * ld..nb * ld, r * ld);
+                        }
+                        2
+                    }
+                    _ => 0,
+                };
+                for (j, layer) in layers.iter().enumerate().skip(first) {
                     let ld_out = layer.padded();
                     let [src, dst] = &mut *bufs;
                     let [mask_in, mask_out] = &mut *masks;
@@ -284,6 +350,8 @@ struct Scratch {
     idx: Vec<u32>,
     /// Each tile's part of `idx`, or `None` for the dense loop.
     spans: Vec<Option<std::ops::Range<usize>>>,
+    /// What a folded row needs ([`super::fold`]).
+    fold: FoldScratch,
 }
 
 thread_local! {

@@ -22,6 +22,7 @@
 //! with, [`crate::ops::matmul`]'s.
 
 mod cpu;
+mod fold;
 
 use crate::{DType, Error, Result, Tensor};
 
@@ -58,6 +59,27 @@ pub struct LayerAddend<'a> {
 #[derive(Clone, Debug)]
 pub struct PackedMlp {
     layers: Vec<cpu::Packed>,
+    /// Layer 0 folded into layer 1 ([`PackedMlp::forward_folded`]), where
+    /// that saves work.
+    fold: Option<fold::Fold>,
+    /// A hash of the folded layers' weights: a [`FoldedRows`] belongs to
+    /// the packings of one set of weights.
+    id: u64,
+}
+
+/// What [`PackedMlp::forward_folded`] keeps of each row between calls: the
+/// ReLU pattern `D` of the chain's layer 0 at the row's last call, and
+/// `M̃ = W1·D·[W0 | b0]` (module docs of `ops::mlp`). Start with
+/// `FoldedRows::default()`; the first call sizes it for its rows, and every
+/// later call must pass the same number of rows to a packing of the same
+/// weights.
+#[derive(Clone, Debug, Default)]
+pub struct FoldedRows {
+    /// The weights' fingerprint and the row count it was sized for
+    /// (`None` before the first call).
+    owner: Option<(u64, usize)>,
+    masks: Vec<u8>,
+    m: Vec<f32>,
 }
 
 impl PackedMlp {
@@ -114,7 +136,7 @@ impl PackedMlp {
         if !host_f32 || !cpu::available() {
             return Ok(None);
         }
-        let packed = layers
+        let packed: Vec<cpu::Packed> = layers
             .iter()
             .map(|l| {
                 let bias = match l.bias {
@@ -130,7 +152,30 @@ impl PackedMlp {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Some(PackedMlp { layers: packed }))
+        let fold = match (layers, &packed[..]) {
+            ([l0, l1, ..], [p0, p1, ..]) => {
+                let b0 = match l0.bias {
+                    Some(b) => b.as_slice::<f32>()?.to_vec(),
+                    None => vec![0.0; p0.n],
+                };
+                let (w0, w1) = (l0.weight.as_slice::<f32>()?, l1.weight.as_slice::<f32>()?);
+                fold::Fold::new(w0, &b0, p0, w1, p1)
+            }
+            _ => None,
+        };
+        let id = fold.as_ref().map_or(0, fold::Fold::fingerprint);
+        Ok(Some(PackedMlp {
+            layers: packed,
+            fold,
+            id,
+        }))
+    }
+
+    /// Whether [`PackedMlp::forward_folded`] folds layer 0 into layer 1:
+    /// the chain has two layers or more, layer 0 has a ReLU, and
+    /// `k0 + 1` rounded up to 12 is at most a quarter of layer 0's outputs.
+    pub fn folds(&self) -> bool {
+        self.fold.is_some()
     }
 
     /// Inputs of the first layer.
@@ -146,12 +191,87 @@ impl PackedMlp {
     /// The chain on `x: [rows, inputs]` (an `f32` host tensor), with
     /// `addend`'s terms in its layer: `[rows, outputs]`.
     pub fn forward(&self, x: &Tensor, addend: Option<LayerAddend<'_>>) -> Result<Tensor> {
-        const OP: &str = "PackedMlp::forward";
+        self.run("PackedMlp::forward", x, addend, None)
+    }
+
+    /// [`PackedMlp::forward`] for a row set evaluated again and again with
+    /// inputs that change a little between calls (the steps of an ODE):
+    /// layer 0's ReLU is folded into layer 1 row by row, each row keeping
+    /// its pattern and `M̃` in `rows` (see [`FoldedRows`] and the module
+    /// docs). Where the chain does not fold ([`PackedMlp::folds`]) this is
+    /// [`PackedMlp::forward`] and `rows` is left alone.
+    ///
+    /// The same sums as [`PackedMlp::forward`] to f32 rounding; each row's
+    /// bits depend on its own inputs at this and the earlier calls only.
+    /// An addend on layer 0, a `rows` sized for another row count or
+    /// another packing, are errors.
+    pub fn forward_folded(
+        &self,
+        rows: &mut FoldedRows,
+        x: &Tensor,
+        addend: Option<LayerAddend<'_>>,
+    ) -> Result<Tensor> {
+        const OP: &str = "PackedMlp::forward_folded";
+        let Some(fold) = &self.fold else {
+            return self.run(OP, x, addend, None);
+        };
+        if addend.is_some_and(|a| a.layer == 0) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                why: "an addend on layer 0 cannot be folded into layer 1".into(),
+            });
+        }
         super::rank(OP, x, 2)?;
         x.expect_dtype(OP, DType::F32)?;
+        let n = x.dim(0);
         if x.dim(1) != self.inputs() {
             return Err(Error::ShapeMismatch {
                 op: OP,
+                expected: vec![n, self.inputs()],
+                got: x.shape().to_vec(),
+            });
+        }
+        match rows.owner {
+            None => {
+                rows.owner = Some((self.id, n));
+                rows.masks = vec![0; n * fold.mask_bytes()];
+                rows.m = vec![0.0; n * fold.m_len()];
+            }
+            Some((id, _)) if id != self.id => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    why: "these FoldedRows belong to other weights".into(),
+                })
+            }
+            Some((_, was)) if was != n => {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    why: format!("FoldedRows sized for {was} rows, called with {n}"),
+                })
+            }
+            Some(_) => {}
+        }
+        let state = cpu::FoldState {
+            fold,
+            masks: &mut rows.masks,
+            m: &mut rows.m,
+        };
+        self.run(OP, x, addend, Some(state))
+    }
+
+    /// [`PackedMlp::forward`] with the folded state when given.
+    fn run(
+        &self,
+        op: &'static str,
+        x: &Tensor,
+        addend: Option<LayerAddend<'_>>,
+        fold: Option<cpu::FoldState<'_>>,
+    ) -> Result<Tensor> {
+        super::rank(op, x, 2)?;
+        x.expect_dtype(op, DType::F32)?;
+        if x.dim(1) != self.inputs() {
+            return Err(Error::ShapeMismatch {
+                op,
                 expected: vec![x.dim(0), self.inputs()],
                 got: x.shape().to_vec(),
             });
@@ -162,7 +282,7 @@ impl PackedMlp {
             Some(a) => {
                 let Some(layer) = self.layers.get(a.layer) else {
                     return Err(Error::InvalidArgument {
-                        op: OP,
+                        op,
                         why: format!(
                             "addend for layer {} of a {}-layer chain",
                             a.layer,
@@ -170,10 +290,10 @@ impl PackedMlp {
                         ),
                     });
                 };
-                a.rows.expect_shape(OP, &[rows, layer.n])?;
-                a.bias.expect_shape(OP, &[layer.n])?;
-                a.rows.expect_dtype(OP, DType::F32)?;
-                a.bias.expect_dtype(OP, DType::F32)?;
+                a.rows.expect_shape(op, &[rows, layer.n])?;
+                a.bias.expect_shape(op, &[layer.n])?;
+                a.rows.expect_dtype(op, DType::F32)?;
+                a.bias.expect_dtype(op, DType::F32)?;
                 Some(cpu::Addend {
                     layer: a.layer,
                     rows: a.rows.as_slice::<f32>()?,
@@ -182,7 +302,14 @@ impl PackedMlp {
             }
         };
         let mut out = vec![0f32; rows * self.outputs()];
-        cpu::forward(&self.layers, x.as_slice::<f32>()?, rows, extra, &mut out);
+        cpu::forward(
+            &self.layers,
+            x.as_slice::<f32>()?,
+            rows,
+            extra,
+            fold,
+            &mut out,
+        );
         Tensor::from_vec(out, &[rows, self.outputs()])
     }
 }

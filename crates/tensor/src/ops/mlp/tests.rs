@@ -226,3 +226,223 @@ fn mismatched_shapes_are_errors() {
         assert!(p.forward(&x, Some(add(0, &rows))).is_ok());
     }
 }
+
+/// `got` against the `f64` reference: the largest difference over the
+/// largest reference value (at least 1), and whether some output is not zero.
+fn rel_err(got: &Tensor, want: &[f64]) -> (f64, bool) {
+    let got = got.as_slice::<f32>().unwrap();
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
+    (err / scale, want.iter().any(|v| *v != 0.0))
+}
+
+/// `x + s·N(0, I)`, the inputs of the next call of a row set.
+fn nudge(x: &Tensor, s: f64, rng: &mut RngStream) -> Tensor {
+    let n = ops::randn(x.shape(), DType::F32, rng).unwrap();
+    ops::add_scaled(1.0, x, s, &n).unwrap()
+}
+
+/// Units whose state differs between two patterns.
+fn flips(a: &FoldedRows, b: &FoldedRows) -> u32 {
+    a.masks
+        .iter()
+        .zip(&b.masks)
+        .map(|(x, y)| (x ^ y).count_ones())
+        .sum()
+}
+
+/// Folded calls on a slowly moving row set (and one jump to new inputs)
+/// against the `f64` reference at every call: the CT/FM step shapes, odd
+/// widths with a layer-1 bias, a two-layer chain with `k0 + 1 > 12`.
+#[test]
+fn folded_calls_agree_with_the_reference() {
+    if unavailable() {
+        return;
+    }
+    let mut cases = vec![
+        (
+            layers(&[10, 256, 256, 128, 10], 4),
+            Some(1),
+            vec![1, 7, 49, 250],
+        ),
+        (layers(&[5, 50, 37, 9], 3), Some(1), vec![1, 6, 13]),
+        (layers(&[20, 96, 40], 2), None, vec![2, 50]),
+    ];
+    let mut rng = RngStream::new(21, 5);
+    cases[1].0[1].1 = Some(ops::randn(&[37], DType::F32, &mut rng).unwrap());
+    for (ws, addend_layer, row_counts) in &cases {
+        let spec = spec(ws);
+        let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+        assert!(packed.folds(), "{:?}", ws[0].0.shape());
+        let (k0, n1) = (ws[0].0.dim(1), ws[1].0.dim(0));
+        for &rows in row_counts {
+            let mut state = FoldedRows::default();
+            let mut x = ops::randn(&[rows, k0], DType::F32, &mut rng).unwrap();
+            let extra = addend_layer.map(|l| {
+                (
+                    l,
+                    ops::randn(&[rows, n1], DType::F32, &mut rng).unwrap(),
+                    ops::randn(&[n1], DType::F32, &mut rng).unwrap(),
+                )
+            });
+            let (mut worst, mut moved) = (0f64, 0);
+            for call in 0..40 {
+                x = if call == 20 {
+                    ops::randn(&[rows, k0], DType::F32, &mut rng).unwrap()
+                } else {
+                    nudge(&x, 0.05, &mut rng)
+                };
+                let before = state.clone();
+                let addend = extra.as_ref().map(|(l, r, b)| LayerAddend {
+                    layer: *l,
+                    rows: r,
+                    bias: b,
+                });
+                let got = packed.forward_folded(&mut state, &x, addend).unwrap();
+                if call > 0 {
+                    moved += flips(&before, &state);
+                }
+                let want = reference(ws, &x, extra.as_ref().map(|(l, r, b)| (*l, r, b)));
+                let (err, nonzero) = rel_err(&got, &want);
+                assert!(nonzero, "rows {rows} call {call}: an all-zero output");
+                worst = worst.max(err);
+            }
+            assert!(
+                worst <= 1e-5,
+                "{:?} rows {rows}: relative error {worst:e}",
+                ws[0].0.shape()
+            );
+            // Not vacuous: patterns changed between calls, so terms were
+            // added and removed.
+            assert!(moved > 0, "rows {rows}: no unit ever flipped");
+        }
+    }
+}
+
+/// A thousand calls of small steps (the inference regime: thousands of
+/// rank-one updates of each row's `M̃`), then the reference.
+#[test]
+fn a_thousand_folded_calls_stay_within_f32_rounding() {
+    if unavailable() {
+        return;
+    }
+    let ws = layers(&[10, 256, 256, 128, 10], 8);
+    let spec = spec(&ws);
+    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let mut rng = RngStream::new(3, 9);
+    let mut state = FoldedRows::default();
+    let mut x = ops::randn(&[12, 10], DType::F32, &mut rng).unwrap();
+    let mut moved = 0;
+    let mut got = None;
+    for _ in 0..1000 {
+        x = nudge(&x, 0.1, &mut rng);
+        let before = state.clone();
+        got = Some(packed.forward_folded(&mut state, &x, None).unwrap());
+        moved += flips(&before, &state);
+    }
+    let (err, nonzero) = rel_err(&got.unwrap(), &reference(&ws, &x, None));
+    assert!(nonzero);
+    assert!(err <= 1e-5, "relative error {err:e} after {moved} flips");
+    assert!(
+        moved > 12 * 1000,
+        "only {moved} flips in 12 rows × 1000 calls"
+    );
+}
+
+#[test]
+fn a_folded_row_is_the_same_whatever_the_batch_around_it() {
+    if unavailable() {
+        return;
+    }
+    let ws = layers(&[10, 256, 128, 10], 6);
+    let spec = spec(&ws);
+    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let mut rng = RngStream::new(8, 3);
+    let mut xs = vec![ops::randn(&[131, 10], DType::F32, &mut rng).unwrap()];
+    for _ in 0..5 {
+        xs.push(nudge(xs.last().unwrap(), 0.2, &mut rng));
+    }
+    let mut state = FoldedRows::default();
+    let whole: Vec<Tensor> = xs
+        .iter()
+        .map(|x| packed.forward_folded(&mut state, x, None).unwrap())
+        .collect();
+    for rows in [0..1, 3..50, 49..131, 96..97] {
+        let pick = rows.clone().collect::<Vec<_>>();
+        let mut state = FoldedRows::default();
+        for (x, w) in xs.iter().zip(&whole) {
+            let part = ops::gather_rows(x, &pick).unwrap();
+            let got = packed.forward_folded(&mut state, &part, None).unwrap();
+            assert_eq!(
+                got.as_slice::<f32>().unwrap(),
+                &w.as_slice::<f32>().unwrap()[rows.start * 10..rows.end * 10],
+                "rows {rows:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn chains_that_do_not_fold_run_the_dense_kernel() {
+    if unavailable() {
+        return;
+    }
+    // Too many inputs for the fold to pay (k0 + 1 → 72 > 40 / 4), and a
+    // layer 0 without a ReLU.
+    let wide = layers(&[64, 40, 24], 1);
+    let mut linear = layers(&[10, 256, 16], 2);
+    linear[0].2 = false;
+    for ws in [wide, linear] {
+        let spec = spec(&ws);
+        let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+        assert!(!packed.folds());
+        let x = ops::randn(&[9, ws[0].0.dim(1)], DType::F32, &mut RngStream::new(1, 2)).unwrap();
+        let mut state = FoldedRows::default();
+        let got = packed.forward_folded(&mut state, &x, None).unwrap();
+        assert!(got.bit_eq(&packed.forward(&x, None).unwrap()));
+        assert!(state.owner.is_none() && state.m.is_empty());
+    }
+}
+
+#[test]
+fn misused_folded_rows_are_errors() {
+    if unavailable() {
+        return;
+    }
+    let ws = layers(&[10, 64, 8], 3);
+    let spec = spec(&ws);
+    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let again = PackedMlp::pack(&spec).unwrap().unwrap();
+    let other_ws = layers(&[10, 64, 8], 4);
+    let other_spec = self::spec(&other_ws);
+    let other = PackedMlp::pack(&other_spec).unwrap().unwrap();
+    let mut rng = RngStream::new(4, 4);
+    let x = ops::randn(&[5, 10], DType::F32, &mut rng).unwrap();
+    let mut state = FoldedRows::default();
+    packed.forward_folded(&mut state, &x, None).unwrap();
+    // Another packing of the same weights may carry on.
+    again.forward_folded(&mut state, &x, None).unwrap();
+    assert!(other.forward_folded(&mut state, &x, None).is_err());
+    let fewer = ops::randn(&[4, 10], DType::F32, &mut rng).unwrap();
+    assert!(packed.forward_folded(&mut state, &fewer, None).is_err());
+    let narrow = ops::randn(&[5, 9], DType::F32, &mut rng).unwrap();
+    assert!(packed
+        .forward_folded(&mut FoldedRows::default(), &narrow, None)
+        .is_err());
+    let (rows, bias) = (
+        ops::randn(&[5, 64], DType::F32, &mut rng).unwrap(),
+        ops::randn(&[64], DType::F32, &mut rng).unwrap(),
+    );
+    let on_layer_0 = LayerAddend {
+        layer: 0,
+        rows: &rows,
+        bias: &bias,
+    };
+    assert!(packed
+        .forward_folded(&mut FoldedRows::default(), &x, Some(on_layer_0))
+        .is_err());
+}

@@ -1,0 +1,376 @@
+//! Layer 0's ReLU folded into layer 1, row by row, across calls
+//! (docs/PERFORMANCE.md, round 11).
+//!
+//! Layer 0 is `u = ReLU(x·W0ᵀ + b0)` on few inputs `k0`. With
+//! `x̃ = [x, 1]`, `W̃0 = [W0 | b0]` and `D = diag(x̃·W̃0ᵀ > 0)` the row's
+//! ReLU pattern, layer 1's product is
+//!
+//! `u·W1ᵀ = x̃·M̃ᵀ`, `M̃ = W1·D·W̃0 = Σ_{j: D_jj = 1} W1[:, j] ⊗ W̃0[j, :]`
+//!
+//! (`[n1, k0 + 1]`): `k0 + 1` multiply-adds per output instead of `n0`. Each
+//! row keeps its `M̃` and its pattern between calls; at the next call only
+//! the units `j` whose state flipped add or remove their rank-one term.
+//! Over the small steps of an ODE the pattern rarely changes (FM: 0.13–0.19
+//! flips per row and step of 256 units).
+//!
+//! Every row's numbers depend on its own inputs and history only: the same
+//! whatever the batch, the block a row falls in, or the thread count. They
+//! are not the dense kernel's bits (another summation order, and `M̃`
+//! carries the rounding of its updates), but the same sums to f32 rounding.
+
+use super::cpu::Packed;
+
+/// Columns of `M̃` one update pass holds in registers.
+pub(super) const G: usize = 12;
+/// Output chunks (of 8) one matrix-vector pass keeps in registers.
+const W: usize = 8;
+
+/// What the fold needs of layers 0 and 1, copied once at packing.
+#[derive(Clone, Debug)]
+pub(super) struct Fold {
+    /// `x̃`'s width, `k0 + 1`, padded to a multiple of [`G`].
+    pub(super) kp: usize,
+    /// Layer 0's outputs, padded to a multiple of `8·W` (padded units have
+    /// zero weights and bias, so they are never active).
+    pub(super) n0p: usize,
+    /// Layer 1's outputs, padded to a multiple of 16 (its panels).
+    pub(super) n1p: usize,
+    /// `W̃0` by unit: `w0x[j·kp + i]`, zero past `k0 + 1`.
+    w0x: Vec<f32>,
+    /// `W̃0` by input, for the pattern pass: `w0c[i·n0p + j]`.
+    w0c: Vec<f32>,
+    /// `W1`'s columns: `w1t[j·n1p + o] = W1[o, j]`, zero past `n1`.
+    w1t: Vec<f32>,
+}
+
+impl Fold {
+    /// The fold of `l0` (which has a ReLU) into `l1`, or `None` where it
+    /// would not save work: the `x̃·M̃ᵀ` product must be at most a quarter
+    /// of the dense one (`kp ≤ n0 / 4`).
+    pub(super) fn new(
+        w0: &[f32],
+        b0: &[f32],
+        l0: &Packed,
+        w1: &[f32],
+        l1: &Packed,
+    ) -> Option<Fold> {
+        let (k0, n0, n1) = (l0.k, l0.n, l1.n);
+        let kp = (k0 + 1).next_multiple_of(G);
+        if !l0.relu || 4 * kp > n0 {
+            return None;
+        }
+        let n0p = n0.next_multiple_of(8 * W);
+        let n1p = n1.next_multiple_of(16);
+        let mut w0x = vec![0f32; n0p * kp];
+        let mut w0c = vec![0f32; kp * n0p];
+        for j in 0..n0 {
+            for i in 0..=k0 {
+                let v = if i < k0 { w0[j * k0 + i] } else { b0[j] };
+                w0x[j * kp + i] = v;
+                w0c[i * n0p + j] = v;
+            }
+        }
+        let mut w1t = vec![0f32; n0 * n1p];
+        for o in 0..n1 {
+            for j in 0..n0 {
+                w1t[j * n1p + o] = w1[o * n0 + j];
+            }
+        }
+        Some(Fold {
+            kp,
+            n0p,
+            n1p,
+            w0x,
+            w0c,
+            w1t,
+        })
+    }
+
+    /// A hash of everything a row's state depends on (the two layers'
+    /// weights and the layout), so that a state is used with the weights
+    /// it was built from only.
+    pub(super) fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.kp, self.n0p, self.n1p).hash(&mut h);
+        for v in self.w0x.iter().chain(&self.w1t) {
+            v.to_bits().hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// Bytes of one row's ReLU pattern.
+    pub(super) fn mask_bytes(&self) -> usize {
+        self.n0p / 8
+    }
+
+    /// Floats of one row's `M̃` (`[n1p / 8][kp][8]`).
+    pub(super) fn m_len(&self) -> usize {
+        self.n1p * self.kp
+    }
+}
+
+/// One thread's working memory for [`row`].
+#[derive(Default)]
+pub(super) struct FoldScratch {
+    xt: Vec<f32>,
+    mask: Vec<u8>,
+    /// The flipped units' coefficient rows, `±W̃0[j, :]`.
+    coef: Vec<f32>,
+    /// The flipped units.
+    units: Vec<u32>,
+}
+
+/// One row: update its pattern `mask` and `m = M̃` from its input `x`
+/// (`k0` values), then write layer 1's output `ReLU?((x̃·M̃ᵀ + add) + bias)`
+/// to `out` (`n1p` values) and OR its nonzero bits into `nonzero` (bit `j`
+/// of byte `c`: output `8c + j`).
+///
+/// The caller checked [`super::cpu::available`] and every length.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn row(
+    f: &Fold,
+    x: &[f32],
+    mask: &mut [u8],
+    m: &mut [f32],
+    add: Option<&[f32]>,
+    bias: &[f32],
+    relu: bool,
+    scratch: &mut FoldScratch,
+    out: &mut [f32],
+    nonzero: &mut [u8],
+) {
+    let kp = f.kp;
+    assert_eq!(mask.len(), f.mask_bytes());
+    assert_eq!(m.len(), f.m_len());
+    assert!(out.len() >= f.n1p && bias.len() >= f.n1p && nonzero.len() >= f.n1p / 8);
+    assert!(add.is_none_or(|a| a.len() >= f.n1p));
+    assert!(x.len() < kp);
+    let FoldScratch {
+        xt,
+        mask: now,
+        coef,
+        units,
+    } = scratch;
+    xt.clear();
+    xt.extend_from_slice(x);
+    xt.push(1.0);
+    xt.resize(kp, 0.0);
+    now.clear();
+    now.resize(f.mask_bytes(), 0);
+    // SAFETY: `available()` was checked by the caller; the lengths above.
+    unsafe { avx2::pattern(xt, &f.w0c, f.n0p, now) };
+    units.clear();
+    coef.clear();
+    for (c, (old, new)) in mask.iter_mut().zip(now.iter()).enumerate() {
+        let mut flips = *old ^ *new;
+        while flips != 0 {
+            let b = flips.trailing_zeros() as usize;
+            flips &= flips - 1;
+            let j = 8 * c + b;
+            let on = new & (1 << b) != 0;
+            units.push(j as u32);
+            let w = &f.w0x[j * kp..(j + 1) * kp];
+            coef.extend(w.iter().map(|&v| if on { v } else { -v }));
+        }
+        *old = *new;
+    }
+    // SAFETY: as above; every unit is below n0, so its `w1t` row exists.
+    unsafe {
+        if !units.is_empty() {
+            avx2::update(m, kp, &f.w1t, f.n1p, units, coef);
+        }
+        avx2::apply(m, kp, xt, f.n1p, add, bias, relu, out, nonzero);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{G, W};
+
+    /// `acc[c] = Σ_i x[i]·mat[i·si + (c0 + c)·8 ..][..8]` for `c < N`, the
+    /// sum in `i` order with one FMA per term from zero.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; every address read is inside `mat`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn gemv<const N: usize>(
+        x: &[f32],
+        mat: &[f32],
+        si: usize,
+        sc: usize,
+        c0: usize,
+    ) -> [__m256; N] {
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (i, &xi) in x.iter().enumerate() {
+            let b = _mm256_set1_ps(xi);
+            for (c, a) in acc.iter_mut().enumerate() {
+                let at = i * si + (c0 + c) * sc;
+                debug_assert!(at + 8 <= mat.len());
+                // SAFETY: the caller's contract.
+                *a = _mm256_fmadd_ps(b, unsafe { _mm256_loadu_ps(mat.as_ptr().add(at)) }, *a);
+            }
+        }
+        acc
+    }
+
+    /// The ReLU pattern of `x̃·W̃0ᵀ`: bit `j % 8` of `mask[j / 8]` is set
+    /// where unit `j`'s pre-activation is above zero.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `w0c` is `[xt.len()][n0p]`, `mask` holds `n0p / 8`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn pattern(xt: &[f32], w0c: &[f32], n0p: usize, mask: &mut [u8]) {
+        assert!(w0c.len() >= xt.len() * n0p && mask.len() >= n0p / 8);
+        let zero = _mm256_setzero_ps();
+        for c0 in (0..n0p / 8).step_by(W) {
+            // SAFETY: n0p is a multiple of 8·W; the assert above.
+            let s = unsafe { gemv::<W>(xt, w0c, n0p, 8, c0) };
+            for (c, v) in s.iter().enumerate() {
+                mask[c0 + c] = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(*v, zero)) as u8;
+            }
+        }
+    }
+
+    /// `M̃ += Σ_f W1[:, units[f]] ⊗ coef[f]` for `m: [n1p / 8][kp][8]`, the
+    /// units in the order given, [`G`] columns at a time in registers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `m` holds `n1p·kp`, `coef` `units.len()·kp`, and
+    /// every unit's `n1p`-row of `w1t` exists.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn update(
+        m: &mut [f32],
+        kp: usize,
+        w1t: &[f32],
+        n1p: usize,
+        units: &[u32],
+        coef: &[f32],
+    ) {
+        assert!(m.len() >= n1p * kp && coef.len() >= units.len() * kp && kp % G == 0);
+        for &j in units {
+            assert!((j as usize + 1) * n1p <= w1t.len());
+        }
+        let mp = m.as_mut_ptr();
+        for c in 0..n1p / 8 {
+            for g in (0..kp).step_by(G) {
+                // SAFETY: (c·kp + g + ii)·8 + 8 ≤ n1p·kp; the asserts above.
+                unsafe {
+                    let base = mp.add((c * kp + g) * 8);
+                    let mut acc: [__m256; G] =
+                        std::array::from_fn(|ii| _mm256_loadu_ps(base.add(ii * 8)));
+                    for (f, &j) in units.iter().enumerate() {
+                        let w = _mm256_loadu_ps(w1t.as_ptr().add(j as usize * n1p + c * 8));
+                        let cf = coef.as_ptr().add(f * kp + g);
+                        for (ii, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_fmadd_ps(_mm256_broadcast_ss(&*cf.add(ii)), w, *a);
+                        }
+                    }
+                    for (ii, a) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(base.add(ii * 8), *a);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out = ReLU?((x̃·M̃ᵀ + add) + bias)` and its nonzero bits ORed into
+    /// `nonzero` (one byte per 8 outputs).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `m` holds `n1p·kp` (`n1p` a multiple of 16), `xt`
+    /// `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn apply(
+        m: &[f32],
+        kp: usize,
+        xt: &[f32],
+        n1p: usize,
+        add: Option<&[f32]>,
+        bias: &[f32],
+        relu: bool,
+        out: &mut [f32],
+        nonzero: &mut [u8],
+    ) {
+        let chunks = n1p / 8;
+        assert!(n1p % 16 == 0 && m.len() >= n1p * kp && xt.len() == kp);
+        assert!(bias.len() >= n1p && out.len() >= n1p && nonzero.len() >= chunks);
+        assert!(add.is_none_or(|a| a.len() >= n1p));
+        let zero = _mm256_setzero_ps();
+        let mut emit = |c: usize, v: __m256| {
+            // SAFETY: c < chunks; the asserts above.
+            unsafe {
+                let mut v = v;
+                if let Some(a) = add {
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(a.as_ptr().add(8 * c)));
+                }
+                v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(8 * c)));
+                if relu {
+                    v = _mm256_max_ps(v, zero);
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), v);
+                nonzero[c] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
+            }
+        };
+        let mut c0 = 0;
+        // SAFETY (each gemv): chunks c0..c0 + N exist; `m` is [chunks][kp][8].
+        while c0 + W <= chunks {
+            for (c, v) in unsafe { gemv::<W>(xt, m, 8, kp * 8, c0) }
+                .into_iter()
+                .enumerate()
+            {
+                emit(c0 + c, v);
+            }
+            c0 += W;
+        }
+        while c0 + 2 <= chunks {
+            for (c, v) in unsafe { gemv::<2>(xt, m, 8, kp * 8, c0) }
+                .into_iter()
+                .enumerate()
+            {
+                emit(c0 + c, v);
+            }
+            c0 += 2;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx2 {
+    /// Never called: `available()` is false off x86-64.
+    pub(super) unsafe fn pattern(_: &[f32], _: &[f32], _: usize, _: &mut [u8]) {
+        unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
+    }
+
+    /// Never called: `available()` is false off x86-64.
+    pub(super) unsafe fn update(
+        _: &mut [f32],
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: &[u32],
+        _: &[f32],
+    ) {
+        unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
+    }
+
+    /// Never called: `available()` is false off x86-64.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn apply(
+        _: &[f32],
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: Option<&[f32]>,
+        _: &[f32],
+        _: bool,
+        _: &mut [f32],
+        _: &mut [u8],
+    ) {
+        unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
+    }
+}
