@@ -112,6 +112,9 @@ pub(super) struct FoldState<'a> {
     pub(super) m: &'a mut [f32],
 }
 
+/// One block's rows of a [`FoldState`]: their patterns and `M̃`s.
+type RowState<'a> = (&'a mut [u8], &'a mut [f32]);
+
 /// `out = chain(x)` for `x: [rows, layers[0].k]`, `out: [rows, n_last]`;
 /// with `fold`, layers 0 and 1 run folded ([`super::fold`]), updating each
 /// row's state. The caller checked the shapes and [`available`].
@@ -164,7 +167,7 @@ pub(super) fn forward(
     // Each block's part of the fold's state (`None` for every block without
     // a fold).
     let blocks = rows.div_ceil(BLOCK);
-    let (fold, mut states): (Option<&Fold>, Vec<Option<(&mut [u8], &mut [f32])>>) = match fold {
+    let (fold, mut states): (Option<&Fold>, Vec<Option<RowState<'_>>>) = match fold {
         Some(FoldState { fold, masks, m }) => {
             assert_eq!(masks.len(), rows * fold.mask_bytes());
             assert_eq!(m.len(), rows * fold.m_len());
