@@ -110,21 +110,36 @@ impl Fold {
     }
 }
 
+/// Units a row may differ by from the pattern its `M̃` holds before the
+/// difference is folded in: each costs one multiply-add per output and
+/// call while it waits, against `kp` per output to fold it.
+pub(super) const LAZY: usize = 16;
+
 /// One thread's working memory for [`row`].
 #[derive(Default)]
 pub(super) struct FoldScratch {
     xt: Vec<f32>,
+    /// This call's pre-activations `x̃·W̃0ᵀ` and pattern.
+    s: Vec<f32>,
     mask: Vec<u8>,
-    /// The flipped units' coefficient rows, `±W̃0[j, :]`.
+    /// Per unit in `units`: its `±W̃0[j, :]` row (folding) or `±s_j`
+    /// (a correction).
     coef: Vec<f32>,
-    /// The flipped units.
+    /// The units where this call's pattern and `M̃`'s differ.
     units: Vec<u32>,
 }
 
-/// One row: update its pattern `mask` and `m = M̃` from its input `x`
-/// (`k0` values), then write layer 1's output `ReLU?((x̃·M̃ᵀ + add) + bias)`
+/// One row: from its input `x` (`k0` values), its pattern and `M̃` (`mask`,
+/// `m`: the pattern `D_M` that `M̃` holds, not necessarily the last call's),
+/// write layer 1's output `ReLU?((x̃·M̃ᵀ + Σ_Δ ±s_j·W1[:, j] + add) + bias)`
 /// to `out` (`n1p` values) and OR its nonzero bits into `nonzero` (bit `j`
 /// of byte `c`: output `8c + j`).
+///
+/// `Δ` is the set of units where this call's pattern differs from `D_M`;
+/// each adds (now on) or removes (now off) its term `s_j·W1[:, j]`. When
+/// `Δ` holds more than [`LAZY`] units they are folded into `M̃` instead
+/// and `D_M` becomes this call's pattern, so units that flip back and
+/// forth (CT's noisy steps) rarely touch `M̃`.
 ///
 /// The caller checked [`super::cpu::available`] and every length.
 #[allow(clippy::too_many_arguments)]
@@ -148,6 +163,7 @@ pub(super) fn row(
     assert!(x.len() < kp);
     let FoldScratch {
         xt,
+        s,
         mask: now,
         coef,
         units,
@@ -156,31 +172,65 @@ pub(super) fn row(
     xt.extend_from_slice(x);
     xt.push(1.0);
     xt.resize(kp, 0.0);
-    now.clear();
     now.resize(f.mask_bytes(), 0);
+    s.resize(f.n0p, 0.0);
     // SAFETY: `available()` was checked by the caller; the lengths above.
-    unsafe { avx2::pattern(xt, &f.w0c, f.n0p, now) };
+    unsafe { avx2::pattern(xt, &f.w0c, f.n0p, s, now) };
+    // The patterns 64 units at a time (`mask_bytes` is a multiple of 8).
+    let word = |m: &[u8], w: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&m[8 * w..8 * w + 8]);
+        u64::from_le_bytes(b)
+    };
+    let words = f.mask_bytes() / 8;
+    let differ: u32 = (0..words)
+        .map(|w| (word(mask, w) ^ word(now, w)).count_ones())
+        .sum();
+    let fold = differ as usize > LAZY;
     units.clear();
     coef.clear();
-    for (c, (old, new)) in mask.iter_mut().zip(now.iter()).enumerate() {
-        let mut flips = *old ^ *new;
+    for w in 0..words {
+        let new = word(now, w);
+        let mut flips = word(mask, w) ^ new;
         while flips != 0 {
             let b = flips.trailing_zeros() as usize;
             flips &= flips - 1;
-            let j = 8 * c + b;
-            let on = new & (1 << b) != 0;
+            let j = 64 * w + b;
+            // The sign bit to flip where the unit is now off.
+            let off = (((new >> b) & 1) as u32 ^ 1) << 31;
             units.push(j as u32);
-            let w = &f.w0x[j * kp..(j + 1) * kp];
-            coef.extend(w.iter().map(|&v| if on { v } else { -v }));
+            if fold {
+                let row = &f.w0x[j * kp..(j + 1) * kp];
+                coef.extend(row.iter().map(|v| f32::from_bits(v.to_bits() ^ off)));
+            } else {
+                coef.push(f32::from_bits(s[j].to_bits() ^ off));
+            }
         }
-        *old = *new;
+    }
+    if fold {
+        mask.copy_from_slice(now);
     }
     // SAFETY: as above; every unit is below n0, so its `w1t` row exists.
     unsafe {
-        if !units.is_empty() {
+        let corrections = if fold {
             avx2::update(m, kp, &f.w1t, f.n1p, units, coef);
-        }
-        avx2::apply(m, kp, xt, f.n1p, add, bias, relu, out, nonzero);
+            (&[][..], &[][..])
+        } else {
+            (&units[..], &coef[..])
+        };
+        avx2::apply(
+            m,
+            kp,
+            xt,
+            f.n1p,
+            corrections,
+            &f.w1t,
+            add,
+            bias,
+            relu,
+            out,
+            nonzero,
+        );
     }
 }
 
@@ -217,19 +267,28 @@ mod avx2 {
         acc
     }
 
-    /// The ReLU pattern of `x̃·W̃0ᵀ`: bit `j % 8` of `mask[j / 8]` is set
-    /// where unit `j`'s pre-activation is above zero.
+    /// The pre-activations `s = x̃·W̃0ᵀ` and their ReLU pattern: bit
+    /// `j % 8` of `mask[j / 8]` is set where `s_j > 0`.
     ///
     /// # Safety
-    /// AVX2 and FMA; `w0c` is `[xt.len()][n0p]`, `mask` holds `n0p / 8`.
+    /// AVX2 and FMA; `w0c` is `[xt.len()][n0p]`, `s` holds `n0p`, `mask`
+    /// `n0p / 8`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn pattern(xt: &[f32], w0c: &[f32], n0p: usize, mask: &mut [u8]) {
-        assert!(w0c.len() >= xt.len() * n0p && mask.len() >= n0p / 8);
+    pub(super) unsafe fn pattern(
+        xt: &[f32],
+        w0c: &[f32],
+        n0p: usize,
+        s: &mut [f32],
+        mask: &mut [u8],
+    ) {
+        assert!(w0c.len() >= xt.len() * n0p && s.len() >= n0p && mask.len() >= n0p / 8);
         let zero = _mm256_setzero_ps();
         for c0 in (0..n0p / 8).step_by(W) {
             // SAFETY: n0p is a multiple of 8·W; the assert above.
-            let s = unsafe { gemv::<W>(xt, w0c, n0p, 8, c0) };
-            for (c, v) in s.iter().enumerate() {
+            let v = unsafe { gemv::<W>(xt, w0c, n0p, 8, c0) };
+            for (c, v) in v.iter().enumerate() {
+                // SAFETY: (c0 + c)·8 + 8 ≤ n0p.
+                unsafe { _mm256_storeu_ps(s.as_mut_ptr().add((c0 + c) * 8), *v) };
                 mask[c0 + c] = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(*v, zero)) as u8;
             }
         }
@@ -277,12 +336,15 @@ mod avx2 {
         }
     }
 
-    /// `out = ReLU?((x̃·M̃ᵀ + add) + bias)` and its nonzero bits ORed into
-    /// `nonzero` (one byte per 8 outputs).
+    /// `out = ReLU?((x̃·M̃ᵀ + Σ_u coef[u]·W1[:, units[u]] + add) + bias)`
+    /// and its nonzero bits ORed into `nonzero` (one byte per 8 outputs):
+    /// the sum over `x̃` in index order with one FMA per term from zero,
+    /// then the corrections in the order given.
     ///
     /// # Safety
     /// AVX2 and FMA; `m` holds `n1p·kp` (`n1p` a multiple of 16), `xt`
-    /// `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`.
+    /// `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`;
+    /// every unit's `n1p`-row of `w1t` exists.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn apply(
@@ -290,6 +352,8 @@ mod avx2 {
         kp: usize,
         xt: &[f32],
         n1p: usize,
+        (units, coef): (&[u32], &[f32]),
+        w1t: &[f32],
         add: Option<&[f32]>,
         bias: &[f32],
         relu: bool,
@@ -299,7 +363,10 @@ mod avx2 {
         let chunks = n1p / 8;
         assert!(n1p % 16 == 0 && m.len() >= n1p * kp && xt.len() == kp);
         assert!(bias.len() >= n1p && out.len() >= n1p && nonzero.len() >= chunks);
-        assert!(add.is_none_or(|a| a.len() >= n1p));
+        assert!(add.is_none_or(|a| a.len() >= n1p) && units.len() == coef.len());
+        for &j in units {
+            assert!((j as usize + 1) * n1p <= w1t.len());
+        }
         let zero = _mm256_setzero_ps();
         let mut emit = |c: usize, v: __m256| {
             // SAFETY: c < chunks; the asserts above.
@@ -316,10 +383,42 @@ mod avx2 {
                 nonzero[c] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
             }
         };
+        /// Chunks `c0..c0 + N`: the product, then the corrections.
+        ///
+        /// # Safety
+        /// As for `apply`, with `c0 + N ≤ n1p / 8`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn group<const N: usize>(
+            m: &[f32],
+            kp: usize,
+            xt: &[f32],
+            n1p: usize,
+            (units, coef): (&[u32], &[f32]),
+            w1t: &[f32],
+            c0: usize,
+        ) -> [__m256; N] {
+            // SAFETY: `m` is [n1p / 8][kp][8] and c0 + N ≤ n1p / 8.
+            let mut acc = unsafe { gemv::<N>(xt, m, 8, kp * 8, c0) };
+            for (&j, &cf) in units.iter().zip(coef) {
+                let b = _mm256_set1_ps(cf);
+                let row = j as usize * n1p + c0 * 8;
+                for (c, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: the unit's row holds n1p values.
+                    *a = _mm256_fmadd_ps(
+                        b,
+                        unsafe { _mm256_loadu_ps(w1t.as_ptr().add(row + 8 * c)) },
+                        *a,
+                    );
+                }
+            }
+            acc
+        }
+        let corr = (units, coef);
         let mut c0 = 0;
-        // SAFETY (each gemv): chunks c0..c0 + N exist; `m` is [chunks][kp][8].
+        // SAFETY (each group): chunks c0..c0 + N exist.
         while c0 + W <= chunks {
-            for (c, v) in unsafe { gemv::<W>(xt, m, 8, kp * 8, c0) }
+            for (c, v) in unsafe { group::<W>(m, kp, xt, n1p, corr, w1t, c0) }
                 .into_iter()
                 .enumerate()
             {
@@ -328,7 +427,7 @@ mod avx2 {
             c0 += W;
         }
         while c0 + 2 <= chunks {
-            for (c, v) in unsafe { gemv::<2>(xt, m, 8, kp * 8, c0) }
+            for (c, v) in unsafe { group::<2>(m, kp, xt, n1p, corr, w1t, c0) }
                 .into_iter()
                 .enumerate()
             {
@@ -342,7 +441,7 @@ mod avx2 {
 #[cfg(not(target_arch = "x86_64"))]
 mod avx2 {
     /// Never called: `available()` is false off x86-64.
-    pub(super) unsafe fn pattern(_: &[f32], _: &[f32], _: usize, _: &mut [u8]) {
+    pub(super) unsafe fn pattern(_: &[f32], _: &[f32], _: usize, _: &mut [f32], _: &mut [u8]) {
         unreachable!("the fused MLP kernel needs x86-64 with AVX2 and FMA")
     }
 
@@ -365,6 +464,8 @@ mod avx2 {
         _: usize,
         _: &[f32],
         _: usize,
+        _: (&[u32], &[f32]),
+        _: &[f32],
         _: Option<&[f32]>,
         _: &[f32],
         _: bool,
