@@ -170,8 +170,9 @@ pub(super) fn row(
     } = scratch;
     xt.clear();
     xt.extend_from_slice(x);
+    // `x̃` without `M̃`'s zero padding: the padded columns stay zero, so
+    // leaving them out of the sums leaves the sums as they are.
     xt.push(1.0);
-    xt.resize(kp, 0.0);
     now.resize(f.mask_bytes(), 0);
     s.resize(f.n0p, 0.0);
     // SAFETY: `available()` was checked by the caller; the lengths above.
@@ -343,7 +344,7 @@ mod avx2 {
     ///
     /// # Safety
     /// AVX2 and FMA; `m` holds `n1p·kp` (`n1p` a multiple of 16), `xt`
-    /// `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`;
+    /// at most `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`;
     /// every unit's `n1p`-row of `w1t` exists.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
@@ -361,7 +362,7 @@ mod avx2 {
         nonzero: &mut [u8],
     ) {
         let chunks = n1p / 8;
-        assert!(n1p % 16 == 0 && m.len() >= n1p * kp && xt.len() == kp);
+        assert!(n1p % 16 == 0 && m.len() >= n1p * kp && xt.len() <= kp);
         assert!(bias.len() >= n1p && out.len() >= n1p && nonzero.len() >= chunks);
         assert!(add.is_none_or(|a| a.len() >= n1p) && units.len() == coef.len());
         for &j in units {
