@@ -475,8 +475,9 @@ impl Adjoint {
         let mut z = self.z0(x.dim(0), INFER, key)?;
         let cache = self.net.prepare(x)?;
         // One head for every step (its weights frozen, and packed for the
-        // fused kernel where it runs), built once; the prototype path has
-        // none and evaluates through the network.
+        // fused kernel where it runs), built once, with the label layer
+        // folded into `W1_z` row by row across the steps (`trail`); the
+        // prototype path has none and evaluates through the network.
         if let Some(head) = self.net.fused_cached_head()? {
             let mut trail = FoldedRows::default();
             for k in 0..steps {

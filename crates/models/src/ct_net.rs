@@ -324,9 +324,11 @@ impl CtNet {
     /// Evaluation-mode logits from a cached image path: only the label path,
     /// the time path (one row, shared by the batch) and the fusion MLP run.
     /// `fc1(concat[f(x), f(z), f(t)]) = P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1)`.
-    /// The same numbers as inference's steps: for the FC label path this
-    /// builds a [`CtNet::fused_cached_head`] for the one call, so loops
-    /// over many steps should hold that head instead.
+    /// For the FC label path this builds a [`CtNet::fused_cached_head`] for
+    /// the one call and evaluates it unfolded ([`CachedHead::logits`]):
+    /// the same numbers as inference's steps to f32 rounding (those fold
+    /// the label layer, [`CachedHead::logits_along`]). Loops over many
+    /// steps should hold a head instead.
     pub fn forward_cached(&mut self, cache: &ImageCache, z: &Tensor, t: f64) -> Result<Tensor> {
         if let Some(head) = self.fused_cached_head()? {
             return head.logits(cache, z, t);

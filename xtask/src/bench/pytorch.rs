@@ -29,7 +29,8 @@ use crate::run_bin::{build_release, workspace_root};
 /// (256 → 256; its image block is the cached `P`, its time block is shared
 /// by every image of a step), fc2 (256 → 128) and fc3 (128 → 10), at two
 /// FLOPs per multiply-add. Bias adds, ReLUs and the update of `z` are left
-/// out, so this is a floor.
+/// out, so this is the dense step's floor (our steps fold the label layer
+/// into `W1_z` and do fewer: docs/PERFORMANCE.md round 11).
 const STEP_FLOP_PER_IMAGE: f64 =
     2.0 * (10.0 * 256.0 + 256.0 * 256.0 + 256.0 * 128.0 + 128.0 * 10.0);
 

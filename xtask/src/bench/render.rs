@@ -255,7 +255,11 @@ fn render_floor(g: &Value) -> String {
          that peak, with nothing else done. Bar: PyTorch's seconds / the row's bar. The GFLOP are \
          dense: from revision 6eab7be on, our fused step kernel (`ops::PackedMlp`) leaves out the terms \
          whose input is zero in all six rows of a tile (exactly: they add `0·w`), so ours' GFLOP/s are \
-         dense-equivalent, not FMA-unit rates, and can pass the floor.\n\n\
+         dense-equivalent, not FMA-unit rates, and can pass the floor. From revision 3e46c55 on, \
+         inference's steps also fold the label layer's ReLU into `W1_z` row by row \
+         (`PackedMlp::forward_folded`, docs/PERFORMANCE.md round 11): about 40,000 of the step's 102,144 \
+         multiply-adds per image remain, plus 2,816 per unit folded, so the floor is the dense \
+         algorithm's, not ours.\n\n\
          | row | GFLOP | FMA peak, 2 threads, GFLOP/s | floor s | ours | the bar needs |\n\
          |---|---:|---:|---:|---|---|\n",
     ) + &rows

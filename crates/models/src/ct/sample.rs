@@ -27,7 +27,9 @@ struct Shared<'a> {
 
 impl Shared<'_> {
     /// The sampling loop on rows `rows` of the batch through the FC label
-    /// path's shared evaluation ([`crate::ct_net::CachedHead::logits`]).
+    /// path's shared evaluation, the label layer folded into `W1_z` row by
+    /// row across the steps ([`crate::ct_net::CachedHead::logits_along`],
+    /// one `FoldedRows` per call).
     fn sample_rows(&self, run: Run, cache: &ImageCache, rows: Range<usize>) -> Result<Tensor> {
         let part = if rows.len() == run.batch {
             cache.clone()

@@ -20,6 +20,15 @@
 //! bit-for-bit reproducible. It is the `gemm` crate's order on some row
 //! counts, not all, so the numbers are close to, and not always identical
 //! with, [`crate::ops::matmul`]'s.
+//!
+//! For the same rows evaluated again and again on slowly moving inputs
+//! (inference's ODE steps), [`PackedMlp::forward_folded`] folds layer 0's
+//! ReLU into layer 1 row by row: with `x̃ = [x, 1]` and `D` the row's ReLU
+//! pattern, `ReLU(x̃·W̃0ᵀ)·W1ᵀ = x̃·M̃ᵀ` with `M̃ = W1·D·W̃0`, so a row whose
+//! pattern is known costs `k0 + 1` multiply-adds per layer-1 output instead
+//! of `n0`. Each row keeps its `M̃` in a [`FoldedRows`] between calls and
+//! corrects or updates it for the units whose state changed
+//! (docs/PERFORMANCE.md, round 11).
 
 mod cpu;
 mod fold;
