@@ -75,6 +75,27 @@ fn images(b: usize, seed: u64) -> Tensor {
     ops::randn(&[b, 1, 28, 28], DType::F32, &mut RngStream::new(seed, 1)).unwrap()
 }
 
+/// A one-hot `method` model (`seed`) after two training steps on `n` random
+/// images, and those images.
+fn trained_one_hot(method: ContMethod, n: usize, seed: u64) -> (NoPropCont, Tensor) {
+    let x = images(n, seed + 5);
+    let labels: Vec<usize> = (0..n).map(|i| (i * 7) % 10).collect();
+    let mut m = model(method, (1, 28, 28), 10, EmbeddingKind::OneHot, seed);
+    for _ in 0..2 {
+        m.train_batch(&x, &labels, 0).unwrap();
+    }
+    (m, x)
+}
+
+/// Whether this host lacks the fused step kernel (said on stderr).
+fn no_fused_kernel() -> bool {
+    let no = !ops::PackedMlp::available();
+    if no {
+        eprintln!("this host has no fused step kernel (AVX2 + FMA without AVX-512F)");
+    }
+    no
+}
+
 /// A batch of at least 64 rows is sampled in two halves side by side on the
 /// CPU, each drawing the whole batch's noise and keeping its rows. The GEMM
 /// microkernel for a block of rows depends on how many rows it has, so the
@@ -194,18 +215,12 @@ fn cached_and_uncached_inference_are_identical() {
 /// 24, 64, 100), so the two must agree to f32 rounding.
 #[test]
 fn fused_and_per_layer_steps_agree() {
-    if !ops::PackedMlp::available() {
+    if no_fused_kernel() {
         // Both calls would run the per-layer products: nothing to compare.
-        eprintln!("this host has no fused step kernel (AVX2 + FMA without AVX-512F)");
         return;
     }
-    let x = images(200, 8);
-    let labels: Vec<usize> = (0..200).map(|i| (i * 7) % 10).collect();
     for method in [ContMethod::Ct, ContMethod::Fm] {
-        let mut m = model(method, (1, 28, 28), 10, EmbeddingKind::OneHot, 3);
-        for _ in 0..2 {
-            m.train_batch(&x, &labels, 0).unwrap();
-        }
+        let (mut m, x) = trained_one_hot(method, 200, 3);
         let cache = m.prepare(&x).unwrap();
         let net = m.net_mut();
         let fused_head = net.fused_cached_head().unwrap().expect("FC label path");
@@ -240,17 +255,12 @@ fn fused_and_per_layer_steps_agree() {
 /// and a row's logits do not depend on the rows stepped beside it.
 #[test]
 fn folded_steps_agree_with_unfolded_ones() {
-    if !ops::PackedMlp::available() {
-        eprintln!("this host has no fused step kernel (AVX2 + FMA without AVX-512F)");
+    if no_fused_kernel() {
+        // Both paths would run the per-layer products: nothing to compare.
         return;
     }
-    let x = images(60, 9);
-    let labels: Vec<usize> = (0..60).map(|i| (i * 3) % 10).collect();
     for method in [ContMethod::Ct, ContMethod::Fm] {
-        let mut m = model(method, (1, 28, 28), 10, EmbeddingKind::OneHot, 5);
-        for _ in 0..2 {
-            m.train_batch(&x, &labels, 0).unwrap();
-        }
+        let (mut m, x) = trained_one_hot(method, 60, 5);
         let cache = m.prepare(&x).unwrap();
         let part = cache.rows(0..7).unwrap();
         let head = m

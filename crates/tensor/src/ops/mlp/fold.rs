@@ -219,19 +219,47 @@ pub(super) fn row(
         } else {
             (&units[..], &coef[..])
         };
-        avx2::apply(
+        let sum = Sum {
             m,
             kp,
             xt,
-            f.n1p,
-            corrections,
-            &f.w1t,
-            add,
-            bias,
-            relu,
-            out,
-            nonzero,
-        );
+            n1p: f.n1p,
+            units: corrections.0,
+            coef: corrections.1,
+            w1t: &f.w1t,
+        };
+        avx2::apply(&sum, add, bias, relu, out, nonzero);
+    }
+}
+
+/// Layer 1's pre-activation before its addends, for one row:
+/// `x̃·M̃ᵀ + Σ_u coef[u]·W1[:, units[u]]`.
+pub(super) struct Sum<'a> {
+    /// `M̃`, `[n1p / 8][kp][8]`.
+    pub(super) m: &'a [f32],
+    pub(super) kp: usize,
+    /// `x̃`, at most `kp` values (`M̃`'s padding left out).
+    pub(super) xt: &'a [f32],
+    /// Layer 1's padded outputs, a multiple of 16.
+    pub(super) n1p: usize,
+    /// The units corrected for, and their coefficients `±s_j`.
+    pub(super) units: &'a [u32],
+    pub(super) coef: &'a [f32],
+    /// `W1`'s columns, `n1p` values per unit.
+    pub(super) w1t: &'a [f32],
+}
+
+impl Sum<'_> {
+    /// Whether every read of the product is inside the slices.
+    pub(super) fn valid(&self) -> bool {
+        self.n1p % 16 == 0
+            && self.m.len() >= self.n1p * self.kp
+            && self.xt.len() <= self.kp
+            && self.units.len() == self.coef.len()
+            && self
+                .units
+                .iter()
+                .all(|&j| (j as usize + 1) * self.n1p <= self.w1t.len())
     }
 }
 
@@ -239,7 +267,7 @@ pub(super) fn row(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{G, W};
+    use super::{Sum, G, W};
 
     /// `acc[c] = Σ_i x[i]·mat[i·si + (c0 + c)·8 ..][..8]` for `c < N`, the
     /// sum in `i` order with one FMA per term from zero.
@@ -337,103 +365,75 @@ mod avx2 {
         }
     }
 
-    /// `out = ReLU?((x̃·M̃ᵀ + Σ_u coef[u]·W1[:, units[u]] + add) + bias)`
-    /// and its nonzero bits ORed into `nonzero` (one byte per 8 outputs):
-    /// the sum over `x̃` in index order with one FMA per term from zero,
-    /// then the corrections in the order given.
+    /// Output chunks `c0..c0 + N` (of 8): the product over `x̃` in index
+    /// order with one FMA per term from zero, then the corrections in
+    /// the order given.
     ///
     /// # Safety
-    /// AVX2 and FMA; `m` holds `n1p·kp` (`n1p` a multiple of 16), `xt`
-    /// at most `kp`; `add`, `bias` and `out` hold `n1p`, `nonzero` `n1p / 8`;
-    /// every unit's `n1p`-row of `w1t` exists.
-    #[allow(clippy::too_many_arguments)]
+    /// AVX2 and FMA; [`Sum::valid`]; `c0 + N ≤ sum.n1p / 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn outputs<const N: usize>(sum: &Sum<'_>, c0: usize) -> [__m256; N] {
+        // SAFETY: `m` is [n1p / 8][kp][8] and c0 + N ≤ n1p / 8.
+        let mut acc = unsafe { gemv::<N>(sum.xt, sum.m, 8, sum.kp * 8, c0) };
+        for (&j, &cf) in sum.units.iter().zip(sum.coef) {
+            let b = _mm256_set1_ps(cf);
+            let row = j as usize * sum.n1p + c0 * 8;
+            for (c, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the unit's row holds n1p values (`valid`).
+                let w = unsafe { _mm256_loadu_ps(sum.w1t.as_ptr().add(row + 8 * c)) };
+                *a = _mm256_fmadd_ps(b, w, *a);
+            }
+        }
+        acc
+    }
+
+    /// `out = ReLU?((sum + add) + bias)` and its nonzero bits ORed into
+    /// `nonzero` (one byte per 8 outputs).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `add`, `bias` and `out` hold `sum.n1p`, `nonzero`
+    /// `sum.n1p / 8`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn apply(
-        m: &[f32],
-        kp: usize,
-        xt: &[f32],
-        n1p: usize,
-        (units, coef): (&[u32], &[f32]),
-        w1t: &[f32],
+        sum: &Sum<'_>,
         add: Option<&[f32]>,
         bias: &[f32],
         relu: bool,
         out: &mut [f32],
         nonzero: &mut [u8],
     ) {
-        let chunks = n1p / 8;
-        assert!(n1p % 16 == 0 && m.len() >= n1p * kp && xt.len() <= kp);
+        let (n1p, chunks) = (sum.n1p, sum.n1p / 8);
+        assert!(sum.valid());
         assert!(bias.len() >= n1p && out.len() >= n1p && nonzero.len() >= chunks);
-        assert!(add.is_none_or(|a| a.len() >= n1p) && units.len() == coef.len());
-        for &j in units {
-            assert!((j as usize + 1) * n1p <= w1t.len());
-        }
+        assert!(add.is_none_or(|a| a.len() >= n1p));
         let zero = _mm256_setzero_ps();
-        let mut emit = |c: usize, v: __m256| {
-            // SAFETY: c < chunks; the asserts above.
-            unsafe {
-                let mut v = v;
-                if let Some(a) = add {
-                    v = _mm256_add_ps(v, _mm256_loadu_ps(a.as_ptr().add(8 * c)));
+        let mut emit = |c0: usize, vs: &[__m256]| {
+            for (c, &v) in (c0..).zip(vs) {
+                // SAFETY: c < chunks; the asserts above.
+                unsafe {
+                    let mut v = v;
+                    if let Some(a) = add {
+                        v = _mm256_add_ps(v, _mm256_loadu_ps(a.as_ptr().add(8 * c)));
+                    }
+                    v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(8 * c)));
+                    if relu {
+                        v = _mm256_max_ps(v, zero);
+                    }
+                    _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), v);
+                    nonzero[c] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
                 }
-                v = _mm256_add_ps(v, _mm256_loadu_ps(bias.as_ptr().add(8 * c)));
-                if relu {
-                    v = _mm256_max_ps(v, zero);
-                }
-                _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), v);
-                nonzero[c] |= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as u8;
             }
         };
-        /// Chunks `c0..c0 + N`: the product, then the corrections.
-        ///
-        /// # Safety
-        /// As for `apply`, with `c0 + N ≤ n1p / 8`.
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn group<const N: usize>(
-            m: &[f32],
-            kp: usize,
-            xt: &[f32],
-            n1p: usize,
-            (units, coef): (&[u32], &[f32]),
-            w1t: &[f32],
-            c0: usize,
-        ) -> [__m256; N] {
-            // SAFETY: `m` is [n1p / 8][kp][8] and c0 + N ≤ n1p / 8.
-            let mut acc = unsafe { gemv::<N>(xt, m, 8, kp * 8, c0) };
-            for (&j, &cf) in units.iter().zip(coef) {
-                let b = _mm256_set1_ps(cf);
-                let row = j as usize * n1p + c0 * 8;
-                for (c, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: the unit's row holds n1p values.
-                    *a = _mm256_fmadd_ps(
-                        b,
-                        unsafe { _mm256_loadu_ps(w1t.as_ptr().add(row + 8 * c)) },
-                        *a,
-                    );
-                }
-            }
-            acc
-        }
-        let corr = (units, coef);
         let mut c0 = 0;
-        // SAFETY (each group): chunks c0..c0 + N exist.
+        // SAFETY (each call): `valid` was asserted; chunks c0..c0 + N exist
+        // (n1p / 8 is even).
         while c0 + W <= chunks {
-            for (c, v) in unsafe { group::<W>(m, kp, xt, n1p, corr, w1t, c0) }
-                .into_iter()
-                .enumerate()
-            {
-                emit(c0 + c, v);
-            }
+            emit(c0, &unsafe { outputs::<W>(sum, c0) });
             c0 += W;
         }
-        while c0 + 2 <= chunks {
-            for (c, v) in unsafe { group::<2>(m, kp, xt, n1p, corr, w1t, c0) }
-                .into_iter()
-                .enumerate()
-            {
-                emit(c0 + c, v);
-            }
+        while c0 < chunks {
+            emit(c0, &unsafe { outputs::<2>(sum, c0) });
             c0 += 2;
         }
     }
@@ -459,14 +459,8 @@ mod avx2 {
     }
 
     /// Never called: `available()` is false off x86-64.
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn apply(
-        _: &[f32],
-        _: usize,
-        _: &[f32],
-        _: usize,
-        _: (&[u32], &[f32]),
-        _: &[f32],
+        _: &Sum<'_>,
         _: Option<&[f32]>,
         _: &[f32],
         _: bool,

@@ -62,6 +62,13 @@ fn spec(ws: &[(Tensor, Option<Tensor>, bool)]) -> Vec<MlpLayer<'_>> {
         .collect()
 }
 
+/// `ws` packed, on a host that has the kernel.
+fn pack(ws: &[(Tensor, Option<Tensor>, bool)]) -> PackedMlp {
+    PackedMlp::pack(&spec(ws))
+        .unwrap()
+        .expect("the host has the kernel")
+}
+
 /// Whether this host lacks the kernel (said on stderr, as the tests that
 /// need it cannot compare anything then).
 fn unavailable() -> bool {
@@ -150,8 +157,7 @@ fn tiles_that_skip_zero_inputs_agree_with_the_reference() {
         .map(|i| if i % 2 == 0 { -100.0 } else { 0.5 })
         .collect();
     ws[0].1 = Some(Tensor::from_vec(b0, &[64]).unwrap());
-    let spec = spec(&ws);
-    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let packed = pack(&ws);
     for rows in [1, 6, 13, 100] {
         let x = ops::randn(&[rows, 12], DType::F32, &mut RngStream::new(rows as u64, 7)).unwrap();
         let got = packed.forward(&x, None).unwrap();
@@ -173,8 +179,7 @@ fn each_row_is_the_same_whatever_the_batch_around_it() {
         return;
     }
     let ws = layers(&[10, 256, 128, 10], 9);
-    let spec = spec(&ws);
-    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let packed = pack(&ws);
     let mut rng = RngStream::new(5, 3);
     let x = ops::randn(&[131, 10], DType::F32, &mut rng).unwrap();
     let whole = packed.forward(&x, None).unwrap();
@@ -291,8 +296,7 @@ fn folded_calls_agree_with_the_reference() {
     let mut rng = RngStream::new(21, 5);
     cases[1].0[1].1 = Some(ops::randn(&[37], DType::F32, &mut rng).unwrap());
     for (ws, addend_layer, row_counts) in &cases {
-        let spec = spec(ws);
-        let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+        let packed = pack(ws);
         assert!(packed.folds(), "{:?}", ws[0].0.shape());
         let (k0, n1) = (ws[0].0.dim(1), ws[1].0.dim(0));
         for &rows in row_counts {
@@ -350,8 +354,7 @@ fn a_thousand_folded_calls_stay_within_f32_rounding() {
         return;
     }
     let ws = layers(&[10, 256, 256, 128, 10], 8);
-    let spec = spec(&ws);
-    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let packed = pack(&ws);
     let mut rng = RngStream::new(3, 9);
     let mut state = FoldedRows::default();
     let mut x = ops::randn(&[12, 10], DType::F32, &mut rng).unwrap();
@@ -383,8 +386,7 @@ fn a_folded_row_is_the_same_whatever_the_batch_around_it() {
         return;
     }
     let ws = layers(&[10, 256, 128, 10], 6);
-    let spec = spec(&ws);
-    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+    let packed = pack(&ws);
     let mut rng = RngStream::new(8, 3);
     let mut xs = vec![ops::randn(&[131, 10], DType::F32, &mut rng).unwrap()];
     for _ in 0..5 {
@@ -421,8 +423,7 @@ fn chains_that_do_not_fold_run_the_dense_kernel() {
     let mut linear = layers(&[10, 256, 16], 2);
     linear[0].2 = false;
     for ws in [wide, linear] {
-        let spec = spec(&ws);
-        let packed = PackedMlp::pack(&spec).unwrap().unwrap();
+        let packed = pack(&ws);
         assert!(!packed.folds());
         let x = ops::randn(&[9, ws[0].0.dim(1)], DType::F32, &mut RngStream::new(1, 2)).unwrap();
         let mut state = FoldedRows::default();
@@ -438,12 +439,9 @@ fn misused_folded_rows_are_errors() {
         return;
     }
     let ws = layers(&[10, 64, 8], 3);
-    let spec = spec(&ws);
-    let packed = PackedMlp::pack(&spec).unwrap().unwrap();
-    let again = PackedMlp::pack(&spec).unwrap().unwrap();
-    let other_ws = layers(&[10, 64, 8], 4);
-    let other_spec = self::spec(&other_ws);
-    let other = PackedMlp::pack(&other_spec).unwrap().unwrap();
+    let packed = pack(&ws);
+    let again = pack(&ws);
+    let other = pack(&layers(&[10, 64, 8], 4));
     let mut rng = RngStream::new(4, 4);
     let x = ops::randn(&[5, 10], DType::F32, &mut rng).unwrap();
     let mut state = FoldedRows::default();
