@@ -111,15 +111,7 @@ impl CachedHead<'_> {
             what: "a shared cached evaluation needs the FC label path (not prototype)".into(),
         })?;
         match &self.fused {
-            Some(fused) if z.device().is_cpu() => {
-                let tb = self.time_row(cache, z, t)?;
-                let addend = LayerAddend {
-                    layer: 1,
-                    rows: &cache.proj,
-                    bias: &tb,
-                };
-                Ok(fused.forward(z, Some(addend))?)
-            }
+            Some(fused) if z.device().is_cpu() => self.fused_logits(fused, cache, z, t, None),
             _ => self.fusion(cache, &label.apply(z)?, t),
         }
     }
@@ -142,17 +134,35 @@ impl CachedHead<'_> {
         t: f64,
     ) -> Result<Tensor> {
         match &self.fused {
-            Some(fused) if z.device().is_cpu() && self.frozen.label().is_some() => {
-                let tb = self.time_row(cache, z, t)?;
-                let addend = LayerAddend {
-                    layer: 1,
-                    rows: &cache.proj,
-                    bias: &tb,
-                };
-                Ok(fused.forward_folded(trail, z, Some(addend))?)
+            Some(fused) if z.device().is_cpu() => {
+                self.fused_logits(fused, cache, z, t, Some(trail))
             }
             _ => self.logits(cache, z, t),
         }
+    }
+
+    /// The four per-step layers through the fused kernel (`fused` exists
+    /// for the FC label path only), folded along `trail` when given: the
+    /// image projection `P` and the step's time row enter `W1_z`'s
+    /// pre-activation as its addend.
+    fn fused_logits(
+        &self,
+        fused: &PackedMlp,
+        cache: &ImageCache,
+        z: &Tensor,
+        t: f64,
+        trail: Option<&mut FoldedRows>,
+    ) -> Result<Tensor> {
+        let tb = self.time_row(cache, z, t)?;
+        let addend = Some(LayerAddend {
+            layer: 1,
+            rows: &cache.proj,
+            bias: &tb,
+        });
+        Ok(match trail {
+            Some(trail) => fused.forward_folded(trail, z, addend)?,
+            None => fused.forward(z, addend)?,
+        })
     }
 
     /// `fc3(fc2(ReLU(P + f(z)·W1_zᵀ + (f(t)·W1_tᵀ + b1))))` from the label

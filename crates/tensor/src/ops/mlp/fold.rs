@@ -8,10 +8,12 @@
 //! `u·W1ᵀ = x̃·M̃ᵀ`, `M̃ = W1·D·W̃0 = Σ_{j: D_jj = 1} W1[:, j] ⊗ W̃0[j, :]`
 //!
 //! (`[n1, k0 + 1]`): `k0 + 1` multiply-adds per output instead of `n0`. Each
-//! row keeps its `M̃` and its pattern between calls; at the next call only
-//! the units `j` whose state flipped add or remove their rank-one term.
-//! Over the small steps of an ODE the pattern rarely changes (FM: 0.13–0.19
-//! flips per row and step of 256 units).
+//! row keeps its `M̃` and the pattern `M̃` holds between calls. A call
+//! corrects the product for the few units whose state differs from that
+//! pattern (one multiply-add per output each), and past [`LAZY`] of them
+//! folds their rank-one terms into `M̃` instead ([`row`]). Over the small
+//! steps of an ODE the pattern rarely changes (FM: 0.13–0.19 flips per row
+//! and step of 256 units; CT's noisy steps about 7).
 //!
 //! Every row's numbers depend on its own inputs and history only: the same
 //! whatever the batch, the block a row falls in, or the thread count. They
@@ -37,7 +39,7 @@ pub(super) struct Fold {
     pub(super) n1p: usize,
     /// `W̃0` by unit: `w0x[j·kp + i]`, zero past `k0 + 1`.
     w0x: Vec<f32>,
-    /// `W̃0` by input, for the pattern pass: `w0c[i·n0p + j]`.
+    /// `W̃0` by input, for the pattern pass: `w0c[i·n0p + j]`, `i ≤ k0`.
     w0c: Vec<f32>,
     /// `W1`'s columns: `w1t[j·n1p + o] = W1[o, j]`, zero past `n1`.
     w1t: Vec<f32>,
@@ -62,7 +64,7 @@ impl Fold {
         let n0p = n0.next_multiple_of(8 * W);
         let n1p = n1.next_multiple_of(16);
         let mut w0x = vec![0f32; n0p * kp];
-        let mut w0c = vec![0f32; kp * n0p];
+        let mut w0c = vec![0f32; (k0 + 1) * n0p];
         for j in 0..n0 {
             for i in 0..=k0 {
                 let v = if i < k0 { w0[j * k0 + i] } else { b0[j] };

@@ -200,6 +200,7 @@ impl PackedMlp {
     /// The chain on `x: [rows, inputs]` (an `f32` host tensor), with
     /// `addend`'s terms in its layer: `[rows, outputs]`.
     pub fn forward(&self, x: &Tensor, addend: Option<LayerAddend<'_>>) -> Result<Tensor> {
+        self.check_input("PackedMlp::forward", x)?;
         self.run("PackedMlp::forward", x, addend, None)
     }
 
@@ -212,8 +213,8 @@ impl PackedMlp {
     ///
     /// The same sums as [`PackedMlp::forward`] to f32 rounding; each row's
     /// bits depend on its own inputs at this and the earlier calls only.
-    /// An addend on layer 0, a `rows` sized for another row count or
-    /// another packing, are errors.
+    /// An addend on layer 0, or a `rows` sized for another row count or
+    /// built with other weights, is an error.
     pub fn forward_folded(
         &self,
         rows: &mut FoldedRows,
@@ -221,6 +222,7 @@ impl PackedMlp {
         addend: Option<LayerAddend<'_>>,
     ) -> Result<Tensor> {
         const OP: &str = "PackedMlp::forward_folded";
+        let n = self.check_input(OP, x)?;
         let Some(fold) = &self.fold else {
             return self.run(OP, x, addend, None);
         };
@@ -228,16 +230,6 @@ impl PackedMlp {
             return Err(Error::InvalidArgument {
                 op: OP,
                 why: "an addend on layer 0 cannot be folded into layer 1".into(),
-            });
-        }
-        super::rank(OP, x, 2)?;
-        x.expect_dtype(OP, DType::F32)?;
-        let n = x.dim(0);
-        if x.dim(1) != self.inputs() {
-            return Err(Error::ShapeMismatch {
-                op: OP,
-                expected: vec![n, self.inputs()],
-                got: x.shape().to_vec(),
             });
         }
         match rows.owner {
@@ -268,14 +260,8 @@ impl PackedMlp {
         self.run(OP, x, addend, Some(state))
     }
 
-    /// [`PackedMlp::forward`] with the folded state when given.
-    fn run(
-        &self,
-        op: &'static str,
-        x: &Tensor,
-        addend: Option<LayerAddend<'_>>,
-        fold: Option<cpu::FoldState<'_>>,
-    ) -> Result<Tensor> {
+    /// Check that `x` is `[rows, inputs]` in `f32`; its row count.
+    fn check_input(&self, op: &'static str, x: &Tensor) -> Result<usize> {
         super::rank(op, x, 2)?;
         x.expect_dtype(op, DType::F32)?;
         if x.dim(1) != self.inputs() {
@@ -285,6 +271,18 @@ impl PackedMlp {
                 got: x.shape().to_vec(),
             });
         }
+        Ok(x.dim(0))
+    }
+
+    /// [`PackedMlp::forward`] on an `x` that passed
+    /// [`PackedMlp::check_input`], with the folded state when given.
+    fn run(
+        &self,
+        op: &'static str,
+        x: &Tensor,
+        addend: Option<LayerAddend<'_>>,
+        fold: Option<cpu::FoldState<'_>>,
+    ) -> Result<Tensor> {
         let rows = x.dim(0);
         let extra = match addend {
             None => None,
